@@ -1,0 +1,89 @@
+// Time grids: the times t_0 = t_start, ..., t_N = t_end a fixed-step solver visits.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "diffsde/schedule.hpp"
+
+namespace diffsde {
+
+class Grid {
+ public:
+  virtual ~Grid() = default;
+  virtual std::string name() const = 0;
+  // The N+1 times (strictly monotone, usually decreasing from t_start to t_end),
+  // checked against the schedule's range [0, t_max]. Throws ConfigError (path
+  // relative to the grid object, e.g. "t_start") when they do not fit.
+  virtual std::vector<double> times(const Schedule& schedule) const = 0;
+};
+
+// Common parameters of the rule-based grids.
+struct GridSpan {
+  double t_start = 1.0;
+  double t_end = 1e-3;
+  int steps = 50;
+  // Used only when t_end == 0 by grids spaced in lambda or sigma (infinite at
+  // t = 0): the first steps-1 steps are spaced by the rule from t_start down to
+  // t_last, and the final step goes from t_last to 0.
+  double t_last = 1e-3;
+};
+
+// Uniform in t.
+class TimeUniformGrid final : public Grid {
+ public:
+  explicit TimeUniformGrid(GridSpan span) : span_(span) {}
+  std::string name() const override { return "time_uniform"; }
+  std::vector<double> times(const Schedule& schedule) const override;
+
+ private:
+  GridSpan span_;
+};
+
+// Uniform in lambda = log(alpha/sigma) (DPM-Solver's "logSNR" spacing).
+class LogSnrGrid final : public Grid {
+ public:
+  explicit LogSnrGrid(GridSpan span) : span_(span) {}
+  std::string name() const override { return "logSNR"; }
+  std::vector<double> times(const Schedule& schedule) const override;
+
+ private:
+  GridSpan span_;
+};
+
+// Quadratic in t, denser near t_end: t(u) = t_end + (t_start - t_end) u^2, u uniform
+// (the DDIM paper's "quadratic" skip).
+class TimeQuadraticGrid final : public Grid {
+ public:
+  explicit TimeQuadraticGrid(GridSpan span) : span_(span) {}
+  std::string name() const override { return "time_quadratic"; }
+  std::vector<double> times(const Schedule& schedule) const override;
+
+ private:
+  GridSpan span_;
+};
+
+// Karras et al. (2022): uniform in sigma_ve^(1/rho), sigma_ve = sigma/alpha = exp(-lambda).
+class KarrasGrid final : public Grid {
+ public:
+  KarrasGrid(GridSpan span, double rho = 7.0) : span_(span), rho_(rho) {}
+  std::string name() const override { return "karras"; }
+  std::vector<double> times(const Schedule& schedule) const override;
+
+ private:
+  GridSpan span_;
+  double rho_;
+};
+
+// An explicit list of times: strictly monotone, inside [0, t_max].
+class CustomGrid final : public Grid {
+ public:
+  explicit CustomGrid(std::vector<double> t) : t_(std::move(t)) {}
+  std::string name() const override { return "custom"; }
+  std::vector<double> times(const Schedule& schedule) const override;
+
+ private:
+  std::vector<double> t_;
+};
+
+}  // namespace diffsde

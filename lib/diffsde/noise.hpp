@@ -1,0 +1,99 @@
+// Noise sources. Noise is a function of (seed, sample index, draw index), never
+// of the batch size, thread count or split: sample j of a batch whose first sample
+// has global index `first_sample` gets the same numbers in any batch.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "diffsde/state.hpp"
+
+namespace diffsde {
+
+// Stream ids separate independent uses of one seed.
+enum class NoiseStream : std::uint32_t {
+  solver = 0,         // draws made by solvers (normal())
+  init = 1,           // the initial x_T
+  brownian_tree = 2,  // nodes of the Brownian tree
+  user = 3,           // free for tests and applications
+};
+
+// Fills out[0..n) with standard normals for (seed, stream, sample, draw):
+// Philox4x32-10 keyed by the seed, one counter (pair index, draw, sample, stream)
+// per two values, Box-Muller on 64-bit uniforms (Random123).
+void philox_normals(std::uint64_t seed, NoiseStream stream, std::uint64_t sample,
+                    std::uint32_t draw, double* out, int n);
+
+class NoiseSource {
+ public:
+  virtual ~NoiseSource() = default;
+  virtual std::string name() const = 0;
+  // The next standard-normal draw for the whole batch, one sample per row.
+  // Draws are numbered 0, 1, ... in the order they are made.
+  virtual void normal(StateRef out) = 0;
+  // The Brownian increment W(t1) - W(t0) for every sample (t1 < t0 allowed).
+  // Default: sqrt(|t1 - t0|) times the next normal draw.
+  virtual void brownian(double t0, double t1, StateRef out);
+  // Number of normal draws made so far.
+  std::uint64_t draws() const { return draws_; }
+  // Starts again from draw 0.
+  virtual void reset() { draws_ = 0; }
+
+ protected:
+  std::uint64_t draws_ = 0;
+};
+
+// Counter-based Philox noise: draw k of sample j depends only on (seed, j, k).
+class PhiloxNoise final : public NoiseSource {
+ public:
+  explicit PhiloxNoise(std::uint64_t seed, std::uint64_t first_sample = 0,
+                       NoiseStream stream = NoiseStream::solver);
+  std::string name() const override { return "philox"; }
+  void normal(StateRef out) override;
+
+ private:
+  std::uint64_t seed_, first_sample_;
+  NoiseStream stream_;
+};
+
+// A Brownian path on [t_lo, t_hi] built by recursive Brownian-bridge bisection to
+// `depth` levels (a virtual Brownian tree keyed by node, so nothing is stored): W is
+// exact in law at the 2^depth + 1 dyadic points and linear between them, so
+// increments over any interval come from one and the same path, at any step size,
+// and add up exactly across a split interval. normal() draws as PhiloxNoise does.
+class BrownianTreeNoise final : public NoiseSource {
+ public:
+  BrownianTreeNoise(std::uint64_t seed, double t_lo, double t_hi, int depth = 20,
+                    std::uint64_t first_sample = 0);
+  std::string name() const override { return "brownian_tree"; }
+  void normal(StateRef out) override;
+  void brownian(double t0, double t1, StateRef out) override;
+  // W(t) - W(t_lo) for every sample; W(t_lo) = 0.
+  void value(double t, StateRef out) const;
+
+ private:
+  std::uint64_t seed_, first_sample_;
+  double t_lo_, t_hi_;
+  int depth_;
+};
+
+// Replays standard-normal draws from an array of shape (draws, batch, dim): draw k
+// is slice k. Running out of draws, or a batch/dim that does not match, is an Error
+// naming the source file.
+class ReplayNoise final : public NoiseSource {
+ public:
+  // data: draws x (batch * dim), row k = slice k flattened in C order.
+  ReplayNoise(State data, std::size_t batch, std::size_t dim, std::string origin);
+  static std::unique_ptr<ReplayNoise> from_npy(const std::string& path);
+  std::string name() const override { return "replay"; }
+  void normal(StateRef out) override;
+  std::size_t available() const { return static_cast<std::size_t>(data_.rows()); }
+
+ private:
+  State data_;
+  std::size_t batch_, dim_;
+  std::string origin_;
+};
+
+}  // namespace diffsde

@@ -1,0 +1,38 @@
+// Converters between the model outputs in use: noise eps, data x0, velocity v, score.
+//   x = alpha x0 + sigma eps,  score = -eps / sigma,  v = alpha eps - sigma x0,
+// with alpha^2 + sigma^2 = 1 on a VP schedule.
+#pragma once
+
+#include <string>
+
+#include "diffsde/state.hpp"
+
+namespace diffsde {
+
+enum class Prediction { eps, x0, v, score };
+
+// "eps" | "x0" | "v" | "score"; throws Error on anything else.
+Prediction prediction_from_string(const std::string& s);
+std::string to_string(Prediction p);
+
+// x0 = (x - sigma eps) / alpha
+void x0_from_eps(const ConstStateRef& x, const ConstStateRef& eps, double alpha, double sigma,
+                 StateRef x0);
+// eps = (x - alpha x0) / sigma
+void eps_from_x0(const ConstStateRef& x, const ConstStateRef& x0, double alpha, double sigma,
+                 StateRef eps);
+// score = -eps / sigma
+void score_from_eps(const ConstStateRef& eps, double sigma, StateRef score);
+// eps = -sigma score
+void eps_from_score(const ConstStateRef& score, double sigma, StateRef eps);
+// v = alpha eps - sigma x0 = (eps - sigma x) / alpha ... computed as alpha eps - sigma x0
+void v_from_eps(const ConstStateRef& x, const ConstStateRef& eps, double alpha, double sigma,
+                StateRef v);
+// eps = sigma x + alpha v
+void eps_from_v(const ConstStateRef& x, const ConstStateRef& v, double alpha, double sigma,
+                StateRef eps);
+// Converts a prediction of kind `kind` to eps in place-safe fashion (out may alias pred).
+void to_eps(Prediction kind, const ConstStateRef& x, const ConstStateRef& pred, double alpha,
+            double sigma, StateRef eps);
+
+}  // namespace diffsde

@@ -1,0 +1,79 @@
+// The solver concept: a small object that advances the state from t0 to t1 with the
+// help of a context (schedule, counted model evaluations, noise). The driver loop
+// lives in driver.hpp; solvers know nothing of JSON, files or the command line.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "diffsde/model.hpp"
+#include "diffsde/noise.hpp"
+#include "diffsde/schedule.hpp"
+#include "diffsde/state.hpp"
+
+namespace diffsde {
+
+struct SolverTraits {
+  std::string name;
+  // Draws noise (reverse-SDE and ancestral solvers) or not (ODE solvers).
+  bool stochastic = false;
+  // Deterministic solvers: global order of the ODE solution. Stochastic solvers:
+  // weak order.
+  double order = 1;
+  // Strong order for the additive-noise reverse VP-SDE; NaN where not applicable.
+  double strong_order = std::numeric_limits<double>::quiet_NaN();
+  // Model evaluations per step (per grid interval for fixed-step solvers).
+  int evals_per_step = 1;
+  // Chooses its own steps between the grid times (the grid then gives only the
+  // start, the end and any output times).
+  bool adaptive = false;
+  // Where the noise goes, for reproducing runs of other frameworks from replayed draws.
+  std::string noise_use;
+};
+
+// What a solver may use during a run. Counts model evaluations and accepted/rejected
+// steps for the run summary.
+class SolverContext {
+ public:
+  SolverContext(const Schedule& schedule, const Model& model, NoiseSource* noise)
+      : schedule_(schedule), model_(model), noise_(noise) {}
+
+  const Schedule& schedule() const { return schedule_; }
+  const Model& model() const { return model_; }
+  // eps(x, t) into out; one function evaluation.
+  void eps(const ConstStateRef& x, double t, StateRef out) {
+    model_.eps(x, t, out);
+    ++nfe_;
+  }
+  bool has_noise() const { return noise_ != nullptr; }
+  // The run's noise source; Error if the run has none.
+  NoiseSource& noise();
+
+  long nfe() const { return nfe_; }
+  void count_accepted(long n = 1) { accepted_ += n; }
+  void count_rejected(long n = 1) { rejected_ += n; }
+  long accepted() const { return accepted_; }
+  long rejected() const { return rejected_; }
+
+ private:
+  const Schedule& schedule_;
+  const Model& model_;
+  NoiseSource* noise_;
+  long nfe_ = 0, accepted_ = 0, rejected_ = 0;
+};
+
+class Solver {
+ public:
+  virtual ~Solver() = default;
+  virtual SolverTraits traits() const = 0;
+  // Called once before the first step: allocate work arrays for x's shape, reset any
+  // history. `times` is the whole grid.
+  virtual void init(SolverContext& /*context*/, const State& /*x*/,
+                    const std::vector<double>& /*times*/) {}
+  // Advances x from times[i] = t0 to times[i+1] = t1 (t1 < t0 when sampling).
+  virtual void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) = 0;
+};
+
+}  // namespace diffsde

@@ -1,0 +1,324 @@
+// Noise sources: counter-based Philox normals, a virtual Brownian tree and replay
+// from a file. See docs/noise.md for the keying scheme and what is exact.
+//
+// Philox4x32-10 and the Box-Muller transform are Random123's (D. E. Shaw Research,
+// https://github.com/DEShawResearch/random123; Salmon, Moraes, Dror, Shaw,
+// "Parallel random numbers: as easy as 1, 2, 3", SC'11).
+#include "diffsde/noise.hpp"
+
+#include <Random123/boxmuller.hpp>
+#include <Random123/philox.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "diffsde/error.hpp"
+#include "diffsde/npy.hpp"
+
+namespace diffsde {
+
+namespace {
+
+// Sample indices use the low 32 bits of counter word 2 and the low 16 bits of word 3;
+// the high 16 bits of word 3 carry the stream.
+constexpr std::uint64_t kMaxSample = (std::uint64_t{1} << 48) - 1;
+
+std::string shape_string(std::size_t rows, std::size_t cols) {
+  return "(" + std::to_string(rows) + ", " + std::to_string(cols) + ")";
+}
+
+// Shortest of 15..17 significant digits that reads back as x (0.1, not 0.10000000000000001).
+std::string number(double x) {
+  std::string s;
+  for (int digits = 15; digits <= 17; ++digits) {
+    std::ostringstream os;
+    os.precision(digits);
+    os << x;
+    s = os.str();
+    if (std::strtod(s.c_str(), nullptr) == x) break;
+  }
+  return s;
+}
+
+std::uint32_t draw_index(std::uint64_t draws, const char* who) {
+  if (draws > std::numeric_limits<std::uint32_t>::max())
+    throw Error(std::string(who) + ": more than 2^32 normal draws requested");
+  return static_cast<std::uint32_t>(draws);
+}
+
+// One row of `out` per sample first_sample + r, draw `draw` of `stream`.
+void fill_normals(std::uint64_t seed, NoiseStream stream, std::uint64_t first_sample,
+                  std::uint32_t draw, StateRef out) {
+  const auto rows = out.rows();
+  const auto cols = out.cols();
+  if (cols == 0) return;
+  for (Eigen::Index r = 0; r < rows; ++r)
+    philox_normals(seed, stream, first_sample + static_cast<std::uint64_t>(r), draw, &out(r, 0),
+                   static_cast<int>(cols));
+}
+
+}  // namespace
+
+void philox_normals(std::uint64_t seed, NoiseStream stream, std::uint64_t sample,
+                    std::uint32_t draw, double* out, int n) {
+  if (n < 0) throw Error("philox_normals: negative count " + std::to_string(n));
+  if (n == 0) return;
+  if (sample > kMaxSample)
+    throw Error("noise sample index " + std::to_string(sample) +
+                " is too large (at most 2^48 - 1 = " + std::to_string(kMaxSample) + ")");
+  const auto stream_id = static_cast<std::uint32_t>(stream);
+  if (stream_id >= (1u << 16))
+    throw Error("noise stream id " + std::to_string(stream_id) + " is too large (at most 65535)");
+
+  using Philox = r123::Philox4x32;  // 10 rounds
+  Philox rng;
+  const Philox::key_type key = {{static_cast<std::uint32_t>(seed),
+                                 static_cast<std::uint32_t>(seed >> 32)}};
+  Philox::ctr_type ctr = {{0u, draw, static_cast<std::uint32_t>(sample),
+                           (stream_id << 16) | static_cast<std::uint32_t>(sample >> 32)}};
+  const int pairs = (n + 1) / 2;
+  for (int p = 0; p < pairs; ++p) {
+    ctr[0] = static_cast<std::uint32_t>(p);
+    const Philox::ctr_type bits = rng(ctr, key);
+    // Two 64-bit uniforms from the four 32-bit words (low word first).
+    const std::uint64_t u0 = (static_cast<std::uint64_t>(bits[1]) << 32) | bits[0];
+    const std::uint64_t u1 = (static_cast<std::uint64_t>(bits[3]) << 32) | bits[2];
+    const r123::double2 z = r123::boxmuller(u0, u1);
+    out[2 * p] = z.x;
+    if (2 * p + 1 < n) out[2 * p + 1] = z.y;  // odd n: the last pair's second value is dropped
+  }
+}
+
+// ----------------------------------------------------------------------------------------
+void NoiseSource::brownian(double t0, double t1, StateRef out) {
+  normal(out);
+  out *= std::sqrt(std::abs(t1 - t0));
+}
+
+// ----------------------------------------------------------------------------------------
+PhiloxNoise::PhiloxNoise(std::uint64_t seed, std::uint64_t first_sample, NoiseStream stream)
+    : seed_(seed), first_sample_(first_sample), stream_(stream) {}
+
+void PhiloxNoise::normal(StateRef out) {
+  fill_normals(seed_, stream_, first_sample_, draw_index(draws_, "philox noise"), out);
+  ++draws_;
+}
+
+// ----------------------------------------------------------------------------------------
+// Brownian tree. Draw 0 of the brownian_tree stream gives W(t_hi) = sqrt(t_hi - t_lo) Z;
+// draw i >= 1 is heap node i (root 1 = [t_lo, t_hi], children 2i = left half,
+// 2i + 1 = right half), whose midpoint value comes from the Brownian bridge between the
+// node's endpoints: W(m) = (W(l) + W(r)) / 2 + sqrt((r - l) / 4) Z_i. Nodes exist on
+// levels 0 .. depth-1 (ids 1 .. 2^depth - 1); below the last level W is linear.
+namespace {
+
+struct TreeWalk {
+  std::uint64_t seed, sample;
+  int depth;
+  int dim;
+};
+
+struct TreeState {
+  double l, r;
+  std::uint32_t node;
+  int level;
+};
+
+// Continues a descent from `s` (endpoint values wl, wr) to W(t), written to `out`.
+// wl, wr and z are work buffers of `dim` values; wl and wr are overwritten.
+void finish(const TreeWalk& w, TreeState s, double t, double* wl, double* wr, double* z,
+            double* out) {
+  const int d = w.dim;
+  for (;;) {
+    if (t == s.l) {
+      std::copy(wl, wl + d, out);
+      return;
+    }
+    if (t == s.r) {
+      std::copy(wr, wr + d, out);
+      return;
+    }
+    if (s.level == w.depth) {
+      const double a = (t - s.l) / (s.r - s.l);
+      for (int k = 0; k < d; ++k) out[k] = wl[k] + a * (wr[k] - wl[k]);
+      return;
+    }
+    const double m = 0.5 * (s.l + s.r);
+    const double scale = std::sqrt(0.25 * (s.r - s.l));
+    philox_normals(w.seed, NoiseStream::brownian_tree, w.sample, s.node, z, d);
+    for (int k = 0; k < d; ++k) z[k] = 0.5 * (wl[k] + wr[k]) + scale * z[k];  // W(m)
+    if (t < m) {
+      std::copy(z, z + d, wr);
+      s.r = m;
+      s.node = 2 * s.node;
+    } else if (t > m) {
+      std::copy(z, z + d, wl);
+      s.l = m;
+      s.node = 2 * s.node + 1;
+    } else {
+      std::copy(z, z + d, out);
+      return;
+    }
+    ++s.level;
+  }
+}
+
+// Root state: W(t_lo) = 0, W(t_hi) from draw 0.
+void root(const TreeWalk& w, double t_lo, double t_hi, double* wl, double* wr) {
+  std::fill(wl, wl + w.dim, 0.0);
+  philox_normals(w.seed, NoiseStream::brownian_tree, w.sample, 0u, wr, w.dim);
+  const double s = std::sqrt(t_hi - t_lo);
+  for (int k = 0; k < w.dim; ++k) wr[k] *= s;
+}
+
+// Work space reused across calls (per thread), so no allocation per step.
+std::vector<double>& tree_work(std::size_t n) {
+  thread_local std::vector<double> work;
+  if (work.size() < n) work.resize(n);
+  return work;
+}
+
+}  // namespace
+
+BrownianTreeNoise::BrownianTreeNoise(std::uint64_t seed, double t_lo, double t_hi, int depth,
+                                     std::uint64_t first_sample)
+    : seed_(seed), first_sample_(first_sample), t_lo_(t_lo), t_hi_(t_hi), depth_(depth) {
+  if (!std::isfinite(t_lo) || !std::isfinite(t_hi) || !(t_lo < t_hi))
+    throw Error("brownian tree: need finite t_lo < t_hi, got [" + number(t_lo) + ", " +
+                number(t_hi) + "]");
+  if (depth < 1 || depth > 30)
+    throw Error("brownian tree: depth must be between 1 and 30, got " + std::to_string(depth));
+}
+
+void BrownianTreeNoise::normal(StateRef out) {
+  fill_normals(seed_, NoiseStream::solver, first_sample_, draw_index(draws_, "brownian tree noise"),
+               out);
+  ++draws_;
+}
+
+namespace {
+void check_in_range(double t, double lo, double hi) {
+  if (!(t >= lo && t <= hi))
+    throw Error("brownian tree: t = " + number(t) + " is outside its range [" + number(lo) + ", " +
+                number(hi) + "]");
+}
+}  // namespace
+
+void BrownianTreeNoise::value(double t, StateRef out) const {
+  check_in_range(t, t_lo_, t_hi_);
+  const int dim = static_cast<int>(out.cols());
+  if (dim == 0) return;
+  auto& work = tree_work(3 * static_cast<std::size_t>(dim));
+  double* wl = work.data();
+  double* wr = wl + dim;
+  double* z = wr + dim;
+  for (Eigen::Index r = 0; r < out.rows(); ++r) {
+    const TreeWalk w{seed_, first_sample_ + static_cast<std::uint64_t>(r), depth_, dim};
+    root(w, t_lo_, t_hi_, wl, wr);
+    finish(w, TreeState{t_lo_, t_hi_, 1u, 0}, t, wl, wr, z, &out(r, 0));
+  }
+}
+
+void BrownianTreeNoise::brownian(double t0, double t1, StateRef out) {
+  check_in_range(t0, t_lo_, t_hi_);
+  check_in_range(t1, t_lo_, t_hi_);
+  const int dim = static_cast<int>(out.cols());
+  if (dim == 0) return;
+  if (t0 == t1) {
+    out.setZero();
+    return;
+  }
+  auto& work = tree_work(6 * static_cast<std::size_t>(dim));
+  double* wl = work.data();
+  double* wr = wl + dim;
+  double* z = wr + dim;
+  double* wl2 = z + dim;
+  double* wr2 = wl2 + dim;
+  double* v0 = wr2 + dim;
+  for (Eigen::Index r = 0; r < out.rows(); ++r) {
+    const TreeWalk w{seed_, first_sample_ + static_cast<std::uint64_t>(r), depth_, dim};
+    root(w, t_lo_, t_hi_, wl, wr);
+    // Descend once for both ends while they lie in the same half, then separately. The
+    // arithmetic along each path is the same as value()'s, so W(t) does not depend on
+    // which query computed it.
+    TreeState s{t_lo_, t_hi_, 1u, 0};
+    for (;;) {
+      if (s.level == depth_ || t0 == s.l || t0 == s.r || t1 == s.l || t1 == s.r) break;
+      const double m = 0.5 * (s.l + s.r);
+      if (t0 == m || t1 == m || (t0 < m) != (t1 < m)) break;
+      const double scale = std::sqrt(0.25 * (s.r - s.l));
+      philox_normals(w.seed, NoiseStream::brownian_tree, w.sample, s.node, z, dim);
+      for (int k = 0; k < dim; ++k) z[k] = 0.5 * (wl[k] + wr[k]) + scale * z[k];
+      if (t0 < m) {
+        std::copy(z, z + dim, wr);
+        s.r = m;
+        s.node = 2 * s.node;
+      } else {
+        std::copy(z, z + dim, wl);
+        s.l = m;
+        s.node = 2 * s.node + 1;
+      }
+      ++s.level;
+    }
+    std::copy(wl, wl + dim, wl2);
+    std::copy(wr, wr + dim, wr2);
+    double* row = &out(r, 0);
+    finish(w, s, t0, wl2, wr2, z, v0);
+    finish(w, s, t1, wl, wr, z, row);
+    for (int k = 0; k < dim; ++k) row[k] -= v0[k];
+  }
+}
+
+// ----------------------------------------------------------------------------------------
+ReplayNoise::ReplayNoise(State data, std::size_t batch, std::size_t dim, std::string origin)
+    : data_(std::move(data)), batch_(batch), dim_(dim), origin_(std::move(origin)) {
+  if (static_cast<std::size_t>(data_.cols()) != batch_ * dim_)
+    throw Error("replay noise " + origin_ + ": each draw has " + std::to_string(data_.cols()) +
+                " values but batch x dim = " + std::to_string(batch_) + " x " +
+                std::to_string(dim_) + " needs " + std::to_string(batch_ * dim_));
+}
+
+std::unique_ptr<ReplayNoise> ReplayNoise::from_npy(const std::string& path) {
+  NpyArray a = read_npy(path);
+  if (a.shape.size() != 3) {
+    std::string shape = "(";
+    for (std::size_t i = 0; i < a.shape.size(); ++i)
+      shape += (i ? ", " : "") + std::to_string(a.shape[i]);
+    shape += a.shape.size() == 1 ? ",)" : ")";
+    throw IoError(path, "replay noise needs a 3-D array of shape (draws, batch, dim), got shape " +
+                            shape);
+  }
+  const std::size_t draws = a.shape[0], batch = a.shape[1], dim = a.shape[2];
+  State data(static_cast<Eigen::Index>(draws), static_cast<Eigen::Index>(batch * dim));
+  if (a.size() != 0) std::copy(a.data.begin(), a.data.end(), data.data());  // row-major = C order
+  return std::make_unique<ReplayNoise>(std::move(data), batch, dim, path);
+}
+
+void ReplayNoise::normal(StateRef out) {
+  const auto rows = static_cast<std::size_t>(out.rows());
+  const auto cols = static_cast<std::size_t>(out.cols());
+  if (rows != batch_ || cols != dim_)
+    throw Error("replay noise " + origin_ + ": draws have shape (batch, dim) = " +
+                shape_string(batch_, dim_) + " but " + shape_string(rows, cols) +
+                " was requested");
+  if (draws_ >= available())
+    throw Error("replay noise " + origin_ + " has " + std::to_string(available()) +
+                " draws; draw " + std::to_string(draws_ + 1) + " requested");
+  if (batch_ * dim_ == 0) {
+    ++draws_;
+    return;
+  }
+  const double* src = &data_(static_cast<Eigen::Index>(draws_), 0);
+  for (std::size_t i = 0; i < batch_; ++i)
+    for (std::size_t j = 0; j < dim_; ++j)
+      out(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = src[i * dim_ + j];
+  ++draws_;
+}
+
+}  // namespace diffsde

@@ -1,0 +1,323 @@
+// Noise schedules of the VP-SDE (see schedule.hpp and docs/schedules_and_grids.md).
+//
+// Everything derives from l(t) = log alpha_bar(t) = -int_0^t beta. The derived
+// quantities use expm1/log1p so that neither end of the time range loses digits:
+//   sigma  = sqrt(1 - e^l)          = sqrt(-expm1(l))
+//   lambda = log(alpha/sigma)       = (l - log(-expm1(l))) / 2
+//   l(lambda) = -log(1 + e^(-2 lambda))  (inverse of the line above).
+//
+// Out-of-range inputs. The schedules are meant for t in [0, t_max()]. Times t < 0
+// are treated as t = 0 (and log alpha_bar values l > 0 as l = 0, giving t = 0).
+// Times beyond t_max() follow the schedule's own formula where it still makes sense:
+// the linear schedule's polynomial, the cosine formula up to t = 1 (where
+// alpha_bar reaches 0; later times are treated as t = 1), and the discrete schedule's
+// last segment extended linearly. The inverses are consistent with these extensions.
+#include "diffsde/schedule.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "diffsde/error.hpp"
+#include "diffsde/registry.hpp"
+
+namespace diffsde {
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+std::string num(double x) {
+  std::ostringstream out;
+  out.precision(17);
+  out << x;
+  return out.str();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Conversions and the derived quantities of the base class.
+
+double lambda_of_log_alpha_bar(double l) {
+  if (std::isnan(l)) return l;
+  if (l >= 0) return kInf;  // t = 0: infinite SNR
+  return 0.5 * (l - std::log(-std::expm1(l)));
+}
+
+double log_alpha_bar_of_lambda(double lambda) {
+  // alpha_bar = sigmoid(2 lambda); both branches avoid overflow of exp.
+  if (lambda >= 0) return -std::log1p(std::exp(-2.0 * lambda));
+  return 2.0 * lambda - std::log1p(std::exp(2.0 * lambda));
+}
+
+double Schedule::alpha_bar(double t) const { return std::exp(log_alpha_bar(t)); }
+double Schedule::alpha(double t) const { return std::exp(0.5 * log_alpha_bar(t)); }
+double Schedule::sigma(double t) const { return std::sqrt(-std::expm1(log_alpha_bar(t))); }
+double Schedule::lambda(double t) const { return lambda_of_log_alpha_bar(log_alpha_bar(t)); }
+
+double Schedule::t_of_lambda(double lambda) const {
+  return t_of_log_alpha_bar(log_alpha_bar_of_lambda(lambda));
+}
+
+ScheduleAt Schedule::at(double t) const {
+  ScheduleAt s;
+  s.t = t;
+  s.log_alpha_bar = log_alpha_bar(t);
+  s.alpha = std::exp(0.5 * s.log_alpha_bar);
+  s.sigma = std::sqrt(-std::expm1(s.log_alpha_bar));
+  s.lambda = lambda_of_log_alpha_bar(s.log_alpha_bar);
+  s.beta = beta(t);
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// Linear VP schedule (Song et al. 2021, "Score-Based Generative Modeling through
+// Stochastic Differential Equations"): beta(t) = beta0 + t (beta1 - beta0), so
+// l(t) = -(beta0 t + (beta1 - beta0) t^2 / 2).
+
+VpLinearSchedule::VpLinearSchedule(double beta0, double beta1) : beta0_(beta0), beta1_(beta1) {
+  if (!(beta0 > 0) || !std::isfinite(beta0))
+    throw Error("vp_linear: beta0 must be a finite number > 0, got " + num(beta0));
+  if (!(beta1 >= beta0) || !std::isfinite(beta1))
+    throw Error("vp_linear: beta1 must be finite and >= beta0, got " + num(beta1));
+}
+
+double VpLinearSchedule::beta(double t) const {
+  t = std::max(t, 0.0);
+  return beta0_ + t * (beta1_ - beta0_);
+}
+
+double VpLinearSchedule::log_alpha_bar(double t) const {
+  t = std::max(t, 0.0);
+  return -t * (beta0_ + 0.5 * (beta1_ - beta0_) * t);
+}
+
+double VpLinearSchedule::t_of_log_alpha_bar(double l) const {
+  // Solve (beta1 - beta0)/2 t^2 + beta0 t - L = 0, L = -l >= 0, for the root t >= 0 in
+  // the form without cancellation: t = 2L / (beta0 + sqrt(beta0^2 + 2 (beta1 - beta0) L)).
+  // With beta1 == beta0 it reduces to t = L / beta0.
+  const double L = std::max(-l, 0.0);
+  if (std::isinf(L)) return kInf;
+  return 2.0 * L / (beta0_ + std::sqrt(beta0_ * beta0_ + 2.0 * (beta1_ - beta0_) * L));
+}
+
+// ---------------------------------------------------------------------------
+// Cosine schedule (Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic
+// Models", eq. 17): alpha_bar(t) = f(t)/f(0), f(t) = cos^2(theta(t)),
+// theta(t) = (t + s)/(1 + s) * pi/2. Hence l(t) = 2 log(cos theta / cos theta0) and
+// beta(t) = -l'(t) = pi/(1 + s) tan(theta(t)), which diverges at t = 1; the usable
+// range ends at t_max with beta(t_max) = beta_max (as in DPM-Solver's NoiseScheduleVP):
+// t_max = atan(beta_max (1 + s)/pi) * 2 (1 + s)/pi - s.
+
+VpCosineSchedule::VpCosineSchedule(double s, double beta_max) : s_(s), beta_max_(beta_max) {
+  if (!(s > 0) || !std::isfinite(s))
+    throw Error("vp_cosine: s must be a finite number > 0, got " + num(s));
+  theta0_ = s / (1.0 + s) * kPi / 2.0;
+  log_cos_theta0_ = std::log(std::cos(theta0_));
+  const double beta_at_0 = kPi / (1.0 + s) * std::tan(theta0_);
+  if (!(beta_max > beta_at_0) || !std::isfinite(beta_max))
+    throw Error("vp_cosine: beta_max must be finite and larger than beta(0) = " + num(beta_at_0) +
+                ", got " + num(beta_max));
+  t_max_ = std::atan(beta_max * (1.0 + s) / kPi) * 2.0 * (1.0 + s) / kPi - s;
+}
+
+double VpCosineSchedule::beta(double t) const {
+  t = std::clamp(t, 0.0, 1.0);
+  return kPi / (1.0 + s_) * std::tan((t + s_) / (1.0 + s_) * kPi / 2.0);
+}
+
+double VpCosineSchedule::log_alpha_bar(double t) const {
+  t = std::clamp(t, 0.0, 1.0);
+  // cos(theta) - cos(theta0) = -2 sin((theta + theta0)/2) sin((theta - theta0)/2), with
+  // theta - theta0 = t/(1 + s) * pi/2 taken from t directly, so that
+  // log(cos theta / cos theta0) = log1p((cos theta - cos theta0)/cos theta0) keeps full
+  // relative accuracy as t -> 0.
+  const double delta = t / (1.0 + s_) * kPi / 2.0;
+  const double theta = delta + theta0_;
+  const double diff = -2.0 * std::sin(0.5 * (theta + theta0_)) * std::sin(0.5 * delta);
+  const double ratio_m1 = diff / std::cos(theta0_);
+  if (ratio_m1 <= -1.0) return -kInf;  // alpha_bar = 0 at t = 1
+  return 2.0 * std::log1p(ratio_m1);
+}
+
+double VpCosineSchedule::t_of_log_alpha_bar(double l) const {
+  // r = sqrt(alpha_bar) = cos(theta)/cos(theta0); Delta = theta - theta0 from
+  //   sin(Delta) = c0 (1 - r^2) / (sqrt(1 - r^2 c0^2) + r s0),
+  //   cos(Delta) = r c0^2 + s0 sqrt(1 - r^2 c0^2),
+  // with 1 - r^2 c0^2 = s0^2 + c0^2 (1 - r^2) and 1 - r^2 = -expm1(l): no cancellation
+  // near t = 0 (r -> 1).
+  l = std::min(l, 0.0);
+  const double r = std::exp(0.5 * l);
+  const double one_minus_r2 = -std::expm1(l);
+  const double c0 = std::cos(theta0_), s0 = std::sin(theta0_);
+  const double root = std::sqrt(s0 * s0 + c0 * c0 * one_minus_r2);
+  const double sin_delta = c0 * one_minus_r2 / (root + r * s0);
+  const double cos_delta = r * c0 * c0 + s0 * root;
+  const double delta = std::atan2(sin_delta, cos_delta);
+  return delta * (1.0 + s_) * 2.0 / kPi;
+}
+
+// ---------------------------------------------------------------------------
+// Discrete DDPM schedule (Ho et al. 2020, "Denoising Diffusion Probabilistic Models"):
+// alpha_bar_n = prod_{k<=n} (1 - beta_k). Seen as a continuous schedule with l piecewise
+// linear in t between the knots t_n = (n + 1)/N (and l(0) = 0), as in DPM-Solver's
+// discrete NoiseScheduleVP. On segment n, (n/N, (n+1)/N], beta(t) = -N log(1 - beta_n).
+
+VpDiscreteSchedule::VpDiscreteSchedule(std::vector<double> betas) : betas_(std::move(betas)) {
+  if (betas_.empty()) throw Error("vp_discrete: betas must not be empty");
+  if (betas_.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw Error("vp_discrete: too many betas");
+  log_alpha_bars_.reserve(betas_.size());
+  double sum = 0;
+  for (std::size_t n = 0; n < betas_.size(); ++n) {
+    const double b = betas_[n];
+    if (!(b > 0 && b < 1))
+      throw Error("vp_discrete: betas[" + std::to_string(n) + "] = " + num(b) +
+                  " is outside (0, 1)");
+    sum += std::log1p(-b);
+    log_alpha_bars_.push_back(sum);
+  }
+}
+
+VpDiscreteSchedule VpDiscreteSchedule::linear(double beta_start, double beta_end, int num_steps) {
+  if (num_steps < 1) throw Error("vp_discrete: num_steps must be >= 1, got " + std::to_string(num_steps));
+  // numpy.linspace(beta_start, beta_end, num_steps): start + i * step, with the last
+  // value set to beta_end exactly.
+  std::vector<double> betas(static_cast<std::size_t>(num_steps));
+  if (num_steps == 1) {
+    betas[0] = beta_start;
+  } else {
+    const double step = (beta_end - beta_start) / (num_steps - 1);
+    for (int i = 0; i < num_steps; ++i) betas[static_cast<std::size_t>(i)] = i * step + beta_start;
+    betas.back() = beta_end;
+  }
+  return VpDiscreteSchedule(std::move(betas));
+}
+
+double VpDiscreteSchedule::t_of_step(int n) const {
+  return static_cast<double>(n + 1) / static_cast<double>(betas_.size());
+}
+
+double VpDiscreteSchedule::beta(double t) const {
+  if (std::isnan(t)) return t;
+  const long N = static_cast<long>(betas_.size());
+  // Segment n covers (n/N, (n+1)/N]: at a knot take the segment on the left; t <= 0 is
+  // on the first segment and t > 1 on the last.
+  const double u = std::clamp(t * static_cast<double>(N), 0.0, static_cast<double>(N));
+  long n = static_cast<long>(std::ceil(u)) - 1;
+  n = std::clamp(n, 0L, N - 1);
+  if (n >= 1 && t <= t_of_step(static_cast<int>(n) - 1)) --n;  // rounding of t * N
+  return -static_cast<double>(N) * std::log1p(-betas_[static_cast<std::size_t>(n)]);
+}
+
+double VpDiscreteSchedule::log_alpha_bar(double t) const {
+  if (std::isnan(t)) return t;
+  const long N = static_cast<long>(betas_.size());
+  const double u = std::max(t, 0.0) * static_cast<double>(N);
+  // Knot j (j = 0..N) sits at j/N with value V_j (V_0 = 0, V_j = log_alpha_bars_[j-1]);
+  // interpolate on [j, j+1], or extend the last segment beyond t = 1.
+  const long j = std::clamp(static_cast<long>(std::floor(std::min(u, static_cast<double>(N)))), 0L, N - 1);
+  const double v = j == 0 ? 0.0 : log_alpha_bars_[static_cast<std::size_t>(j - 1)];
+  const double slope = std::log1p(-betas_[static_cast<std::size_t>(j)]);
+  return v + (u - static_cast<double>(j)) * slope;
+}
+
+double VpDiscreteSchedule::t_of_log_alpha_bar(double l) const {
+  if (std::isnan(l)) return l;
+  if (l >= 0) return 0.0;
+  const long N = static_cast<long>(betas_.size());
+  // Find the first knot n with log_alpha_bars_[n] <= l (the values decrease strictly);
+  // then l lies on segment n, between V_n and V_{n+1} = log_alpha_bars_[n].
+  const auto it = std::lower_bound(log_alpha_bars_.begin(), log_alpha_bars_.end(), l,
+                                   [](double a, double b) { return a > b; });
+  long n = static_cast<long>(it - log_alpha_bars_.begin());
+  n = std::min(n, N - 1);  // beyond the last knot: extend the last segment
+  const double v = n == 0 ? 0.0 : log_alpha_bars_[static_cast<std::size_t>(n - 1)];
+  if (l == log_alpha_bars_[static_cast<std::size_t>(n)]) return t_of_step(static_cast<int>(n));
+  const double slope = std::log1p(-betas_[static_cast<std::size_t>(n)]);
+  return (static_cast<double>(n) + (l - v) / slope) / static_cast<double>(N);
+}
+
+// ---------------------------------------------------------------------------
+// Registration.
+
+namespace builtin {
+
+void register_schedules(Registry<Schedule>& registry) {
+  using nlohmann::json;
+
+  registry.add({"vp_linear",
+                "Linear VP-SDE schedule beta(t) = beta0 + t (beta1 - beta0) (Song et al. 2021)",
+                {{"beta0", ParamType::number, 0.1, "beta(0)"},
+                 {"beta1", ParamType::number, 20.0, "beta(1)"}},
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Schedule> {
+                  const double beta0 = p.number("beta0"), beta1 = p.number("beta1");
+                  if (!(beta0 > 0)) p.fail("beta0", "must be > 0, got " + num(beta0));
+                  if (!(beta1 >= beta0))
+                    p.fail("beta1", "must be >= beta0 = " + num(beta0) + ", got " + num(beta1));
+                  return std::make_unique<VpLinearSchedule>(beta0, beta1);
+                }});
+
+  registry.add({"vp_cosine",
+                "Cosine schedule alpha_bar = cos^2((t+s)/(1+s) pi/2)/cos^2(s/(1+s) pi/2), "
+                "cut at t_max where beta = beta_max (Nichol & Dhariwal 2021)",
+                {{"s", ParamType::number, 0.008, "offset s that keeps beta(0) away from 0"},
+                 {"beta_max", ParamType::number, 999.0,
+                  "cap on beta(t): the schedule ends at t_max where beta(t_max) = beta_max"}},
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Schedule> {
+                  const double s = p.number("s"), beta_max = p.number("beta_max");
+                  if (!(s > 0)) p.fail("s", "must be > 0, got " + num(s));
+                  const double beta_at_0 = kPi / (1.0 + s) * std::tan(s / (1.0 + s) * kPi / 2.0);
+                  if (!(beta_max > beta_at_0))
+                    p.fail("beta_max", "must be larger than beta(0) = " + num(beta_at_0) +
+                                           ", got " + num(beta_max));
+                  return std::make_unique<VpCosineSchedule>(s, beta_max);
+                }});
+
+  registry.add(
+      {"vp_discrete",
+       "Discrete DDPM schedule (Ho et al. 2020): betas_0..betas_{N-1}, log alpha_bar piecewise "
+       "linear in t between the knots t_n = (n+1)/N",
+       {{"beta_start", ParamType::number, 1e-4, "first beta of linspace(beta_start, beta_end, num_steps)"},
+        {"beta_end", ParamType::number, 0.02, "last beta of the linspace"},
+        {"num_steps", ParamType::integer, 1000, "number N of discrete steps"},
+        {"betas", ParamType::numbers, json(nullptr),
+         "explicit betas, each in (0, 1); replaces beta_start/beta_end/num_steps"}},
+       [](const Params& p, const BuildContext&) -> std::unique_ptr<Schedule> {
+         if (p.has("betas")) {
+           for (const char* other : {"beta_start", "beta_end", "num_steps"})
+             if (p.given(other))
+               p.fail("betas", std::string("give either betas or beta_start/beta_end/num_steps, not "
+                                           "both (") + other + " is also set)");
+           const std::vector<double> betas = p.numbers("betas");
+           if (betas.empty()) p.fail("betas", "must not be empty");
+           for (std::size_t n = 0; n < betas.size(); ++n)
+             if (!(betas[n] > 0 && betas[n] < 1))
+               throw ConfigError(join_path(p.path_of("betas"), n),
+                                 "beta = " + num(betas[n]) + " is outside (0, 1)");
+           return std::make_unique<VpDiscreteSchedule>(betas);
+         }
+         const double beta_start = p.number("beta_start"), beta_end = p.number("beta_end");
+         const long num_steps = p.integer("num_steps");
+         if (!(beta_start > 0 && beta_start < 1))
+           p.fail("beta_start", "must be in (0, 1), got " + num(beta_start));
+         if (!(beta_end > 0 && beta_end < 1))
+           p.fail("beta_end", "must be in (0, 1), got " + num(beta_end));
+         if (num_steps < 1) p.fail("num_steps", "must be >= 1, got " + std::to_string(num_steps));
+         if (num_steps > 100000000L)
+           p.fail("num_steps", "must be <= 100000000, got " + std::to_string(num_steps));
+         return std::make_unique<VpDiscreteSchedule>(
+             VpDiscreteSchedule::linear(beta_start, beta_end, static_cast<int>(num_steps)));
+       }});
+}
+
+}  // namespace builtin
+
+}  // namespace diffsde

@@ -1,0 +1,404 @@
+// Analytic models: diagonal Gaussian and Gaussian-mixture data pushed through the
+// forward VP-SDE. Per axis a component N(m, s^2) of p_0 becomes
+// N(alpha m, alpha^2 s^2 + sigma^2) at time t (q(x_t | x_0) = N(alpha x_0, sigma^2)),
+// so the marginal, its score and eps = -sigma score are exact for every t.
+//
+// Performance: these models are the solvers' research workhorse, so one call does
+// all per-time work (alpha, sigma, variances, normalising constants) once, and the
+// per-sample work runs on Eigen arrays as long as a chunk of the batch, so that
+// Eigen's vectorised exp/log apply. Scratch memory is a per-thread buffer that only
+// grows: after the first call of a given size no call allocates.
+#include "diffsde/scores/analytic.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <vector>
+
+#include "diffsde/error.hpp"
+
+namespace diffsde {
+
+namespace {
+
+constexpr double kLog2Pi = 1.8378770664093454835606594728112;  // log(2 pi)
+
+// Per-thread scratch that only grows, aligned to 64 bytes. One model call holds it at
+// a time (the models call nothing that uses it).
+double* scratch(std::size_t n) {
+  thread_local std::vector<double> buffer;
+  if (buffer.size() < n + 8) buffer.resize(n + 8);
+  const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
+  return buffer.data() + ((64 - address % 64) % 64) / sizeof(double);
+}
+
+using ColArray = Eigen::Array<double, Eigen::Dynamic, Eigen::Dynamic>;  // column-major
+using RowVec = Eigen::Array<double, 1, Eigen::Dynamic>;
+
+// alpha and the marginal noise variance sigma^2 at t, from one schedule evaluation.
+struct AlphaSigma {
+  double alpha, sigma, sigma2;
+};
+
+AlphaSigma alpha_sigma(const Schedule& schedule, double t, const char* who) {
+  if (!std::isfinite(t) || t < 0.0) {
+    std::ostringstream msg;
+    msg.precision(17);
+    msg << who << ": time must be finite and >= 0, got t = " << t;
+    throw Error(msg.str());
+  }
+  const ScheduleAt at = schedule.at(t);
+  // sigma^2 = 1 - alpha_bar = -expm1(log alpha_bar), free of cancellation near t = 0.
+  return {at.alpha, at.sigma, -std::expm1(at.log_alpha_bar)};
+}
+
+void check_x(const char* who, const ConstStateRef& x, int dim) {
+  if (x.cols() != dim) {
+    std::ostringstream msg;
+    msg << who << ": x has " << x.cols() << " columns, the model's dim is " << dim;
+    throw Error(msg.str());
+  }
+}
+
+void check_log_out(const char* who, Eigen::Index size, const ConstStateRef& x) {
+  if (size != x.rows()) {
+    std::ostringstream msg;
+    msg << who << ": output has " << size << " entries, expected " << x.rows()
+        << " (one per row of x)";
+    throw Error(msg.str());
+  }
+}
+
+void check_out(const char* who, Eigen::Index rows, Eigen::Index cols, const ConstStateRef& x) {
+  if (rows != x.rows() || cols != x.cols()) {
+    std::ostringstream msg;
+    msg << who << ": output is " << rows << " x " << cols << ", expected " << x.rows() << " x "
+        << x.cols() << " (the shape of x)";
+    throw Error(msg.str());
+  }
+}
+
+// sum_j log(v_j) as a log of running products (one log per ~100 factors instead of one
+// per factor), folding the product into the sum before it can leave double range.
+double sum_log(const double* v, Eigen::Index n) {
+  double sum = 0.0, product = 1.0;
+  for (Eigen::Index j = 0; j < n; ++j) {
+    product *= v[j];
+    if (product < 1e-150 || product > 1e150) {
+      sum += std::log(product);
+      product = 1.0;
+    }
+  }
+  return sum + std::log(product);
+}
+
+std::string shape(Eigen::Index rows, Eigen::Index cols) {
+  return std::to_string(rows) + " x " + std::to_string(cols);
+}
+
+template <class Derived>
+bool all_finite(const Eigen::DenseBase<Derived>& a) {
+  return a.derived().array().isFinite().all();
+}
+
+// ---------------------------------------------------------------------------------
+// The mixture kernel. For component k and axis j at time t:
+//   mu_kj = alpha m_kj,  var_kj = alpha^2 s_kj^2 + sigma^2,  prec_kj = 1 / var_kj,
+//   l_k(x) = log w_k - 1/2 sum_j [log(2 pi var_kj) + prec_kj (x_j - mu_kj)^2],
+//   log p_t(x) = logsumexp_k l_k(x),  r_k = exp(l_k - log p_t)  (responsibilities),
+//   grad log p_t(x) = -sum_k r_k prec_k (x - mu_k) =: -G(x).
+// eps = sigma G, score = -G. Subtracting max_k l_k before exp keeps the far tails
+// finite: there one r_k is 1 and the others underflow to 0.
+struct MixtureAt {
+  Eigen::Index K = 0, d = 0;
+  const double* mu = nullptr;    // K x d, row-major: mu[k d + j]
+  const double* prec = nullptr;  // K x d, row-major
+  const double* c = nullptr;     // K: log w_k - 1/2 sum_j log(2 pi var_kj)
+};
+
+// Rows per chunk: the chunk's column-major work arrays (~(d + K + 3) doubles a row)
+// stay in L1/L2 while every pass over them is a vectorised Eigen expression. A multiple
+// of 8 (the widest packet of doubles), see mixture_kernel.
+Eigen::Index chunk_rows(Eigen::Index d, Eigen::Index K) {
+  const Eigen::Index per_row = d + K + 3;
+  return std::max<Eigen::Index>(8, std::min<Eigen::Index>(256, 8192 / per_row) / 8 * 8);
+}
+
+Eigen::Index round_up8(Eigen::Index n) { return (n + 7) / 8 * 8; }
+
+// Fills the per-time constants into `buffer` (2 K d + K doubles) from the data-space
+// weights, means and stds.
+MixtureAt mixture_at(double* buffer, const Eigen::VectorXd& weights, const Eigen::MatrixXd& means,
+                     const Eigen::MatrixXd& stds, const AlphaSigma& as) {
+  MixtureAt m;
+  m.K = means.rows();
+  m.d = means.cols();
+  double* mu = buffer;
+  double* prec = mu + m.K * m.d;
+  double* c = prec + m.K * m.d;
+  const double alpha2 = as.alpha * as.alpha;
+  for (Eigen::Index k = 0; k < m.K; ++k) {
+    double* var = prec + k * m.d;  // holds var first, then its inverse
+    for (Eigen::Index j = 0; j < m.d; ++j) {
+      mu[k * m.d + j] = as.alpha * means(k, j);
+      var[j] = alpha2 * stds(k, j) * stds(k, j) + as.sigma2;
+    }
+    c[k] = std::log(weights(k)) - 0.5 * (static_cast<double>(m.d) * kLog2Pi + sum_log(var, m.d));
+    for (Eigen::Index j = 0; j < m.d; ++j) var[j] = 1.0 / var[j];
+  }
+  m.mu = mu;
+  m.prec = prec;
+  m.c = c;
+  return m;
+}
+
+// Computes, for every row of x, out = g_scale * G(x) (if out) and log p_t(x) (if logp).
+// Safe when out is x itself: a chunk's rows are read before they are written.
+//
+// Row independence, bit for bit: Eigen evaluates exp/log with its packet routine on
+// aligned packets and with std::exp/std::log on a scalar head or tail, which can differ
+// in the last bit. So every work array starts 64-byte aligned and spans a multiple of
+// 8 rows (the chunk is padded with zeros): every row takes the packet path, whatever
+// its position in the batch and whatever the batch size.
+void mixture_kernel(const MixtureAt& m, const ConstStateRef& x, double g_scale, StateRef* out,
+                    Eigen::Ref<BatchVector>* logp, double* work) {
+  const Eigen::Index B = x.rows(), d = m.d, K = m.K;
+  const Eigen::Index C = chunk_rows(d, K);
+  for (Eigen::Index r0 = 0; r0 < B; r0 += C) {
+    const Eigen::Index n = std::min(C, B - r0);
+    const Eigen::Index np = round_up8(n);
+    Eigen::Map<ColArray, Eigen::Aligned64> xc(work, np, d);
+    Eigen::Map<ColArray, Eigen::Aligned64> e(work + np * d, np, K);  // l_k, then exp(l_k - max)
+    Eigen::Map<BatchVector, Eigen::Aligned64> mx(work + np * (d + K), np);
+    Eigen::Map<BatchVector, Eigen::Aligned64> sum(work + np * (d + K + 1), np);
+    Eigen::Map<BatchVector, Eigen::Aligned64> acc(work + np * (d + K + 2), np);
+
+    // Transpose the chunk so that each axis is a contiguous vector.
+    xc.topRows(n) = x.block(r0, 0, n, d);
+    if (np > n) xc.bottomRows(np - n).setZero();
+
+    for (Eigen::Index k = 0; k < K; ++k) {
+      const double* mu = m.mu + k * d;
+      const double* prec = m.prec + k * d;
+      auto l = e.col(k);
+      l = (xc.col(0) - mu[0]).square() * (-0.5 * prec[0]) + m.c[k];
+      for (Eigen::Index j = 1; j < d; ++j) l += (xc.col(j) - mu[j]).square() * (-0.5 * prec[j]);
+    }
+    mx = e.col(0);
+    for (Eigen::Index k = 1; k < K; ++k) mx = mx.max(e.col(k));
+    e.col(0) = (e.col(0) - mx).exp();
+    sum = e.col(0);
+    for (Eigen::Index k = 1; k < K; ++k) {
+      e.col(k) = (e.col(k) - mx).exp();
+      sum += e.col(k);
+    }
+    if (logp != nullptr) {
+      acc = mx + sum.log();
+      logp->segment(r0, n) = acc.head(n);
+    }
+    if (out != nullptr) {
+      sum = g_scale / sum;  // now the scale of the unnormalised responsibilities
+      for (Eigen::Index j = 0; j < d; ++j) {
+        acc = e.col(0) * (xc.col(j) - m.mu[j]) * m.prec[j];
+        for (Eigen::Index k = 1; k < K; ++k)
+          acc += e.col(k) * (xc.col(j) - m.mu[k * d + j]) * m.prec[k * d + j];
+        acc *= sum;
+        out->block(r0, j, n, 1) = acc.head(n);
+      }
+    }
+  }
+}
+
+void run_mixture(const Eigen::VectorXd& weights, const Eigen::MatrixXd& means,
+                 const Eigen::MatrixXd& stds, const AlphaSigma& as, const ConstStateRef& x,
+                 double g_scale, StateRef* out, Eigen::Ref<BatchVector>* logp) {
+  const Eigen::Index K = means.rows(), d = means.cols();
+  // The constants first, padded so that the work arrays start 64-byte aligned.
+  const Eigen::Index constants = round_up8(2 * K * d + K);
+  const Eigen::Index C = round_up8(std::min<Eigen::Index>(chunk_rows(d, K), x.rows()));
+  double* buffer = scratch(static_cast<std::size_t>(constants + C * (d + K + 3)));
+  const MixtureAt m = mixture_at(buffer, weights, means, stds, as);
+  mixture_kernel(m, x, g_scale, out, logp, buffer + constants);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+// GaussianModel
+
+GaussianModel::GaussianModel(std::shared_ptr<const Schedule> schedule, Eigen::VectorXd mean,
+                             Eigen::VectorXd std)
+    : AnalyticModel(std::move(schedule)), mean_(std::move(mean)), std_(std::move(std)) {
+  if (!schedule_) throw Error("GaussianModel: no schedule given");
+  if (mean_.size() == 0) throw Error("GaussianModel: mean is empty (dim must be >= 1)");
+  if (std_.size() != mean_.size())
+    throw Error("GaussianModel: std has " + std::to_string(std_.size()) + " entries, mean has " +
+                std::to_string(mean_.size()));
+  if (!all_finite(mean_)) throw Error("GaussianModel: mean must be finite");
+  for (Eigen::Index j = 0; j < std_.size(); ++j) {
+    if (!(std_(j) > 0.0) || !std::isfinite(std_(j))) {
+      std::ostringstream msg;
+      msg << "GaussianModel: std[" << j << "] must be finite and > 0, got " << std_(j);
+      throw Error(msg.str());
+    }
+  }
+}
+
+// Per-axis constants at time t, in a scratch buffer: mu_j = alpha mean_j and
+// coef_j = scale / var_j, var_j = alpha^2 std_j^2 + sigma^2.
+namespace {
+struct GaussianAt {
+  Eigen::Map<const RowVec> mu, coef;
+  double log_norm;  // -1/2 sum_j log(2 pi var_j)
+};
+
+GaussianAt gaussian_at(const Eigen::VectorXd& mean, const Eigen::VectorXd& std,
+                       const AlphaSigma& as, double scale) {
+  const Eigen::Index d = mean.size();
+  double* buffer = scratch(static_cast<std::size_t>(2 * d));
+  double* mu = buffer;
+  double* coef = buffer + d;
+  const double alpha2 = as.alpha * as.alpha;
+  for (Eigen::Index j = 0; j < d; ++j) {
+    mu[j] = as.alpha * mean(j);
+    coef[j] = alpha2 * std(j) * std(j) + as.sigma2;  // var for now
+  }
+  const double log_norm = -0.5 * (static_cast<double>(d) * kLog2Pi + sum_log(coef, d));
+  for (Eigen::Index j = 0; j < d; ++j) coef[j] = scale / coef[j];
+  return {Eigen::Map<const RowVec>(mu, d), Eigen::Map<const RowVec>(coef, d), log_norm};
+}
+}  // namespace
+
+// All three are coefficient-wise per row, so out may be x itself.
+void GaussianModel::eps(const ConstStateRef& x, double t, StateRef out) const {
+  check_x("GaussianModel::eps", x, dim());
+  check_out("GaussianModel::eps", out.rows(), out.cols(), x);
+  const AlphaSigma as = alpha_sigma(*schedule_, t, "GaussianModel::eps");
+  // eps = -sigma score = sigma (x - alpha mean) / var.
+  const GaussianAt g = gaussian_at(mean_, std_, as, as.sigma);
+  out = (x.rowwise() - g.mu).rowwise() * g.coef;
+}
+
+void GaussianModel::score(const ConstStateRef& x, double t, StateRef out) const {
+  check_x("GaussianModel::score", x, dim());
+  check_out("GaussianModel::score", out.rows(), out.cols(), x);
+  const AlphaSigma as = alpha_sigma(*schedule_, t, "GaussianModel::score");
+  // score = -(x - alpha mean) / var.
+  const GaussianAt g = gaussian_at(mean_, std_, as, -1.0);
+  out = (x.rowwise() - g.mu).rowwise() * g.coef;
+}
+
+void GaussianModel::log_density(const ConstStateRef& x, double t,
+                                Eigen::Ref<BatchVector> out) const {
+  check_x("GaussianModel::log_density", x, dim());
+  check_log_out("GaussianModel::log_density", out.size(), x);
+  const AlphaSigma as = alpha_sigma(*schedule_, t, "GaussianModel::log_density");
+  // log p_t = -1/2 sum_j [(x_j - mu_j)^2 / var_j + log(2 pi var_j)].
+  const GaussianAt g = gaussian_at(mean_, std_, as, -0.5);
+  out = ((x.rowwise() - g.mu).square().rowwise() * g.coef).rowwise().sum() + g.log_norm;
+}
+
+Eigen::MatrixXd GaussianModel::data_covariance() const {
+  return std_.array().square().matrix().asDiagonal();
+}
+
+// ---------------------------------------------------------------------------------
+// GmmModel
+
+GmmModel::GmmModel(std::shared_ptr<const Schedule> schedule, Eigen::VectorXd weights,
+                   Eigen::MatrixXd means, Eigen::MatrixXd stds)
+    : AnalyticModel(std::move(schedule)),
+      weights_(std::move(weights)),
+      means_(std::move(means)),
+      stds_(std::move(stds)) {
+  if (!schedule_) throw Error("GmmModel: no schedule given");
+  const Eigen::Index K = weights_.size();
+  if (K == 0) throw Error("GmmModel: no components (weights is empty)");
+  if (means_.rows() != K)
+    throw Error("GmmModel: means is " + shape(means_.rows(), means_.cols()) + ", expected " +
+                std::to_string(K) + " rows (one per weight)");
+  if (means_.cols() == 0) throw Error("GmmModel: means has no columns (dim must be >= 1)");
+  if (stds_.rows() != K || stds_.cols() != means_.cols())
+    throw Error("GmmModel: stds is " + shape(stds_.rows(), stds_.cols()) + ", expected " +
+                shape(K, means_.cols()) + " (the shape of means)");
+  for (Eigen::Index k = 0; k < K; ++k) {
+    if (!(weights_(k) > 0.0) || !std::isfinite(weights_(k))) {
+      std::ostringstream msg;
+      msg << "GmmModel: weights[" << k << "] must be finite and > 0, got " << weights_(k);
+      throw Error(msg.str());
+    }
+  }
+  if (!all_finite(means_)) throw Error("GmmModel: means must be finite");
+  for (Eigen::Index k = 0; k < K; ++k) {
+    for (Eigen::Index j = 0; j < stds_.cols(); ++j) {
+      if (!(stds_(k, j) > 0.0) || !std::isfinite(stds_(k, j))) {
+        std::ostringstream msg;
+        msg << "GmmModel: stds[" << k << "][" << j << "] must be finite and > 0, got "
+            << stds_(k, j);
+        throw Error(msg.str());
+      }
+    }
+  }
+  const double total = weights_.sum();
+  if (!std::isfinite(total)) throw Error("GmmModel: the weights' sum is not finite");
+  weights_ /= total;
+}
+
+GmmModel GmmModel::builtin_2d(std::shared_ptr<const Schedule> schedule) {
+  // Three well separated, anisotropic components at the corners of a scalene
+  // triangle: multimodal, with no symmetry axis, and with unequal weights. The
+  // closest pair of means is ~3.5 apart, about 7 of the largest stds.
+  Eigen::VectorXd weights(3);
+  weights << 0.25, 0.35, 0.40;
+  Eigen::MatrixXd means(3, 2);
+  means << -2.0, -1.0,  //
+      1.5, -1.5,        //
+      0.5, 2.0;
+  Eigen::MatrixXd stds(3, 2);
+  stds << 0.40, 0.30,  //
+      0.30, 0.50,      //
+      0.50, 0.35;
+  return GmmModel(std::move(schedule), std::move(weights), std::move(means), std::move(stds));
+}
+
+void GmmModel::eps(const ConstStateRef& x, double t, StateRef out) const {
+  check_x("GmmModel::eps", x, dim());
+  check_out("GmmModel::eps", out.rows(), out.cols(), x);
+  const AlphaSigma as = alpha_sigma(*schedule_, t, "GmmModel::eps");
+  if (x.rows() == 0) return;
+  run_mixture(weights_, means_, stds_, as, x, as.sigma, &out, nullptr);
+}
+
+void GmmModel::score(const ConstStateRef& x, double t, StateRef out) const {
+  check_x("GmmModel::score", x, dim());
+  check_out("GmmModel::score", out.rows(), out.cols(), x);
+  const AlphaSigma as = alpha_sigma(*schedule_, t, "GmmModel::score");
+  if (x.rows() == 0) return;
+  run_mixture(weights_, means_, stds_, as, x, -1.0, &out, nullptr);
+}
+
+void GmmModel::log_density(const ConstStateRef& x, double t, Eigen::Ref<BatchVector> out) const {
+  check_x("GmmModel::log_density", x, dim());
+  check_log_out("GmmModel::log_density", out.size(), x);
+  const AlphaSigma as = alpha_sigma(*schedule_, t, "GmmModel::log_density");
+  if (x.rows() == 0) return;
+  run_mixture(weights_, means_, stds_, as, x, 0.0, nullptr, &out);
+}
+
+Eigen::VectorXd GmmModel::data_mean() const { return means_.transpose() * weights_; }
+
+Eigen::MatrixXd GmmModel::data_covariance() const {
+  // Law of total covariance: E[Cov(x | k)] + Cov(E[x | k]).
+  const Eigen::VectorXd mean = data_mean();
+  const Eigen::Index d = means_.cols();
+  Eigen::MatrixXd cov = Eigen::MatrixXd::Zero(d, d);
+  for (Eigen::Index k = 0; k < weights_.size(); ++k) {
+    const Eigen::VectorXd dm = means_.row(k).transpose() - mean;
+    cov += weights_(k) * (dm * dm.transpose());
+    cov.diagonal() += weights_(k) * stds_.row(k).transpose().array().square().matrix();
+  }
+  return cov;
+}
+
+}  // namespace diffsde

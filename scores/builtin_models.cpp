@@ -1,0 +1,141 @@
+// Registration of the built-in models: "gaussian" and "gmm" (analytic data
+// distributions bound to the run's schedule).
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "diffsde/model.hpp"
+#include "diffsde/registry.hpp"
+#include "diffsde/scores/analytic.hpp"
+
+namespace diffsde {
+
+namespace {
+
+using nlohmann::json;
+
+std::shared_ptr<const Schedule> schedule_of(const Params& params, const BuildContext& ctx,
+                                            const std::string& model) {
+  if (!ctx.schedule)
+    throw ConfigError(params.path(), "the " + model +
+                                         " model needs a schedule (BuildContext::schedule is not set)");
+  return ctx.schedule;
+}
+
+std::string count(std::size_t n, const char* what) {
+  return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+}
+
+// A rectangular K x dim matrix from params.matrix(name); errors name the JSON path.
+// `rows_for` explains what the expected row count is ("one per weight").
+Eigen::MatrixXd rectangular(const Params& params, const std::string& name, std::size_t rows,
+                            const std::string& rows_for, std::size_t cols) {
+  const auto m = params.matrix(name);
+  const std::string given = params.given(name) ? "" : " (the default)";
+  if (m.size() != rows)
+    params.fail(name, "expected " + count(rows, "row") + " (" + rows_for + "), got " +
+                          std::to_string(m.size()) + given);
+  Eigen::MatrixXd out(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+  for (std::size_t k = 0; k < rows; ++k) {
+    if (m[k].size() != cols)
+      params.fail(name, "row " + std::to_string(k) + " has " + count(m[k].size(), "entry") +
+                            ", expected " + std::to_string(cols) + " (the data dimension)" + given);
+    for (std::size_t j = 0; j < cols; ++j)
+      out(static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(j)) = m[k][j];
+  }
+  return out;
+}
+
+std::unique_ptr<Model> make_gaussian(const Params& params, const BuildContext& ctx) {
+  auto schedule = schedule_of(params, ctx, "gaussian");
+  const auto mean = params.numbers("mean");
+  auto std = params.numbers("std");
+  if (mean.empty()) params.fail("mean", "must have at least one entry (the data dimension)");
+  if (std.size() == 1 && mean.size() > 1) std.assign(mean.size(), std.front());
+  if (std.size() != mean.size())
+    params.fail("std", "expected " + count(mean.size(), "entry") +
+                           " (one per mean entry) or 1 (shared by all axes), got " +
+                           std::to_string(std.size()) + (params.given("std") ? "" : " (the default)"));
+  for (std::size_t j = 0; j < std.size(); ++j)
+    if (!(std[j] > 0.0))
+      params.fail("std", "entry " + std::to_string(j) + " must be > 0, got " + json(std[j]).dump());
+  Eigen::VectorXd m = Eigen::Map<const Eigen::VectorXd>(mean.data(), static_cast<Eigen::Index>(mean.size()));
+  Eigen::VectorXd s = Eigen::Map<const Eigen::VectorXd>(std.data(), static_cast<Eigen::Index>(std.size()));
+  return std::make_unique<GaussianModel>(std::move(schedule), std::move(m), std::move(s));
+}
+
+std::unique_ptr<Model> make_gmm(const Params& params, const BuildContext& ctx) {
+  auto schedule = schedule_of(params, ctx, "gmm");
+  const auto weights = params.numbers("weights");
+  if (weights.empty()) params.fail("weights", "must have at least one entry (one per component)");
+  for (std::size_t k = 0; k < weights.size(); ++k)
+    if (!(weights[k] > 0.0))
+      params.fail("weights", "entry " + std::to_string(k) + " must be > 0, got " +
+                                 json(weights[k]).dump());
+  const auto raw_means = params.matrix("means");
+  const std::size_t dim = raw_means.empty() ? 0 : raw_means.front().size();
+  if (dim == 0 && !raw_means.empty()) params.fail("means", "row 0 is empty (the data dimension must be >= 1)");
+  const Eigen::MatrixXd means = rectangular(params, "means", weights.size(), "one per weight", dim);
+
+  // stds: K x dim, or a single row shared by every component.
+  Eigen::MatrixXd stds;
+  if (params.matrix("stds").size() == 1 && weights.size() > 1) {
+    const Eigen::MatrixXd row = rectangular(params, "stds", 1, "one per weight, or one shared", dim);
+    stds = row.replicate(static_cast<Eigen::Index>(weights.size()), 1);
+  } else {
+    stds = rectangular(params, "stds", weights.size(), "one per weight, or one shared", dim);
+  }
+  for (Eigen::Index k = 0; k < stds.rows(); ++k)
+    for (Eigen::Index j = 0; j < stds.cols(); ++j)
+      if (!(stds(k, j) > 0.0))
+        params.fail("stds", "entry [" + std::to_string(k) + "][" + std::to_string(j) +
+                                "] must be > 0, got " + json(stds(k, j)).dump());
+  Eigen::VectorXd w = Eigen::Map<const Eigen::VectorXd>(weights.data(), static_cast<Eigen::Index>(weights.size()));
+  return std::make_unique<GmmModel>(std::move(schedule), std::move(w), means, std::move(stds));
+}
+
+json matrix_json(const Eigen::MatrixXd& m) {
+  json rows = json::array();
+  for (Eigen::Index k = 0; k < m.rows(); ++k) {
+    json row = json::array();
+    for (Eigen::Index j = 0; j < m.cols(); ++j) row.push_back(m(k, j));
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+}  // namespace
+
+namespace builtin {
+
+void register_models(Registry<Model>& registry) {
+  registry.add({"gaussian",
+                "Diagonal Gaussian data N(mean, diag(std^2)); exact eps, score and log density at "
+                "every t",
+                {{"mean", ParamType::numbers, json::array({1.0, -1.0}),
+                  "data mean, one entry per axis (its length is the data dimension)"},
+                 {"std", ParamType::numbers, json::array({0.5, 2.0}),
+                  "data standard deviation per axis (> 0); one value is shared by all axes"}},
+                make_gaussian});
+
+  // The defaults are the built-in 2-D mixture, so {"name": "gmm"} is GmmModel::builtin_2d.
+  const GmmModel builtin = GmmModel::builtin_2d(std::make_shared<VpLinearSchedule>());
+  json weights = json::array();
+  for (Eigen::Index k = 0; k < builtin.weights().size(); ++k) weights.push_back(builtin.weights()(k));
+  registry.add({"gmm",
+                "Mixture of diagonal Gaussians sum_k w_k N(means[k], diag(stds[k]^2)); exact eps, "
+                "score and log density at every t",
+                {{"weights", ParamType::numbers, weights,
+                  "component weights (> 0; normalised to sum to 1), one per component"},
+                 {"means", ParamType::matrix, matrix_json(builtin.means()),
+                  "component means, K x dim (one row per weight)"},
+                 {"stds", ParamType::matrix, matrix_json(builtin.stds()),
+                  "component standard deviations (> 0), K x dim, or 1 x dim shared by all "
+                  "components"}},
+                make_gmm});
+}
+
+}  // namespace builtin
+
+}  // namespace diffsde

@@ -1,0 +1,57 @@
+// Analytic models: data distributions whose noised marginals, and so whose exact
+// eps, are known for every t.
+#pragma once
+
+#include <Eigen/Core>
+#include <memory>
+#include <vector>
+
+#include "diffsde/model.hpp"
+
+namespace diffsde {
+
+// Diagonal Gaussian data N(mean, diag(std^2)). At time t each axis is
+// N(alpha mean, alpha^2 std^2 + sigma^2), so eps = sigma (x - alpha mean) / var_t.
+class GaussianModel final : public AnalyticModel {
+ public:
+  GaussianModel(std::shared_ptr<const Schedule> schedule, Eigen::VectorXd mean, Eigen::VectorXd std);
+  std::string name() const override { return "gaussian"; }
+  int dim() const override { return static_cast<int>(mean_.size()); }
+  void eps(const ConstStateRef& x, double t, StateRef out) const override;
+  void log_density(const ConstStateRef& x, double t, Eigen::Ref<BatchVector> out) const override;
+  void score(const ConstStateRef& x, double t, StateRef out) const override;
+  Eigen::VectorXd data_mean() const override { return mean_; }
+  Eigen::MatrixXd data_covariance() const override;
+  const Eigen::VectorXd& mean() const { return mean_; }
+  const Eigen::VectorXd& std() const { return std_; }
+
+ private:
+  Eigen::VectorXd mean_, std_;
+};
+
+// Mixture of diagonal Gaussians sum_k w_k N(mean_k, diag(std_k^2)). The posterior
+// weights of the components are computed with log-sum-exp, so far tails stay finite.
+class GmmModel final : public AnalyticModel {
+ public:
+  // weights: K (normalised here, must be > 0); means, stds: K x dim.
+  GmmModel(std::shared_ptr<const Schedule> schedule, Eigen::VectorXd weights,
+           Eigen::MatrixXd means, Eigen::MatrixXd stds);
+  // The built-in 3-component 2-D mixture used by the demos and benchmarks.
+  static GmmModel builtin_2d(std::shared_ptr<const Schedule> schedule);
+  std::string name() const override { return "gmm"; }
+  int dim() const override { return static_cast<int>(means_.cols()); }
+  void eps(const ConstStateRef& x, double t, StateRef out) const override;
+  void log_density(const ConstStateRef& x, double t, Eigen::Ref<BatchVector> out) const override;
+  void score(const ConstStateRef& x, double t, StateRef out) const override;
+  Eigen::VectorXd data_mean() const override;
+  Eigen::MatrixXd data_covariance() const override;
+  const Eigen::VectorXd& weights() const { return weights_; }
+  const Eigen::MatrixXd& means() const { return means_; }
+  const Eigen::MatrixXd& stds() const { return stds_; }
+
+ private:
+  Eigen::VectorXd weights_;
+  Eigen::MatrixXd means_, stds_;
+};
+
+}  // namespace diffsde

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages diffsde needs, only those missing. Run as root (or with
+# sudo available). Extra packages may be named as arguments.
+set -euo pipefail
+
+packages=(g++ cmake make ccache libeigen3-dev libboost-dev nlohmann-json3-dev catch2
+          libcli11-dev librandom123-dev python3 "$@")
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,58 @@
+#include "diffsde/solvers/euler_maruyama.hpp"
+
+#include <cmath>
+
+#include "diffsde/error.hpp"
+#include "diffsde/registry.hpp"
+
+namespace diffsde {
+
+SolverTraits EulerMaruyamaSolver::traits() const {
+  SolverTraits t;
+  t.name = "euler_maruyama";
+  t.stochastic = true;
+  t.order = 1;         // weak
+  t.strong_order = 1;  // additive noise
+  t.evals_per_step = 1;
+  t.noise_use =
+      "one Brownian increment W(t1) - W(t0) of shape batch x dim per step; with Philox or "
+      "replayed noise this is sqrt(t0 - t1) times draw i at step i";
+  return t;
+}
+
+void EulerMaruyamaSolver::init(SolverContext& /*context*/, const State& x,
+                               const std::vector<double>& times) {
+  for (std::size_t i = 0; i + 1 < times.size(); ++i)
+    if (!(times[i + 1] < times[i]))
+      throw Error("euler_maruyama integrates the reverse SDE: the grid must decrease in t");
+  eps_.resize(x.rows(), x.cols());
+  dw_.resize(x.rows(), x.cols());
+}
+
+void EulerMaruyamaSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1,
+                               State& x) {
+  const ScheduleAt s = context.schedule().at(t0);
+  if (!(s.sigma > 0)) throw Error("euler_maruyama cannot start a step at sigma = 0");
+  const double h = t1 - t0;
+  context.eps(x, t0, eps_);
+  context.noise().brownian(t0, t1, dw_);
+  // x += h * (-beta/2 x + beta/sigma eps) + sqrt(beta) dW
+  const double a = 1.0 - 0.5 * h * s.beta;
+  const double b = h * s.beta / s.sigma;
+  const double g = std::sqrt(s.beta);
+  x = a * x + b * eps_ + g * dw_;
+}
+
+namespace builtin {
+void register_euler_maruyama(Registry<Solver>& registry) {
+  registry.add({"euler_maruyama",
+                "Euler-Maruyama discretization of the reverse VP-SDE (strong order 1 for its "
+                "additive noise)",
+                {},
+                [](const Params&, const BuildContext&) -> std::unique_ptr<Solver> {
+                  return std::make_unique<EulerMaruyamaSolver>();
+                }});
+}
+}  // namespace builtin
+
+}  // namespace diffsde

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The command line as a user meets it: exit codes, error messages that name the place,
+# and no partial or clobbered output when a run fails.
+set -u
+bin="$1"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+passes=0
+
+check() {  # check NAME CONDITION-RESULT
+  if [ "$2" -eq 0 ]; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi
+}
+
+# expect_error NAME EXPECTED_RC NEEDLE CONFIG_JSON: runs sample on the config, expects the
+# exit code and a message containing NEEDLE, and that the output file was not written.
+expect_error() {
+  local name=$1 rc_expected=$2 needle=$3 config=$4
+  printf '%s' "$config" > "$work/$name.json"
+  "$bin" sample "$work/$name.json" --out "$work/$name.npy" > "$work/$name.out" 2> "$work/$name.err"
+  local rc=$?
+  [ "$rc" -eq "$rc_expected" ]; check "$name: exit code $rc, expected $rc_expected" $?
+  grep -qF -- "$needle" "$work/$name.err"; check "$name: stderr lacks '$needle': $(cat "$work/$name.err")" $?
+  [ ! -e "$work/$name.npy" ]; check "$name: output file was written" $?
+}
+
+good='{"schedule":{"name":"vp_linear"},"model":{"name":"gmm","weights":[0.5,0.5],"means":[[-1,0],[1,0]],"stds":[[0.2,0.2],[0.2,0.2]]},"grid":{"name":"time_uniform","steps":50,"t_start":1,"t_end":1e-3},"solver":{"name":"euler_maruyama"},"batch":16,"seed":0}'
+
+# A good run writes a 16 x 2 float64 .npy and a summary with the required keys.
+printf '%s' "$good" > "$work/good.json"
+"$bin" sample "$work/good.json" --out "$work/good.npy" --summary "$work/good_summary.json" > "$work/good.out" 2>&1
+check "good config runs: $(cat "$work/good.out")" $?
+head -c 128 "$work/good.npy" | grep -qF "'shape': (16, 2)"; check "good.npy has shape (16, 2)" $?
+for key in nfe steps seconds accepted rejected; do
+  grep -q "\"$key\"" "$work/good_summary.json"; check "summary has $key" $?
+done
+grep -q '"nfe": 50' "$work/good_summary.json"; check "summary nfe is 50" $?
+
+# The same run again gives the same bytes (reproducible to the last bit).
+"$bin" sample "$work/good.json" --out "$work/good2.npy" > /dev/null 2>&1
+cmp -s "$work/good.npy" "$work/good2.npy"; check "two runs give identical samples" $?
+
+# The embedded default runs without a config file.
+"$bin" sample --print-config | grep -q '"euler_maruyama"'; check "embedded default config" $?
+
+# list --json is an array with name, params, stochastic and order for solvers.
+"$bin" list --json > "$work/list.json"; check "list --json runs" $?
+/usr/bin/python3 - "$work/list.json" <<'PY'
+import json, sys
+entries = json.load(open(sys.argv[1]))
+names = {e["name"] for e in entries}
+assert {"euler_maruyama", "vp_linear", "vp_cosine", "vp_discrete", "time_uniform", "logSNR",
+        "time_quadratic", "karras", "custom", "gaussian", "gmm"} <= names, names
+for e in entries:
+    assert "params" in e and isinstance(e["params"], dict)
+    if e["kind"] == "solver":
+        assert isinstance(e["stochastic"], bool) and isinstance(e["order"], (int, float))
+PY
+check "list --json content" $?
+"$bin" list solvers | grep -q "euler_maruyama"; check "list solvers" $?
+
+# Bad input: each kind names its place and exits 2 with no output.
+expect_error unknown_key 2 "solvr: unknown key" "${good/\"solver\"/\"solvr\"}"
+expect_error unknown_solver 2 "solver.name: unknown solver 'nope'; known: " "${good/euler_maruyama/nope}"
+expect_error unknown_param 2 "schedule.beta2: unknown parameter" "${good/\"name\":\"vp_linear\"/\"name\":\"vp_linear\",\"beta2\":3}"
+expect_error wrong_type 2 "grid.steps: expected an integer" "${good/\"steps\":50/\"steps\":\"many\"}"
+expect_error bad_value 2 "grid.steps" "${good/\"steps\":50/\"steps\":0}"
+expect_error bad_shape 2 "model.means" "${good/[[-1,0],[1,0]]/[[-1,0]]}"
+expect_error missing_model 2 "model: is required" "${good/\"model\"/\"modl\"}"
+expect_error bad_batch 2 "batch" "${good/\"batch\":16/\"batch\":-3}"
+expect_error missing_init 2 "no_such_file.npy" "${good/\"seed\":0/\"seed\":0,\"init\":\"no_such_file.npy\"}"
+expect_error bad_json 2 "line 1, column" '{"schedule": {"name": "vp_linear",}}'
+expect_error short_replay 2 "" "${good/\"seed\":0/\"seed\":0,\"noise\":\"no_such_noise.npy\"}"
+
+# A file that is not there.
+"$bin" sample "$work/absent.json" --out "$work/absent.npy" 2> "$work/absent.err"
+[ $? -eq 2 ]; check "absent config exits 2" $?
+grep -qF "absent.json" "$work/absent.err"; check "absent config is named" $?
+
+# A NaN in x_T stops the run at step 0 with t named, exit 1, and an existing output
+# file stays as it was.
+/usr/bin/python3 - "$work/nan.npy" <<'PY'
+import struct, sys
+header = "{'descr': '<f8', 'fortran_order': False, 'shape': (16, 2), }"
+header += " " * (64 - 10 - len(header) - 1) + "\n"
+data = [float("nan")] + [0.0] * 31
+with open(sys.argv[1], "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+    f.write(struct.pack("<32d", *data))
+PY
+printf '%s' "${good/\"seed\":0/\"seed\":0,\"init\":\"nan.npy\"}" > "$work/nan.json"
+echo "keep me" > "$work/kept.npy"
+"$bin" sample "$work/nan.json" --out "$work/kept.npy" 2> "$work/nan.err"
+[ $? -eq 1 ]; check "NaN run exits 1" $?
+grep -qF "step 0 (t = 1)" "$work/nan.err"; check "NaN error names step and t: $(cat "$work/nan.err")" $?
+[ "$(cat "$work/kept.npy")" = "keep me" ]; check "existing output kept" $?
+
+echo "$passes passed, $failures failed"
+[ "$failures" -eq 0 ]
