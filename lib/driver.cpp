@@ -76,12 +76,8 @@ Summary integrate(Solver& solver, const Schedule& schedule, const Model& model,
       if (row >= 0)
         throw NumericalError(static_cast<long>(i), times[i],
                              "solver '" + traits.name + "' produced a non-finite value in sample " +
-                                 std::to_string(row) + " stepping to t = " + [&] {
-                                   std::ostringstream os;
-                                   os.precision(17);
-                                   os << times[i + 1];
-                                   return os.str();
-                                 }());
+                                 std::to_string(row) + " stepping to t = " +
+                                 format_double(times[i + 1]));
     }
     for (auto* o : observers) o->on_step(static_cast<long>(i), times[i + 1], x);
   }

@@ -1,6 +1,7 @@
 #include "diffsde/error.hpp"
 
 #include <sstream>
+#include <string>
 
 namespace diffsde {
 
@@ -19,12 +20,20 @@ ConfigError ConfigError::prefixed(const std::string& prefix) const {
 IoError::IoError(std::string file, const std::string& message)
     : Error(file + ": " + message), file_(std::move(file)) {}
 
+std::string format_double(double value) {
+  // The shortest of 15, 16 or 17 significant digits that reads back as the same double.
+  for (int digits = 15; digits <= 17; ++digits) {
+    std::ostringstream os;
+    os.precision(digits);
+    os << value;
+    if (digits == 17 || std::stod(os.str()) == value) return os.str();
+  }
+  return {};
+}
+
 namespace {
 std::string numerical_message(long step, double t, const std::string& message) {
-  std::ostringstream os;
-  os.precision(17);
-  os << "step " << step << " (t = " << t << "): " << message;
-  return os.str();
+  return "step " + std::to_string(step) + " (t = " + format_double(t) + "): " + message;
 }
 }  // namespace
 

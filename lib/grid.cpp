@@ -176,16 +176,16 @@ namespace builtin {
 
 namespace {
 
+// Every rule grid takes t_last, so that a sweep can switch grids without changing
+// parameters; only the lambda- and sigma-spaced grids use it.
 std::vector<ParamSpec> span_specs(bool uses_t_last) {
-  std::vector<ParamSpec> specs = {
-      {"t_start", ParamType::number, 1.0, "first time (noise end for sampling)"},
-      {"t_end", ParamType::number, 1e-3, "last time; 0 is allowed"},
-      {"steps", ParamType::integer, 50, "number of intervals (the grid has steps+1 times)"}};
-  if (uses_t_last)
-    specs.push_back({"t_last", ParamType::number, 1e-3,
-                     "when t_end is 0: the rule spaces steps-1 intervals down to t_last, "
-                     "then one final step goes to 0"});
-  return specs;
+  return {{"t_start", ParamType::number, 1.0, "first time (the noise end when sampling)"},
+          {"t_end", ParamType::number, 1e-3, "last time; 0 is allowed"},
+          {"steps", ParamType::integer, 50, "number of intervals (the grid has steps+1 times)"},
+          {"t_last", ParamType::number, 1e-3,
+           uses_t_last ? "when t_end is 0: the rule spaces steps-1 intervals down to t_last, "
+                         "then one final step goes to 0"
+                       : "ignored by this grid (used by logSNR and karras when t_end is 0)"}};
 }
 
 // Reads and checks the span; errors get the grid object's full path.
@@ -197,7 +197,7 @@ GridSpan read_span(const Params& p, bool uses_t_last) {
   if (steps < 1) p.fail("steps", "must be >= 1, got " + std::to_string(steps));
   if (steps > 100000000L) p.fail("steps", "must be <= 100000000, got " + std::to_string(steps));
   span.steps = static_cast<int>(steps);
-  if (uses_t_last) span.t_last = p.number("t_last");
+  span.t_last = p.number("t_last");
   try {
     check_span(span, uses_t_last);
   } catch (const ConfigError& e) {

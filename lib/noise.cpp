@@ -11,9 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,19 +29,6 @@ constexpr std::uint64_t kMaxSample = (std::uint64_t{1} << 48) - 1;
 
 std::string shape_string(std::size_t rows, std::size_t cols) {
   return "(" + std::to_string(rows) + ", " + std::to_string(cols) + ")";
-}
-
-// Shortest of 15..17 significant digits that reads back as x (0.1, not 0.10000000000000001).
-std::string number(double x) {
-  std::string s;
-  for (int digits = 15; digits <= 17; ++digits) {
-    std::ostringstream os;
-    os.precision(digits);
-    os << x;
-    s = os.str();
-    if (std::strtod(s.c_str(), nullptr) == x) break;
-  }
-  return s;
 }
 
 std::uint32_t draw_index(std::uint64_t draws, const char* who) {
@@ -78,8 +63,8 @@ void philox_normals(std::uint64_t seed, NoiseStream stream, std::uint64_t sample
 
   using Philox = r123::Philox4x32;  // 10 rounds
   Philox rng;
-  const Philox::key_type key = {{static_cast<std::uint32_t>(seed),
-                                 static_cast<std::uint32_t>(seed >> 32)}};
+  const Philox::key_type key = {
+      {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)}};
   Philox::ctr_type ctr = {{0u, draw, static_cast<std::uint32_t>(sample),
                            (stream_id << 16) | static_cast<std::uint32_t>(sample >> 32)}};
   const int pairs = (n + 1) / 2;
@@ -190,8 +175,8 @@ BrownianTreeNoise::BrownianTreeNoise(std::uint64_t seed, double t_lo, double t_h
                                      std::uint64_t first_sample)
     : seed_(seed), first_sample_(first_sample), t_lo_(t_lo), t_hi_(t_hi), depth_(depth) {
   if (!std::isfinite(t_lo) || !std::isfinite(t_hi) || !(t_lo < t_hi))
-    throw Error("brownian tree: need finite t_lo < t_hi, got [" + number(t_lo) + ", " +
-                number(t_hi) + "]");
+    throw Error("brownian tree: need finite t_lo < t_hi, got [" + format_double(t_lo) + ", " +
+                format_double(t_hi) + "]");
   if (depth < 1 || depth > 30)
     throw Error("brownian tree: depth must be between 1 and 30, got " + std::to_string(depth));
 }
@@ -205,8 +190,8 @@ void BrownianTreeNoise::normal(StateRef out) {
 namespace {
 void check_in_range(double t, double lo, double hi) {
   if (!(t >= lo && t <= hi))
-    throw Error("brownian tree: t = " + number(t) + " is outside its range [" + number(lo) + ", " +
-                number(hi) + "]");
+    throw Error("brownian tree: t = " + format_double(t) + " is outside its range [" +
+                format_double(lo) + ", " + format_double(hi) + "]");
 }
 }  // namespace
 
@@ -291,8 +276,8 @@ std::unique_ptr<ReplayNoise> ReplayNoise::from_npy(const std::string& path) {
     for (std::size_t i = 0; i < a.shape.size(); ++i)
       shape += (i ? ", " : "") + std::to_string(a.shape[i]);
     shape += a.shape.size() == 1 ? ",)" : ")";
-    throw IoError(path, "replay noise needs a 3-D array of shape (draws, batch, dim), got shape " +
-                            shape);
+    throw IoError(
+        path, "replay noise needs a 3-D array of shape (draws, batch, dim), got shape " + shape);
   }
   const std::size_t draws = a.shape[0], batch = a.shape[1], dim = a.shape[2];
   State data(static_cast<Eigen::Index>(draws), static_cast<Eigen::Index>(batch * dim));
@@ -305,8 +290,7 @@ void ReplayNoise::normal(StateRef out) {
   const auto cols = static_cast<std::size_t>(out.cols());
   if (rows != batch_ || cols != dim_)
     throw Error("replay noise " + origin_ + ": draws have shape (batch, dim) = " +
-                shape_string(batch_, dim_) + " but " + shape_string(rows, cols) +
-                " was requested");
+                shape_string(batch_, dim_) + " but " + shape_string(rows, cols) + " was requested");
   if (draws_ >= available())
     throw Error("replay noise " + origin_ + " has " + std::to_string(available()) +
                 " draws; draw " + std::to_string(draws_ + 1) + " requested");

@@ -108,8 +108,9 @@ class HeaderParser {
         if (have_descr) fail("duplicate key 'descr'");
         have_descr = true;
         if (peek() != '\'' && peek() != '"')
-          throw IoError(file_, "unsupported dtype: structured dtypes are not supported "
-                               "(only float64 '<f8' and float32 '<f4')");
+          throw IoError(file_,
+                        "unsupported dtype: structured dtypes are not supported "
+                        "(only float64 '<f8' and float32 '<f4')");
         h.descr = string_literal();
       } else if (key == "fortran_order") {
         if (have_fortran) fail("duplicate key 'fortran_order'");
@@ -144,8 +145,8 @@ class HeaderParser {
   }
   char peek() const { return pos_ < s_.size() ? s_[pos_] : '\0'; }
   void skip_space() {
-    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' ||
-                                s_[pos_] == '\r'))
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
       ++pos_;
   }
   void expect(char c) {
@@ -225,13 +226,15 @@ NpyDtype parse_descr(const std::string& file, const std::string& descr) {
   std::string body = descr;
   ByteOrder order = ByteOrder::native;
   if (!body.empty() && (body[0] == '<' || body[0] == '>' || body[0] == '=' || body[0] == '|')) {
-    order = body[0] == '<' ? ByteOrder::little : body[0] == '>' ? ByteOrder::big : ByteOrder::native;
+    order = body[0] == '<'   ? ByteOrder::little
+            : body[0] == '>' ? ByteOrder::big
+                             : ByteOrder::native;
     body = body.substr(1);
   }
   if (body != "f8" && body != "f4")
     throw IoError(file, "unsupported dtype '" + descr + "'" + supported);
-  const bool little = order == ByteOrder::little ||
-                      (order == ByteOrder::native && host_little_endian());
+  const bool little =
+      order == ByteOrder::little || (order == ByteOrder::native && host_little_endian());
   if (!little)
     throw IoError(file, "unsupported dtype '" + descr + "': big-endian data" + supported);
   return body == "f8" ? NpyDtype::float64 : NpyDtype::float32;
@@ -242,8 +245,7 @@ void read_exact(std::FILE* f, const std::string& path, void* dst, std::size_t n,
                 std::size_t expected, std::size_t already, const char* what) {
   const std::size_t got = std::fread(dst, 1, n, f);
   if (got != n) {
-    if (std::ferror(f))
-      throw IoError(path, std::string("read error: ") + std::strerror(errno));
+    if (std::ferror(f)) throw IoError(path, std::string("read error: ") + std::strerror(errno));
     throw IoError(path, std::string("truncated ") + what + ": expected " +
                             std::to_string(expected) + " bytes, got " +
                             std::to_string(already + got));
@@ -289,8 +291,9 @@ NpyArray read_npy(const std::string& path) {
   const Header h = HeaderParser(path, text).parse();
   const NpyDtype dtype = parse_descr(path, h.descr);
   if (h.fortran_order)
-    throw IoError(path, "Fortran-order arrays (fortran_order: True) are not supported; "
-                        "save a C-order array (numpy.ascontiguousarray)");
+    throw IoError(path,
+                  "Fortran-order arrays (fortran_order: True) are not supported; "
+                  "save a C-order array (numpy.ascontiguousarray)");
 
   NpyArray a;
   a.shape = h.shape;

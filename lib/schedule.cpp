@@ -110,7 +110,7 @@ double VpLinearSchedule::t_of_log_alpha_bar(double l) const {
 
 // ---------------------------------------------------------------------------
 // Cosine schedule (Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic
-// Models", eq. 17): alpha_bar(t) = f(t)/f(0), f(t) = cos^2(theta(t)),
+// Models", sec. 3.2): alpha_bar(t) = f(t)/f(0), f(t) = cos^2(theta(t)),
 // theta(t) = (t + s)/(1 + s) * pi/2. Hence l(t) = 2 log(cos theta / cos theta0) and
 // beta(t) = -l'(t) = pi/(1 + s) tan(theta(t)), which diverges at t = 1; the usable
 // range ends at t_max with beta(t_max) = beta_max (as in DPM-Solver's NoiseScheduleVP):

@@ -23,8 +23,9 @@ std::shared_ptr<const Schedule> schedule_of(const Params& params, const BuildCon
   return ctx.schedule;
 }
 
-std::string count(std::size_t n, const char* what) {
-  return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+// "1 row", "3 rows"; "1 entry", "2 entries".
+std::string count(std::size_t n, const std::string& one, const std::string& many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
 // A rectangular K x dim matrix from params.matrix(name); errors name the JSON path.
@@ -34,12 +35,12 @@ Eigen::MatrixXd rectangular(const Params& params, const std::string& name, std::
   const auto m = params.matrix(name);
   const std::string given = params.given(name) ? "" : " (the default)";
   if (m.size() != rows)
-    params.fail(name, "expected " + count(rows, "row") + " (" + rows_for + "), got " +
+    params.fail(name, "expected " + count(rows, "row", "rows") + " (" + rows_for + "), got " +
                           std::to_string(m.size()) + given);
   Eigen::MatrixXd out(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
   for (std::size_t k = 0; k < rows; ++k) {
     if (m[k].size() != cols)
-      params.fail(name, "row " + std::to_string(k) + " has " + count(m[k].size(), "entry") +
+      params.fail(name, "row " + std::to_string(k) + " has " + count(m[k].size(), "entry", "entries") +
                             ", expected " + std::to_string(cols) + " (the data dimension)" + given);
     for (std::size_t j = 0; j < cols; ++j)
       out(static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(j)) = m[k][j];
@@ -54,7 +55,7 @@ std::unique_ptr<Model> make_gaussian(const Params& params, const BuildContext& c
   if (mean.empty()) params.fail("mean", "must have at least one entry (the data dimension)");
   if (std.size() == 1 && mean.size() > 1) std.assign(mean.size(), std.front());
   if (std.size() != mean.size())
-    params.fail("std", "expected " + count(mean.size(), "entry") +
+    params.fail("std", "expected " + count(mean.size(), "entry", "entries") +
                            " (one per mean entry) or 1 (shared by all axes), got " +
                            std::to_string(std.size()) + (params.given("std") ? "" : " (the default)"));
   for (std::size_t j = 0; j < std.size(); ++j)

@@ -65,7 +65,7 @@ expect_error unknown_solver 2 "solver.name: unknown solver 'nope'; known: " "${g
 expect_error unknown_param 2 "schedule.beta2: unknown parameter" "${good/\"name\":\"vp_linear\"/\"name\":\"vp_linear\",\"beta2\":3}"
 expect_error wrong_type 2 "grid.steps: expected an integer" "${good/\"steps\":50/\"steps\":\"many\"}"
 expect_error bad_value 2 "grid.steps" "${good/\"steps\":50/\"steps\":0}"
-expect_error bad_shape 2 "model.means" "${good/[[-1,0],[1,0]]/[[-1,0]]}"
+expect_error bad_shape 2 "model.means" "${good/\"means\":\[\[-1,0\],\[1,0\]\]/\"means\":[[-1,0]]}"
 expect_error missing_model 2 "model: is required" "${good/\"model\"/\"modl\"}"
 expect_error bad_batch 2 "batch" "${good/\"batch\":16/\"batch\":-3}"
 expect_error missing_init 2 "no_such_file.npy" "${good/\"seed\":0/\"seed\":0,\"init\":\"no_such_file.npy\"}"

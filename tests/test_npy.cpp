@@ -1,8 +1,7 @@
 // .npy reader and writer: round trips, exact bytes, header variants, malformed files
 // and atomic writes.
 #include <catch2/catch.hpp>
-
-#include <unistd.h>
+#include <unistd.h>  // getpid
 
 #include <cmath>
 #include <cstdint>
@@ -28,9 +27,8 @@ namespace {
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() /
-           ("diffsde_test_npy_" + std::to_string(::getpid()) + "_" +
-            std::to_string(std::random_device{}()));
+    path = fs::temp_directory_path() / ("diffsde_test_npy_" + std::to_string(::getpid()) + "_" +
+                                        std::to_string(std::random_device{}()));
     fs::create_directories(path);
   }
   ~TempDir() {
@@ -86,8 +84,8 @@ NpyArray make_array(std::vector<std::size_t> shape) {
 
 TEST_CASE("npy round trips float64 and float32 for 0-d to 3-d", "[npy]") {
   TempDir dir;
-  const std::vector<std::vector<std::size_t>> shapes = {
-      {}, {5}, {2, 3}, {2, 3, 4}, {0}, {3, 0}, {1, 1, 1}, {1, 7}, {2, 1, 3, 1}};
+  const std::vector<std::vector<std::size_t>> shapes = {{},     {5},       {2, 3}, {2, 3, 4},   {0},
+                                                        {3, 0}, {1, 1, 1}, {1, 7}, {2, 1, 3, 1}};
   for (const auto& shape : shapes) {
     const NpyArray a = make_array(shape);
     INFO("ndim " << shape.size() << ", size " << a.size());
@@ -103,8 +101,9 @@ TEST_CASE("npy round trips float64 and float32 for 0-d to 3-d", "[npy]") {
       CHECK(c.data[i] == static_cast<double>(static_cast<float>(a.data[i])));
     // Data starts at a multiple of 64 bytes; sizes are exact.
     const std::string bytes = slurp(f64);
-    const std::size_t header_len = static_cast<unsigned char>(bytes[8]) |
-                                   (static_cast<std::size_t>(static_cast<unsigned char>(bytes[9])) << 8);
+    const std::size_t header_len =
+        static_cast<unsigned char>(bytes[8]) |
+        (static_cast<std::size_t>(static_cast<unsigned char>(bytes[9])) << 8);
     CHECK((10 + header_len) % 64 == 0);
     CHECK(bytes.size() == 10 + header_len + 8 * a.size());
     CHECK(bytes[10 + header_len - 1] == '\n');
@@ -115,8 +114,9 @@ TEST_CASE("npy round trips float64 and float32 for 0-d to 3-d", "[npy]") {
   // Special values survive float64.
   NpyArray s;
   s.shape = {5};
-  s.data = {std::numeric_limits<double>::infinity(), -0.0, std::numeric_limits<double>::denorm_min(),
-            std::numeric_limits<double>::max(), std::nan("")};
+  s.data = {std::numeric_limits<double>::infinity(), -0.0,
+            std::numeric_limits<double>::denorm_min(), std::numeric_limits<double>::max(),
+            std::nan("")};
   write_npy(dir.file("s.npy"), s);
   const NpyArray t = read_npy(dir.file("s.npy"));
   CHECK(std::isinf(t.data[0]));
@@ -153,13 +153,14 @@ TEST_CASE("npy writer produces NumPy's exact bytes", "[npy]") {
   const State back = read_npy_state(dir.file("x.npy"));
   CHECK((back == s).all());
 
-  // 0-d: no spare spaces; '<f4' descr.
+  // 0-d: no spare spaces; '<f4' descr; 10 + 55 + 1 bytes padded to 128.
   NpyArray scalar;
   scalar.data = {1.0};
   write_npy(dir.file("s.npy"), scalar, NpyDtype::float32);
   const std::string bytes = slurp(dir.file("s.npy"));
-  CHECK(bytes.substr(10, 54) == "{'descr': '<f4', 'fortran_order': False, 'shape': (), }");
-  CHECK(bytes.substr(64) == std::string("\x00\x00\x80\x3f", 4));
+  CHECK(bytes.substr(10, 55) == "{'descr': '<f4', 'fortran_order': False, 'shape': (), }");
+  CHECK(bytes.size() == 132);
+  CHECK(bytes.substr(128) == std::string("\x00\x00\x80\x3f", 4));
 }
 
 TEST_CASE("npy reader accepts the header variants NumPy and others write", "[npy]") {
@@ -208,8 +209,7 @@ TEST_CASE("Malformed npy files give an IoError naming the file and the problem",
       {"bad magic", bad_magic, "bad magic"},
       {"empty file", "", "bad magic"},
       {"version 4.0", bad_version, "unsupported .npy format version 4.0"},
-      {"big-endian",
-       npy_bytes("{'descr': '>f8', 'fortran_order': False, 'shape': (2, 3), }", d6),
+      {"big-endian", npy_bytes("{'descr': '>f8', 'fortran_order': False, 'shape': (2, 3), }", d6),
        "unsupported dtype '>f8': big-endian"},
       {"int dtype", npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (2, 3), }", d6),
        "unsupported dtype '<i8' (only float64 '<f8' and float32 '<f4')"},
@@ -257,9 +257,9 @@ TEST_CASE("read_npy_state requires a 2-D array", "[npy]") {
   NpyArray a = make_array({5});
   write_npy(dir.file("v.npy"), a);
   CHECK_THROWS_AS(read_npy_state(dir.file("v.npy")), IoError);
-  CHECK_THROWS_WITH(read_npy_state(dir.file("v.npy")),
-                    Catch::Contains(dir.file("v.npy")) && Catch::Contains("2-D") &&
-                        Catch::Contains("(5,)"));
+  CHECK_THROWS_WITH(read_npy_state(dir.file("v.npy")), Catch::Contains(dir.file("v.npy")) &&
+                                                           Catch::Contains("2-D") &&
+                                                           Catch::Contains("(5,)"));
   State s(4, 3);
   for (Eigen::Index i = 0; i < s.size(); ++i) s.data()[i] = 1.0 / (1.0 + static_cast<double>(i));
   write_npy(dir.file("s.npy"), s);
@@ -313,12 +313,16 @@ TEST_CASE("Files round trip through NumPy when it is installed", "[npy][numpy]")
   TempDir dir;
   const NpyArray a = make_array({2, 3, 4});
   write_npy(dir.file("ours.npy"), a);
-  const std::string script =
-      "import numpy as np; a = np.load('" + dir.file("ours.npy") +
-      "'); assert a.shape == (2, 3, 4) and a.dtype == np.float64; "
-      "np.save('" + dir.file("theirs.npy") + "', (a * 2).astype(np.float32)); "
-      "open('" + dir.file("same_bytes") + "', 'w').write(str(open('" + dir.file("ours.npy") +
-      "', 'rb').read() == (lambda f: (np.save(f, a), f.getvalue())[1])(__import__('io').BytesIO())))";
+  const std::string script = "import numpy as np; a = np.load('" + dir.file("ours.npy") +
+                             "'); assert a.shape == (2, 3, 4) and a.dtype == np.float64; "
+                             "np.save('" +
+                             dir.file("theirs.npy") +
+                             "', (a * 2).astype(np.float32)); "
+                             "open('" +
+                             dir.file("same_bytes") + "', 'w').write(str(open('" +
+                             dir.file("ours.npy") +
+                             "', 'rb').read() == (lambda f: (np.save(f, a), "
+                             "f.getvalue())[1])(__import__('io').BytesIO())))";
   REQUIRE(std::system(("/usr/bin/python3 -c \"" + script + "\"").c_str()) == 0);
   const NpyArray b = read_npy(dir.file("theirs.npy"));
   CHECK(b.shape == a.shape);

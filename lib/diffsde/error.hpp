@@ -54,4 +54,7 @@ class NumericalError : public Error {
 std::string join_path(const std::string& path, const std::string& key);
 std::string join_path(const std::string& path, std::size_t index);
 
+// A double in the fewest significant digits (15 to 17) that read back exactly, for messages.
+std::string format_double(double value);
+
 }  // namespace diffsde
