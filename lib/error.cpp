@@ -1,5 +1,6 @@
 #include "diffsde/error.hpp"
 
+#include <cstdlib>
 #include <sstream>
 #include <string>
 
@@ -26,7 +27,7 @@ std::string format_double(double value) {
     std::ostringstream os;
     os.precision(digits);
     os << value;
-    if (digits == 17 || std::stod(os.str()) == value) return os.str();
+    if (digits == 17 || std::strtod(os.str().c_str(), nullptr) == value) return os.str();
   }
   return {};
 }

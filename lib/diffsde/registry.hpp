@@ -79,6 +79,10 @@ struct RegistryEntry {
   std::string description;
   std::vector<ParamSpec> params;
   std::function<std::unique_ptr<T>(const Params&, const BuildContext&)> make;
+  // Parameter sets (JSON objects without "name") that exercise the entry's distinct
+  // behaviours, e.g. each `stepper` of `pf_ode`. The registry-wide tests loop over them
+  // (empty: the defaults only), so a listed variant is tested the moment it is listed.
+  std::vector<nlohmann::json> variants = {};
 };
 
 template <class T>

@@ -1,0 +1,139 @@
+#include "diffsde/solvers/ddim.hpp"
+
+#include <cmath>
+
+#include "diffsde/error.hpp"
+#include "diffsde/registry.hpp"
+
+namespace diffsde {
+
+DdimCoefficients ddim_coefficients(const ScheduleAt& s, const ScheduleAt& t, double eta) {
+  DdimCoefficients c;
+  // alpha_t / alpha_s from the log alpha_bars, without forming either ratio's parts.
+  c.x = std::exp(0.5 * (t.log_alpha_bar - s.log_alpha_bar));
+  if (t.sigma == 0) {  // final step to the data: x_t = x0
+    c.eps = -c.x * s.sigma;
+    return c;
+  }
+  const double h = t.lambda - s.lambda;
+  const double em2h = std::expm1(-2 * h);  // in (-1, 0] going towards the data
+  const double u = eta * eta * em2h;
+  if (!(1 + u >= 0))
+    throw Error("eta = " + format_double(eta) + " is too large for the step from t = " +
+                format_double(s.t) + " to t = " + format_double(t.t) +
+                " (the noise would exceed sigma_t)");
+  const double root = std::sqrt(1 + u);
+  c.noise = eta * t.sigma * std::sqrt(-em2h);
+  c.dir = t.sigma * root;
+  c.eps = t.sigma * (u / (root + 1) - std::expm1(h));
+  return c;
+}
+
+double ddpm_beta_noise(const ScheduleAt& s, const ScheduleAt& t) {
+  if (t.sigma == 0) return 0;
+  return std::sqrt(-std::expm1(s.log_alpha_bar - t.log_alpha_bar));
+}
+
+DdimSolver::DdimSolver(Options options) : options_(std::move(options)) {
+  if (!(options_.eta >= 0)) throw Error(options_.name + ": eta must be >= 0");
+  if (options_.clip_x0 && !(options_.clip_x0->first < options_.clip_x0->second))
+    throw Error(options_.name + ": clip_x0 needs lo < hi");
+}
+
+SolverTraits DdimSolver::traits() const {
+  SolverTraits t;
+  t.name = options_.name;
+  t.stochastic = stochastic();
+  t.order = 1;  // ODE order at eta = 0, weak order otherwise
+  t.evals_per_step = 1;
+  if (t.stochastic)
+    t.noise_use =
+        "one standard-normal draw of shape batch x dim per step whose noise scale is > 0 "
+        "(draw k at the k-th such step); the final step to t = 0 draws none";
+  return t;
+}
+
+void DdimSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
+  for (std::size_t i = 0; i + 1 < times.size(); ++i) {
+    const bool down = times[i + 1] < times[i];
+    if (stochastic() && !down)
+      throw Error(options_.name + " with noise runs backwards in time: the grid must decrease");
+  }
+  eps_.resize(x.rows(), x.cols());
+  if (stochastic()) z_.resize(x.rows(), x.cols());
+  if (options_.clip_x0) x0_.resize(x.rows(), x.cols());
+}
+
+void DdimSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
+  const ScheduleAt s = context.schedule().at(t0);
+  const ScheduleAt t = context.schedule().at(t1);
+  if (!(s.sigma > 0)) throw Error(options_.name + " cannot start a step at sigma = 0 (t = 0)");
+  const double eta = options_.noise == Noise::ddpm_beta ? 1.0 : options_.eta;
+  const DdimCoefficients c = ddim_coefficients(s, t, eta);
+  const double noise = options_.noise == Noise::ddpm_beta ? ddpm_beta_noise(s, t) : c.noise;
+
+  context.eps(x, t0, eps_);
+  if (options_.clip_x0) {
+    // x0 form: clamp the data prediction, take eps consistent with it, then step.
+    x0_ = ((x - s.sigma * eps_) / s.alpha).cwiseMax(options_.clip_x0->first).cwiseMin(options_.clip_x0->second);
+    eps_ = (x - s.alpha * x0_) / s.sigma;
+    x = t.alpha * x0_ + c.dir * eps_;
+  } else {
+    x = c.x * x + c.eps * eps_;
+  }
+  if (noise > 0) {
+    context.noise().normal(z_);
+    x += noise * z_;
+  }
+}
+
+namespace builtin {
+
+namespace {
+std::optional<std::pair<double, double>> clip_of(const Params& p) {
+  if (!p.has("clip_x0")) return std::nullopt;
+  const auto v = p.numbers("clip_x0");
+  if (v.size() != 2) p.fail("clip_x0", "expected [lo, hi], got " + std::to_string(v.size()) + " numbers");
+  if (!(v[0] < v[1])) p.fail("clip_x0", "needs lo < hi");
+  return std::make_pair(v[0], v[1]);
+}
+const ParamSpec kClip{"clip_x0", ParamType::numbers, nullptr,
+                      "clamp the predicted x0 to [lo, hi] before the step (off when not given)"};
+}  // namespace
+
+void register_ddim(Registry<Solver>& registry) {
+  registry.add({"ddim",
+                "generalized DDIM step (first-order exponential integrator in lambda); eta = 0 "
+                "is deterministic and equals DPM-Solver-1",
+                {{"eta", ParamType::number, 0.0,
+                  "stochasticity: noise scale eta * sqrt(posterior variance); 0 = deterministic, 1 = DDPM"},
+                 kClip},
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
+                  DdimSolver::Options o;
+                  o.eta = p.number("eta");
+                  if (!(o.eta >= 0)) p.fail("eta", "must be >= 0");
+                  o.clip_x0 = clip_of(p);
+                  return std::make_unique<DdimSolver>(o);
+                },
+                {{{"eta", 0.0}}, {{"eta", 0.5}}, {{"eta", 1.0}}}});
+  registry.add({"ddpm",
+                "DDPM ancestral sampling (Algorithm 2): the generalized DDIM step at eta = 1, or "
+                "with the larger 'beta' variance",
+                {{"variance", ParamType::string, "posterior",
+                  "noise variance: posterior (beta_tilde) or beta (1 - alpha_bar_s/alpha_bar_t)",
+                  {"posterior", "beta"}},
+                 kClip},
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
+                  DdimSolver::Options o;
+                  o.name = "ddpm";
+                  o.eta = 1;
+                  o.noise = p.string("variance") == "beta" ? DdimSolver::Noise::ddpm_beta : DdimSolver::Noise::eta;
+                  o.clip_x0 = clip_of(p);
+                  return std::make_unique<DdimSolver>(o);
+                },
+                {{{"variance", "posterior"}}, {{"variance", "beta"}}}});
+}
+
+}  // namespace builtin
+
+}  // namespace diffsde

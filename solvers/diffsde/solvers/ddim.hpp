@@ -1,0 +1,65 @@
+// The first-order exponential integrator of the reverse VP dynamics, alias the
+// generalized DDIM step (Song, Meng & Ermon 2021, eq. 12), and DDPM's ancestral
+// sampling (Ho et al. 2020, Algorithm 2) as its eta = 1 case.
+//
+// From s to t (t < s), with x0 = (x - sigma_s eps) / alpha_s and h = lambda_t - lambda_s:
+//   x_t = alpha_t x0 + sqrt(sigma_t^2 - sigma_n^2) eps + sigma_n z,
+//   sigma_n = eta sigma_t sqrt(1 - exp(-2h)),
+// where sigma_n^2 at eta = 1 is DDPM's posterior variance beta_tilde. In terms of x and eps
+// (free of cancellation: both terms of the eps coefficient have the same sign),
+//   x_t = (alpha_t/alpha_s) x + sigma_t [ (sqrt(1+u) - 1) - expm1(h) ] eps + sigma_n z,
+//   u = eta^2 expm1(-2h).
+// At eta = 0 this is x_t = (alpha_t/alpha_s) x - sigma_t expm1(h) eps: the exact solution
+// of the PF-ODE's linear part in lambda with eps frozen, i.e. DPM-Solver-1 (Lu et al. 2022).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "diffsde/solver.hpp"
+
+namespace diffsde {
+
+// x_t = x * x_s + eps * eps_s + noise * z   (see the file comment);
+// dir = sqrt(sigma_t^2 - sigma_n^2), the coefficient of eps in the x0 form.
+struct DdimCoefficients {
+  double x = 0, eps = 0, noise = 0, dir = 0;
+};
+
+// Coefficients of the step s -> t for a given eta. At t with sigma_t = 0 (the final step
+// to the data) the step returns x0 and draws no noise. Throws Error when eta is too large
+// for the step (sigma_n > sigma_t).
+DdimCoefficients ddim_coefficients(const ScheduleAt& s, const ScheduleAt& t, double eta);
+
+// The noise scale of DDPM's "beta" variance over the step s -> t:
+// sqrt(1 - alpha_bar_s / alpha_bar_t) (the DDIM paper's sigma-hat; beta_t on consecutive
+// discrete steps). Zero on the final step to sigma_t = 0.
+double ddpm_beta_noise(const ScheduleAt& s, const ScheduleAt& t);
+
+class DdimSolver final : public Solver {
+ public:
+  enum class Noise {
+    eta,        // sigma_n = eta sigma_t sqrt(1 - exp(-2h))   (ddim; ddpm "posterior" = eta 1)
+    ddpm_beta,  // mean of eta = 1, sigma_n = sqrt(1 - alpha_bar_s/alpha_bar_t)   (ddpm "beta")
+  };
+  struct Options {
+    std::string name = "ddim";
+    double eta = 0;
+    Noise noise = Noise::eta;
+    // Clamp the predicted x0 to [lo, hi] (and recompute eps from it), as diffusers' clip_sample.
+    std::optional<std::pair<double, double>> clip_x0;
+  };
+
+  explicit DdimSolver(Options options);
+  SolverTraits traits() const override;
+  void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
+  void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
+
+ private:
+  bool stochastic() const { return options_.eta > 0 || options_.noise == Noise::ddpm_beta; }
+  Options options_;
+  State eps_, z_, x0_;
+};
+
+}  // namespace diffsde

@@ -1,0 +1,54 @@
+// Predictor-corrector sampling (Song et al. 2021, Algorithms 2 and 3 of their appendix,
+// the VP version). At every grid step [t0 -> t1] it first runs `n_steps` Langevin MCMC
+// steps at t0 (the corrector), then one predictor step from t0 to t1, in the order of
+// score-SDE's pc_sampler. The predictor is any registered reverse-SDE solver
+// (euler_maruyama, reverse_diffusion, ddpm).
+//
+// Langevin corrector (score-SDE's LangevinCorrector), for each of n_steps:
+//   g = s(x, t0) = -eps(x, t0) / sigma(t0),  z ~ N(0, I),
+//   step_i = 2 a (snr ||z_i|| / ||g_i||)^2,
+//   x_i <- x_i + step_i g_i + sqrt(2 step_i) z_i,
+// with a = 1 - b = alpha_bar(t0) / alpha_bar(t1) over the current grid step (b as in
+// reverse_diffusion): the continuous analogue of score-SDE's alpha_i = 1 - beta_i.
+// Deviation from score-SDE: it averages ||z|| and ||g|| over the batch, which makes a
+// sample depend on the rest of its batch; here the norms are per sample, so a sample's
+// result does not depend on the batch it is in. A sample whose score is zero (or whose
+// step size overflows) is left unchanged by that Langevin step.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "diffsde/solver.hpp"
+
+namespace diffsde {
+
+class PcSolver final : public Solver {
+ public:
+  enum class Corrector { langevin, none };
+  struct Options {
+    Corrector corrector = Corrector::langevin;
+    double snr = 0.16;  // signal-to-noise ratio of the Langevin step
+    int n_steps = 1;    // corrector steps per grid step
+  };
+
+  // `predictor` advances the state from t0 to t1 after the corrector. Throws Error on
+  // snr <= 0 or n_steps < 1.
+  PcSolver(std::unique_ptr<Solver> predictor, Options options);
+  SolverTraits traits() const override;
+  void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
+  void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
+
+  const Solver& predictor() const { return *predictor_; }
+  const Options& options() const { return options_; }
+
+ private:
+  // n_steps Langevin steps at t0 with a = alpha_bar(t0) / alpha_bar(t1).
+  void correct(SolverContext& context, double t0, double t1, State& x);
+
+  std::unique_ptr<Solver> predictor_;
+  Options options_;
+  State g_, z_;
+};
+
+}  // namespace diffsde

@@ -1,0 +1,119 @@
+// Registry-wide: every deterministic solver, in every variant its registry entry lists,
+// converges at its declared order on the Gaussian problem, whose PF-ODE flow is exact:
+// per axis z = (x - alpha mu) / sqrt(alpha^2 s^2 + sigma^2) is constant along it. A solver
+// added to the registry is checked here the moment it is registered.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <memory>
+
+#include "diffsde/driver.hpp"
+#include "diffsde/grid.hpp"
+#include "diffsde/noise.hpp"
+#include "diffsde/registry.hpp"
+#include "diffsde/schedule.hpp"
+#include "diffsde/scores/analytic.hpp"
+
+using namespace diffsde;
+using nlohmann::json;
+
+namespace {
+
+struct Problem {
+  std::shared_ptr<VpLinearSchedule> schedule = std::make_shared<VpLinearSchedule>(0.1, 20.0);
+  Eigen::VectorXd mu = (Eigen::VectorXd(2) << 0.5, -1.0).finished();
+  Eigen::VectorXd sd = (Eigen::VectorXd(2) << 0.6, 1.2).finished();
+  double t_start = 1.0, t_end = 1e-2;
+
+  // The exact PF-ODE flow map from t0 to t1.
+  State exact(const State& x, double t0, double t1) const {
+    State out(x.rows(), x.cols());
+    const double a0 = schedule->alpha(t0), a1 = schedule->alpha(t1);
+    for (Eigen::Index j = 0; j < x.cols(); ++j) {
+      const double v0 = a0 * a0 * sd[j] * sd[j] - std::expm1(schedule->log_alpha_bar(t0));
+      const double v1 = a1 * a1 * sd[j] * sd[j] - std::expm1(schedule->log_alpha_bar(t1));
+      out.col(j) = a1 * mu[j] + std::sqrt(v1 / v0) * (x.col(j) - a0 * mu[j]);
+    }
+    return out;
+  }
+};
+
+// Least-squares slope of log(err) against log(h).
+double fitted_slope(const std::vector<double>& h, const std::vector<double>& err) {
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  const double n = static_cast<double>(h.size());
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    const double lx = std::log(h[i]), ly = std::log(err[i]);
+    sx += lx;
+    sy += ly;
+    sxx += lx * lx;
+    sxy += lx * ly;
+  }
+  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
+}
+
+std::vector<json> variants_of(const RegistryEntry<Solver>& entry) {
+  std::vector<json> out;
+  if (entry.variants.empty()) return {json{{"name", entry.name}}};
+  for (json v : entry.variants) {
+    v["name"] = entry.name;
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("Every deterministic fixed-step solver converges at its declared order") {
+  const Problem p;
+  const GaussianModel model(p.schedule, p.mu, p.sd);
+  State x_T(64, 2);
+  for (long j = 0; j < x_T.rows(); ++j) philox_normals(1, NoiseStream::init, j, 0, x_T.row(j).data(), 2);
+  const State x_exact = p.exact(x_T, p.t_start, p.t_end);
+
+  int tested = 0;
+  for (const auto& entry : solver_registry().entries()) {
+    for (const json& config : variants_of(entry)) {
+      const auto traits = solver_registry().create(config, "solver")->traits();
+      if (traits.stochastic || traits.adaptive) continue;
+      ++tested;
+      std::vector<double> hs, errors;
+      for (int steps : {20, 40, 80, 160}) {
+        auto solver = solver_registry().create(config, "solver");
+        State x = x_T;
+        integrate(*solver, *p.schedule, model,
+                  TimeUniformGrid({p.t_start, p.t_end, steps}).times(*p.schedule), x, nullptr);
+        hs.push_back((p.t_start - p.t_end) / steps);
+        errors.push_back((x - x_exact).abs().maxCoeff());
+      }
+      const double slope = fitted_slope(hs, errors);
+      INFO(config.dump() << ": declared order " << traits.order << ", observed " << slope
+                         << "; errors " << errors[0] << " " << errors[1] << " " << errors[2] << " "
+                         << errors[3]);
+      CHECK(std::fabs(slope - traits.order) < 0.25 + 0.05 * traits.order);
+    }
+  }
+  CHECK(tested >= 3);
+}
+
+TEST_CASE("Every adaptive solver meets its tolerance on the exact problem") {
+  const Problem p;
+  const GaussianModel model(p.schedule, p.mu, p.sd);
+  State x_T(16, 2);
+  for (long j = 0; j < x_T.rows(); ++j) philox_normals(2, NoiseStream::init, j, 0, x_T.row(j).data(), 2);
+  const State x_exact = p.exact(x_T, p.t_start, p.t_end);
+  for (const auto& entry : solver_registry().entries()) {
+    for (const json& config : variants_of(entry)) {
+      const auto traits = solver_registry().create(config, "solver")->traits();
+      if (traits.stochastic || !traits.adaptive) continue;
+      // Their default tolerances (1e-6 or tighter) must give an error within a small
+      // multiple of themselves on this smooth problem.
+      auto solver = solver_registry().create(config, "solver");
+      State x = x_T;
+      const Summary s = integrate(*solver, *p.schedule, model, {p.t_start, p.t_end}, x, nullptr);
+      INFO(config.dump() << ": error " << (x - x_exact).abs().maxCoeff() << ", " << s.brief_report());
+      CHECK((x - x_exact).abs().maxCoeff() < 1e-4);
+      CHECK(s.accepted > 0);
+      CHECK(s.nfe > s.accepted);
+    }
+  }
+}
