@@ -43,14 +43,15 @@ struct AlphaSigma {
   double alpha, sigma, sigma2;
 };
 
+// Times below 0 are treated as 0, as the schedules do (a stage time may round just
+// below 0); a non-finite time is an error.
 AlphaSigma alpha_sigma(const Schedule& schedule, double t, const char* who) {
-  if (!std::isfinite(t) || t < 0.0) {
+  if (!std::isfinite(t)) {
     std::ostringstream msg;
-    msg.precision(17);
-    msg << who << ": time must be finite and >= 0, got t = " << t;
+    msg << who << ": time must be finite, got t = " << t;
     throw Error(msg.str());
   }
-  const ScheduleAt at = schedule.at(t);
+  const ScheduleAt at = schedule.at(t < 0.0 ? 0.0 : t);
   // sigma^2 = 1 - alpha_bar = -expm1(log alpha_bar), free of cancellation near t = 0.
   return {at.alpha, at.sigma, -std::expm1(at.log_alpha_bar)};
 }
@@ -157,54 +158,63 @@ MixtureAt mixture_at(double* buffer, const Eigen::VectorXd& weights, const Eigen
 
 // exp(l - m) for l <= m, in place over n values (n a multiple of 8, 64-byte aligned).
 //
-// With AVX2 or wider (or off x86), Eigen's packet exp. On x86 without AVX2 (the plain
-// x86-64 baseline, SSE2), Eigen's packet exp is slow (~7.5 ns a value on the reference
-// machine) because its floor and ldexp want SSE4.1/AVX2, so GCC and Clang use this
-// one instead (~3.5 ns), on 8-wide vector extensions that give four independent SSE2
-// chains: a Cody-Waite reduction exp(x) = 2^k exp(r), |r| <= ln2/2, a degree-13 Taylor
-// polynomial in Estrin form (short dependency chains) and 2^k built in the exponent
-// bits. Max error 2 ulp; arguments below -708.39 (where 2^k would leave the normal
-// range) give exactly 0 (relative to the largest weight, 1); NaN stays NaN.
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__SSE2__) && !defined(__AVX2__)
-#define DIFFSDE_GMM_OWN_EXP 1
+// Builds for AVX2 or wider (or off x86, or with Clang) use Eigen's packet exp. On the
+// plain x86-64 baseline (SSE2 only: the default flags), Eigen's packet exp is slow
+// (~7.5 ns a value on the reference machine) because its floor and ldexp want
+// SSE4.1/AVX2, and the exponentials are most of the mixture's cost. So there GCC builds
+// this one instead: a Cody-Waite reduction exp(x) = 2^k exp(r), |r| <= ln2/2, a degree-13
+// Taylor polynomial in Estrin form (short dependency chains), and 2^k built in the
+// exponent bits, on 8-wide vector extensions. Where the toolchain supports function
+// multiversioning it is also compiled for x86-64-v3 (AVX2) and -v4 (AVX-512) and the
+// loader picks the best for the CPU; multiply-adds are not fused in any version, so
+// every CPU gives the same bits. ~3.6 ns a value as plain SSE2, ~1.2 with AVX-512.
+// Max error 2 ulp; arguments below -708.39 (where 2^k would leave the normal range) give
+// exactly 0 (relative to the largest weight, 1); NaN stays NaN.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__SSE2__) && !defined(__AVX2__)
+#if __GNUC__ >= 11 && defined(__x86_64__) && defined(__gnu_linux__) && \
+    !defined(DIFFSDE_NO_MULTIVERSIONING)
+#define DIFFSDE_EXP_VERSIONS \
+  target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("fp-contract=off")
+#else
+#define DIFFSDE_EXP_VERSIONS optimize("fp-contract=off")
+#endif
 typedef double Vec8d __attribute__((vector_size(64)));
-typedef std::int64_t Vec8l __attribute__((vector_size(64)));
+typedef std::uint64_t Vec8u __attribute__((vector_size(64)));  // bits, wrapping
 
-// out[0..8) = exp(l[0..8) - m[0..8)) (pointers, not vector arguments: a 64-byte vector
-// in a signature draws GCC's ABI note without AVX-512).
-inline void exp_shifted8(double* l, const double* m) {
+__attribute__((DIFFSDE_EXP_VERSIONS)) void exp_shifted(double* l, const double* m,
+                                                        Eigen::Index n) {
   constexpr double kLog2e = 1.4426950408889634074;
   constexpr double kLn2Hi = 6.93147180369123816490e-01;  // fdlibm's split of log(2)
   constexpr double kLn2Lo = 1.90821492927058770002e-10;
   constexpr double kShift = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
   constexpr double kMin = -708.39;
-  Vec8d x0, mv;
-  std::memcpy(&x0, l, sizeof x0);
-  std::memcpy(&mv, m, sizeof mv);
-  x0 -= mv;
-  const Vec8d zero = x0 - x0;  // 0, or NaN where x0 is NaN
-  const Vec8l below = x0 < kMin;
-  const Vec8d x = (Vec8d)(((Vec8l)x0 & ~below) | ((Vec8l)(zero + kMin) & below));
-  const Vec8d kf = x * kLog2e + kShift;
-  const Vec8d k = kf - kShift;  // round(x / ln2)
-  const Vec8d r = (x - k * kLn2Hi) - k * kLn2Lo;
-  const Vec8d r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-  const Vec8d p01 = 1.0 + r, p23 = 0.5 + r * (1.0 / 6.0), p45 = (1.0 / 24.0) + r * (1.0 / 120.0),
-              p67 = (1.0 / 720.0) + r * (1.0 / 5040.0),
-              p89 = (1.0 / 40320.0) + r * (1.0 / 362880.0),
-              p1011 = (1.0 / 3628800.0) + r * (1.0 / 39916800.0),
-              p1213 = (1.0 / 479001600.0) + r * (1.0 / 6227020800.0);
-  const Vec8d q0 = p01 + r2 * p23, q1 = p45 + r2 * p67, q2 = p89 + r2 * p1011;
-  const Vec8d p = (q0 + r4 * q1) + r8 * (q2 + r4 * p1213);
-  // kf's low mantissa bits hold k (two's complement): 2^k has the bits (k + 1023) << 52.
-  const Vec8l two_k = (((Vec8l)kf - (Vec8l)(zero + kShift)) + 1023) << 52;
-  const Vec8d y = (Vec8d)((Vec8l)(p * (Vec8d)two_k) & ~below);
-  std::memcpy(l, &y, sizeof y);
+  for (Eigen::Index i = 0; i < n; i += 8) {
+    Vec8d x0, mv;
+    std::memcpy(&x0, l + i, sizeof x0);
+    std::memcpy(&mv, m + i, sizeof mv);
+    x0 -= mv;
+    const Vec8d zero = x0 - x0;  // 0, or NaN where x0 is NaN
+    const Vec8u below = (Vec8u)(x0 < kMin);  // all ones where x0 < kMin
+    const Vec8d x = (Vec8d)(((Vec8u)x0 & ~below) | ((Vec8u)(zero + kMin) & below));
+    const Vec8d kf = x * kLog2e + kShift;
+    const Vec8d k = kf - kShift;  // round(x / ln2)
+    const Vec8d r = (x - k * kLn2Hi) - k * kLn2Lo;
+    const Vec8d r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    const Vec8d p01 = 1.0 + r, p23 = 0.5 + r * (1.0 / 6.0),
+                p45 = (1.0 / 24.0) + r * (1.0 / 120.0), p67 = (1.0 / 720.0) + r * (1.0 / 5040.0),
+                p89 = (1.0 / 40320.0) + r * (1.0 / 362880.0),
+                p1011 = (1.0 / 3628800.0) + r * (1.0 / 39916800.0),
+                p1213 = (1.0 / 479001600.0) + r * (1.0 / 6227020800.0);
+    const Vec8d q0 = p01 + r2 * p23, q1 = p45 + r2 * p67, q2 = p89 + r2 * p1011;
+    const Vec8d p = (q0 + r4 * q1) + r8 * (q2 + r4 * p1213);
+    // kf's low mantissa bits hold k (two's complement, so the unsigned difference is k
+    // mod 2^64): 2^k has the bits (k + 1023) << 52.
+    const Vec8u two_k = (((Vec8u)kf - (Vec8u)(zero + kShift)) + 1023) << 52;
+    const Vec8d y = (Vec8d)((Vec8u)(p * (Vec8d)two_k) & ~below);
+    std::memcpy(l + i, &y, sizeof y);
+  }
 }
-
-void exp_shifted(double* l, const double* m, Eigen::Index n) {
-  for (Eigen::Index i = 0; i < n; i += 8) exp_shifted8(l + i, m + i);
-}
+#undef DIFFSDE_EXP_VERSIONS
 #else
 void exp_shifted(double* l, const double* m, Eigen::Index n) {
   Eigen::Map<Eigen::ArrayXd, Eigen::Aligned64> a(l, n);

@@ -15,13 +15,6 @@
 #include "diffsde/solvers/pf_ode.hpp"
 
 #include <algorithm>
-#include <cmath>
-#include <limits>
-#include <memory>
-#include <string>
-#include <utility>
-#include <vector>
-
 #include <boost/numeric/odeint/algebra/default_operations.hpp>
 #include <boost/numeric/odeint/algebra/vector_space_algebra.hpp>
 #include <boost/numeric/odeint/stepper/adams_bashforth_moulton.hpp>
@@ -33,6 +26,12 @@
 #include <boost/numeric/odeint/stepper/runge_kutta_dopri5.hpp>
 #include <boost/numeric/odeint/stepper/runge_kutta_fehlberg78.hpp>
 #include <boost/numeric/odeint/util/copy.hpp>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 // The Eigen adapter is not self-contained: it needs odeint's own headers first.
 #include <boost/numeric/odeint/external/eigen/eigen.hpp>
@@ -45,7 +44,8 @@ namespace boost::numeric::odeint {
 // Plain assignment (sizes already match: odeint resizes its work arrays first).
 template <typename B, int R, int C, int O, int MR, int MC>
 struct copy_impl<Eigen::Array<B, R, C, O, MR, MC>, Eigen::Array<B, R, C, O, MR, MC>> {
-  static void copy(const Eigen::Array<B, R, C, O, MR, MC>& from, Eigen::Array<B, R, C, O, MR, MC>& to) {
+  static void copy(const Eigen::Array<B, R, C, O, MR, MC>& from,
+                   Eigen::Array<B, R, C, O, MR, MC>& to) {
     to = from;
   }
 };
@@ -217,8 +217,8 @@ class AdaptiveEngine final : public PfOdeSolver::Engine {
     while (t != t1) {
       if (++attempts > kMaxAttempts)
         throw Error("pf_ode: more than " + std::to_string(kMaxAttempts) +
-                    " step attempts between t = " + format_double(t0) + " and t = " +
-                    format_double(t1) + " (reached t = " + format_double(t) +
+                    " step attempts between t = " + format_double(t0) +
+                    " and t = " + format_double(t1) + " (reached t = " + format_double(t) +
                     "); the tolerance may be too tight for this model");
       const double remaining = t1 - t;
       const bool clipped = std::fabs(dt) > std::fabs(remaining);
@@ -237,8 +237,8 @@ class AdaptiveEngine final : public PfOdeSolver::Engine {
         context.count_rejected();
         dt = dt_try;
         if (!(std::fabs(dt) > kMinRelativeStep * std::fabs(t)))
-          throw Error("pf_ode: step size underflow at t = " + format_double(t) + " (|dt| = " +
-                      format_double(std::fabs(dt)) +
+          throw Error("pf_ode: step size underflow at t = " + format_double(t) +
+                      " (|dt| = " + format_double(std::fabs(dt)) +
                       "): the error estimate stays too large (non-finite values, or a "
                       "tolerance below rounding)");
       }
@@ -267,7 +267,8 @@ std::unique_ptr<PfOdeSolver::Engine> make_engine(const PfOdeOptions& o) {
     case PfOdeStepper::fehlberg78:
       return std::make_unique<AdaptiveEngine<Fehlberg78Stepper, false>>(o.h_init, checker);
     case PfOdeStepper::bulirsch_stoer:
-      return std::make_unique<AdaptiveEngine<BulirschStoerStepper, false>>(o.h_init, o.atol, o.rtol);
+      return std::make_unique<AdaptiveEngine<BulirschStoerStepper, false>>(o.h_init, o.atol,
+                                                                           o.rtol);
   }
   throw Error("pf_ode: unknown stepper");
 }
@@ -276,8 +277,8 @@ std::unique_ptr<PfOdeSolver::Engine> make_engine(const PfOdeOptions& o) {
 
 const std::vector<PfOdeStepper>& all_pf_ode_steppers() {
   static const std::vector<PfOdeStepper> all = {
-      PfOdeStepper::euler,       PfOdeStepper::rk4,    PfOdeStepper::adams_bashforth_moulton,
-      PfOdeStepper::cash_karp54, PfOdeStepper::dopri5, PfOdeStepper::fehlberg78,
+      PfOdeStepper::euler,         PfOdeStepper::rk4,    PfOdeStepper::adams_bashforth_moulton,
+      PfOdeStepper::cash_karp54,   PfOdeStepper::dopri5, PfOdeStepper::fehlberg78,
       PfOdeStepper::bulirsch_stoer};
   return all;
 }
@@ -322,8 +323,10 @@ bool PfOdeOptions::is_valid(std::string* error) const {
     if (error != nullptr) *error = message;
     return false;
   };
-  if (!(rtol > 0) || !std::isfinite(rtol)) return fail("rtol must be > 0, got " + format_double(rtol));
-  if (!(atol > 0) || !std::isfinite(atol)) return fail("atol must be > 0, got " + format_double(atol));
+  if (!(rtol > 0) || !std::isfinite(rtol))
+    return fail("rtol must be > 0, got " + format_double(rtol));
+  if (!(atol > 0) || !std::isfinite(atol))
+    return fail("atol must be > 0, got " + format_double(atol));
   if (!(h_init > 0) || !std::isfinite(h_init))
     return fail("h_init must be > 0, got " + format_double(h_init));
   return true;
@@ -407,14 +410,16 @@ void PfOdeSolver::init(SolverContext& /*context*/, const State& /*x*/,
     const double h = (times.back() - times.front()) / n;
     for (std::size_t i = 0; i + 1 < times.size(); ++i) {
       const double h_i = times[i + 1] - times[i];
-      const double slack = 1e-9 * std::fabs(h) + 16 * std::numeric_limits<double>::epsilon() *
-                                                      std::max(std::fabs(times[i]), std::fabs(times[i + 1]));
+      const double slack =
+          1e-9 * std::fabs(h) + 16 * std::numeric_limits<double>::epsilon() *
+                                    std::max(std::fabs(times[i]), std::fabs(times[i + 1]));
       if (std::fabs(h_i - h) > slack)
-        throw Error("pf_ode: stepper adams_bashforth_moulton needs a uniform grid (its 4-step "
-                    "history assumes one step size), but interval " + std::to_string(i) +
-                    " from t = " + format_double(times[i]) + " to t = " + format_double(times[i + 1]) +
-                    " has dt = " + format_double(h_i) + " against the mean " + format_double(h) +
-                    "; use a time_uniform grid or another stepper");
+        throw Error(
+            "pf_ode: stepper adams_bashforth_moulton needs a uniform grid (its 4-step "
+            "history assumes one step size), but interval " +
+            std::to_string(i) + " from t = " + format_double(times[i]) + " to t = " +
+            format_double(times[i + 1]) + " has dt = " + format_double(h_i) + " against the mean " +
+            format_double(h) + "; use a time_uniform grid or another stepper");
     }
   }
   // A fresh engine: empty history, h_init as the first trial step; odeint sizes its work
@@ -461,9 +466,10 @@ void register_pf_ode(Registry<Solver>& registry) {
     if (!is_adaptive(o.stepper))
       for (const char* name : {"rtol", "atol", "h_init"})
         if (params.given(name))
-          params.fail(name, "only the adaptive steppers (cash_karp54, dopri5, fehlberg78, "
-                            "bulirsch_stoer) use it; stepper '" + to_string(o.stepper) +
-                                "' takes one step per grid interval");
+          params.fail(name,
+                      "only the adaptive steppers (cash_karp54, dopri5, fehlberg78, "
+                      "bulirsch_stoer) use it; stepper '" +
+                          to_string(o.stepper) + "' takes one step per grid interval");
     if (!(o.rtol > 0)) params.fail("rtol", "must be > 0, got " + format_double(o.rtol));
     if (!(o.atol > 0)) params.fail("atol", "must be > 0, got " + format_double(o.atol));
     if (!(o.h_init > 0)) params.fail("h_init", "must be > 0, got " + format_double(o.h_init));

@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "diffsde/error.hpp"
@@ -239,6 +240,7 @@ TEST_CASE("1-D GMM density integrates to one, with the noised moments", "[models
 // Also returns the dominant component and the gap of its l_k to the runner-up.
 struct HandEps {
   std::vector<double> eps;
+  double log_density = 0;
   int dominant = -1;
   long double gap = 0;
 };
@@ -276,7 +278,32 @@ HandEps hand_gmm_eps(const GmmModel& g, const State& x, Eigen::Index i, double t
     }
     out.eps.push_back(static_cast<double>(e));
   }
+  out.log_density = static_cast<double>(l[out.dominant] + std::log(total));
   return out;
+}
+
+TEST_CASE("GMM eps and log density equal a long-double evaluation", "[models][gmm]") {
+  // Points from the data scale to a few noise scales out, so the posterior weights
+  // span everything from ~1 to underflow.
+  for (int dim = 1; dim <= 3; ++dim) {
+    const GmmModel m = random_gmm(dim, 4, 300 + dim);
+    for (double t : {0.0, 1e-3, 0.05, 0.3, 0.7, 1.0}) {
+      State x = points(200, dim, t, 50 + dim);
+      x.bottomRows(50) *= 4.0;
+      State eps(x.rows(), dim);
+      BatchVector lp(x.rows());
+      m.eps(x, t, eps);
+      m.log_density(x, t, lp);
+      for (Eigen::Index i = 0; i < x.rows(); ++i) {
+        const HandEps hand = hand_gmm_eps(m, x, i, t);
+        double scale = 0;
+        for (int j = 0; j < dim; ++j) scale = std::max(scale, std::abs(hand.eps[j]));
+        INFO("dim " << dim << ", t " << t << ", row " << i);
+        for (int j = 0; j < dim; ++j) CHECK(std::abs(eps(i, j) - hand.eps[j]) <= 1e-13 * scale + 1e-300);
+        CHECK(lp(i) == Approx(hand.log_density).epsilon(1e-13).margin(1e-13));
+      }
+    }
+  }
 }
 
 TEST_CASE("GMM eps stays finite in the far tails", "[models][gmm]") {
@@ -394,6 +421,8 @@ TEST_CASE("GMM data moments equal hand-derived closed forms", "[models][gmm]") {
   const Eigen::MatrixXd cov_b = g.data_covariance();
   CHECK(cov_b.isApprox(cov_b.transpose()));
   CHECK(std::abs(cov_b(0, 1)) > 0.1);  // not axis-aligned: a real correlation
+  // As documented in docs/models.md.
+  CHECK(g.data_mean().isApprox(Eigen::Vector2d(0.225, 0.025)));
 }
 
 TEST_CASE("model output of a row does not depend on the other rows", "[models]") {
@@ -431,6 +460,23 @@ TEST_CASE("model output of a row does not depend on the other rows", "[models]")
       CHECK(max_abs_diff(in_place, all) == 0.0);
     }
   }
+}
+
+TEST_CASE("model calls may run concurrently", "[models]") {
+  // The driver may split a batch across threads: each thread uses its own scratch.
+  const GmmModel gmm = random_gmm(3, 4, 77);
+  const State x = points(4000, 3, 0.3, 12);
+  State serial(x.rows(), 3), parallel(x.rows(), 3);
+  gmm.eps(x, 0.3, serial);
+  std::vector<std::thread> threads;
+  for (int part = 0; part < 4; ++part) {
+    threads.emplace_back([&, part] {
+      for (int rep = 0; rep < 5; ++rep)
+        gmm.eps(x.middleRows(1000 * part, 1000), 0.3, parallel.middleRows(1000 * part, 1000));
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(max_abs_diff(parallel, serial) == 0.0);
 }
 
 TEST_CASE("models reject bad input", "[models]") {
@@ -475,8 +521,12 @@ TEST_CASE("models reject bad input", "[models]") {
   BatchVector lp(3);
   CHECK_THROWS_AS(m.log_density(x3, 0.5, lp), diffsde::Error);
   State good(4, 3);
-  CHECK_THROWS_AS(m.eps(x3, -0.1, good), diffsde::Error);
   CHECK_THROWS_AS(m.eps(x3, NAN, good), diffsde::Error);
+  CHECK_THROWS_AS(m.eps(x3, INFINITY, good), diffsde::Error);
+  // Times below 0 are t = 0, as for the schedules: eps = 0 there.
+  x3.setOnes();
+  m.eps(x3, -1e-17, good);
+  CHECK(good.abs().maxCoeff() == 0.0);
   // An empty batch is fine.
   State empty(0, 3), empty_out(0, 3);
   CHECK_NOTHROW(m.eps(empty, 0.5, empty_out));
@@ -502,6 +552,13 @@ TEST_CASE("registry builds the analytic models from JSON", "[models][registry]")
     CHECK(as_gmm->weights().isApprox(builtin.weights()));
     CHECK(as_gmm->means() == builtin.means());
     CHECK(as_gmm->stds() == builtin.stds());
+    // The defaults as `diffsde list` prints them (and docs/models.md shows them).
+    const auto* entry = registry.find("gmm");
+    REQUIRE(entry != nullptr);
+    CHECK(entry->params.at(0).name == "weights");
+    CHECK(entry->params.at(0).default_value.dump() == "[0.25,0.35,0.4]");
+    CHECK(entry->params.at(1).default_value.dump() == "[[-2.0,-1.0],[1.5,-1.5],[0.5,2.0]]");
+    CHECK(entry->params.at(2).default_value.dump() == "[[0.4,0.3],[0.3,0.5],[0.5,0.35]]");
   }
 
   SECTION("explicit parameters") {

@@ -183,7 +183,7 @@ TEST_CASE("pf_ode: adaptive steppers meet and follow their tolerance") {
         case PfOdeStepper::cash_karp54: CHECK(s.nfe == 6 * attempts); break;
         case PfOdeStepper::dopri5: CHECK(s.nfe == 6 * attempts + 1); break;  // FSAL
         case PfOdeStepper::fehlberg78: CHECK(s.nfe == 13 * attempts); break;
-        default: CHECK(s.nfe > 4 * attempts); break;  // bulirsch_stoer: >= 2 tableau columns
+        default: CHECK(s.nfe >= 7 * attempts); break;  // bulirsch_stoer: columns 0, 1 at least
       }
       errors.push_back(err);
     }
@@ -194,7 +194,7 @@ TEST_CASE("pf_ode: adaptive steppers meet and follow their tolerance") {
   }
 }
 
-TEST_CASE("pf_ode: a large first step is rejected, counted and reported") {
+TEST_CASE("pf_ode: a large first step is rejected and the summary counts it") {
   const GaussianProblem p;
   const State x_T = normals(8, 3, 3);
   for (PfOdeStepper stepper : {PfOdeStepper::cash_karp54, PfOdeStepper::dopri5,
@@ -239,9 +239,9 @@ TEST_CASE("pf_ode: integrating forwards in time returns to the start") {
   for (PfOdeStepper stepper : all_pf_ode_steppers()) {
     const bool is_adaptive_stepper = is_adaptive(stepper);
     const PfOdeOptions o = is_adaptive_stepper ? adaptive(stepper, 1e-9) : with_stepper(stepper);
-    const std::vector<double> up =
-        is_adaptive_stepper ? std::vector<double>{1e-2, 1.0}
-                            : TimeUniformGrid({1e-2, 1.0, 400}).times(*p.schedule);
+    const std::vector<double> up = is_adaptive_stepper
+                                       ? std::vector<double>{1e-2, 1.0}
+                                       : TimeUniformGrid({1e-2, 1.0, 400}).times(*p.schedule);
     const std::vector<double> down(up.rbegin(), up.rend());
     PfOdeSolver solver(o);
     State x = x0;
@@ -277,8 +277,8 @@ TEST_CASE("pf_ode: a two-component mixture gives the same flow under dopri5 and 
 
   PfOdeSolver rk4(with_stepper(PfOdeStepper::rk4));
   State x_rk4 = x_T;
-  integrate(rk4, *schedule, model, TimeUniformGrid({t_start, t_end, 2000}).times(*schedule),
-            x_rk4, nullptr);
+  integrate(rk4, *schedule, model, TimeUniformGrid({t_start, t_end, 2000}).times(*schedule), x_rk4,
+            nullptr);
   const double diff = max_error(x_dopri5, x_rk4);
   INFO("dopri5 vs rk4 (2000 steps): " << diff << "; dopri5 " << s.brief_report());
   CHECK(diff < 1e-7);
@@ -325,9 +325,8 @@ TEST_CASE("pf_ode: a solver object runs again on another batch size") {
   const GaussianProblem p;
   for (PfOdeStepper stepper : all_pf_ode_steppers()) {
     PfOdeSolver solver(is_adaptive(stepper) ? adaptive(stepper, 1e-9) : with_stepper(stepper));
-    const auto times = is_adaptive(stepper)
-                           ? std::vector<double>{1.0, 1e-2}
-                           : TimeUniformGrid({1.0, 1e-2, 200}).times(*p.schedule);
+    const auto times = is_adaptive(stepper) ? std::vector<double>{1.0, 1e-2}
+                                            : TimeUniformGrid({1.0, 1e-2, 200}).times(*p.schedule);
     for (long n : {5, 17, 1}) {
       const State x_T = normals(n, 3, 9);
       State x = x_T;
@@ -356,18 +355,23 @@ TEST_CASE("pf_ode: bad grids give clear errors") {
   }
   SECTION("t_start = 0 on an increasing grid") {
     PfOdeSolver solver;
-    const std::string what = what_of([&] { integrate(solver, *p.schedule, p.model, {0.0, 0.5}, x, nullptr); });
+    const std::string what = what_of([&] {
+      integrate(solver, *p.schedule, p.model, {0.0, 0.5}, x, nullptr);
+    });
     CHECK(what.find("t_start = 0") != std::string::npos);
   }
   SECTION("a grid that is not strictly monotone") {
     PfOdeSolver solver(with_stepper(PfOdeStepper::rk4));
-    CHECK_THROWS_AS(integrate(solver, *p.schedule, p.model, {1.0, 0.5, 0.5, 0.1}, x, nullptr), Error);
-    CHECK_THROWS_AS(integrate(solver, *p.schedule, p.model, {1.0, 0.5, 0.7, 0.1}, x, nullptr), Error);
+    CHECK_THROWS_AS(integrate(solver, *p.schedule, p.model, {1.0, 0.5, 0.5, 0.1}, x, nullptr),
+                    Error);
+    CHECK_THROWS_AS(integrate(solver, *p.schedule, p.model, {1.0, 0.5, 0.7, 0.1}, x, nullptr),
+                    Error);
   }
   SECTION("adams_bashforth_moulton on a non-uniform grid") {
     PfOdeSolver solver(with_stepper(PfOdeStepper::adams_bashforth_moulton));
     const auto times = TimeQuadraticGrid({1.0, 1e-2, 20}).times(*p.schedule);
-    const std::string what = what_of([&] { integrate(solver, *p.schedule, p.model, times, x, nullptr); });
+    const std::string what =
+        what_of([&] { integrate(solver, *p.schedule, p.model, times, x, nullptr); });
     INFO(what);
     CHECK(what.find("adams_bashforth_moulton needs a uniform grid") != std::string::npos);
     // while a uniform one is fine, also going forwards
@@ -377,19 +381,38 @@ TEST_CASE("pf_ode: bad grids give clear errors") {
 }
 
 TEST_CASE("pf_ode: a model that breaks down stops the run with the step and t") {
+  // Fixed steppers: the driver finds the NaN after the step that met it. Adaptive ones: a
+  // NaN error estimate counts as infinite, so the controller shrinks its steps towards
+  // t = 0.3, where the model breaks, and stops with a step size underflow there.
   const GaussianProblem p;
   const BreaksBelow model(p.model, 0.3);
-  for (PfOdeStepper stepper : {PfOdeStepper::rk4, PfOdeStepper::dopri5, PfOdeStepper::bulirsch_stoer}) {
+  for (PfOdeStepper stepper : all_pf_ode_steppers()) {
     PfOdeSolver solver(with_stepper(stepper));
     State x = normals(4, 3, 11);
     const auto times = is_adaptive(stepper) ? std::vector<double>{1.0, 0.6, 1e-2}
                                             : TimeUniformGrid({1.0, 1e-2, 20}).times(*p.schedule);
     INFO(to_string(stepper));
-    CHECK_THROWS_AS(integrate(solver, *p.schedule, model, times, x, nullptr), NumericalError);
+    try {
+      integrate(solver, *p.schedule, model, times, x, nullptr);
+      FAIL("no error");
+    } catch (const NumericalError& e) {
+      INFO(e.what());
+      if (is_adaptive(stepper)) {
+        CHECK(e.step() == 1);
+        CHECK(std::string(e.what()).find("step size underflow at t = 0.3") != std::string::npos);
+      } else {
+        // The first step that evaluates below t = 0.3 (euler: only at its start).
+        const auto i = static_cast<std::size_t>(e.step());
+        REQUIRE(i >= 1);
+        CHECK(e.t() == times[i]);
+        CHECK(times[i - 1] > 0.3);
+        CHECK(times[i + 1] < 0.3);
+      }
+    }
   }
 }
 
-TEST_CASE("pf_ode: registry entry, parameters and variants") {
+TEST_CASE("pf_ode: the registry entry with its parameters and variants") {
   const auto& registry = solver_registry();
   const auto* entry = registry.find("pf_ode");
   REQUIRE(entry != nullptr);
@@ -413,11 +436,13 @@ TEST_CASE("pf_ode: registry entry, parameters and variants") {
     int evals;
     bool adaptive;
   };
-  for (const Expect& e : {Expect{"euler", 1, 1, false}, Expect{"rk4", 4, 4, false},
-                          Expect{"adams_bashforth_moulton", 4, 2, false},
-                          Expect{"cash_karp54", 5, 6, true}, Expect{"dopri5", 5, 6, true},
-                          Expect{"fehlberg78", 8, 13, true}, Expect{"bulirsch_stoer", 10, 31, true}}) {
-    const auto traits = registry.create(json{{"name", "pf_ode"}, {"stepper", e.stepper}}, "solver")->traits();
+  for (const Expect& e :
+       {Expect{"euler", 1, 1, false}, Expect{"rk4", 4, 4, false},
+        Expect{"adams_bashforth_moulton", 4, 2, false}, Expect{"cash_karp54", 5, 6, true},
+        Expect{"dopri5", 5, 6, true}, Expect{"fehlberg78", 8, 13, true},
+        Expect{"bulirsch_stoer", 10, 31, true}}) {
+    const auto traits =
+        registry.create(json{{"name", "pf_ode"}, {"stepper", e.stepper}}, "solver")->traits();
     INFO(e.stepper);
     CHECK(traits.name == "pf_ode");
     CHECK_FALSE(traits.stochastic);
@@ -438,8 +463,12 @@ TEST_CASE("pf_ode: registry entry, parameters and variants") {
   CHECK(path_of({{"name", "pf_ode"}, {"rtol", 0}}) == "sweep.solvers[1].rtol");
   CHECK(path_of({{"name", "pf_ode"}, {"atol", -1e-6}}) == "sweep.solvers[1].atol");
   CHECK(path_of({{"name", "pf_ode"}, {"h_init", 0}}) == "sweep.solvers[1].h_init");
-  CHECK(path_of({{"name", "pf_ode"}, {"stepper", "rk4"}, {"rtol", 1e-3}}) == "sweep.solvers[1].rtol");
-  CHECK(path_of({{"name", "pf_ode"}, {"stepper", "bulirsch_stoer"}, {"rtol", 1e-3}, {"atol", 1e-9},
+  CHECK(path_of({{"name", "pf_ode"}, {"stepper", "rk4"}, {"rtol", 1e-3}}) ==
+        "sweep.solvers[1].rtol");
+  CHECK(path_of({{"name", "pf_ode"},
+                 {"stepper", "bulirsch_stoer"},
+                 {"rtol", 1e-3},
+                 {"atol", 1e-9},
                  {"h_init", 0.1}}) == "(none)");
 
   CHECK(pf_ode_stepper_from_string("fehlberg78") == PfOdeStepper::fehlberg78);

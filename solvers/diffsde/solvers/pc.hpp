@@ -6,14 +6,20 @@
 //
 // Langevin corrector (score-SDE's LangevinCorrector), for each of n_steps:
 //   g = s(x, t0) = -eps(x, t0) / sigma(t0),  z ~ N(0, I),
-//   step_i = 2 a (snr ||z_i|| / ||g_i||)^2,
-//   x_i <- x_i + step_i g_i + sqrt(2 step_i) z_i,
+//   x <- x + step g + sqrt(2 step) z,   step = 2 a (snr ||z|| / ||g||)^2,
 // with a = 1 - b = alpha_bar(t0) / alpha_bar(t1) over the current grid step (b as in
 // reverse_diffusion): the continuous analogue of score-SDE's alpha_i = 1 - beta_i.
-// Deviation from score-SDE: it averages ||z|| and ||g|| over the batch, which makes a
-// sample depend on the rest of its batch; here the norms are per sample, so a sample's
-// result does not depend on the batch it is in. A sample whose score is zero (or whose
-// step size overflows) is left unchanged by that Langevin step.
+// score-SDE takes ||z|| and ||g|| as means over the batch, which makes a sample depend on
+// the rest of its batch. The `step_size` rules:
+//   sigma         step = 2 a (snr sigma(t0))^2: the norms replaced by their values
+//                 sqrt(d) and sqrt(d) / sigma for a model whose eps has the norm of
+//                 standard noise. Independent of x and of the batch (the default).
+//   sample_norms  the norms of each sample's own z_i and g_i. Independent of the batch,
+//                 but a step size that depends on x biases the corrector's stationary
+//                 law (about p_t ||s||^2 instead of p_t; on isotropic Gaussian data the
+//                 variance grows by about (1 + 2/d)^2): fine for images, not for d <~ 100.
+//                 A sample with g_i = 0 (or an overflowing step) is left unchanged.
+//   batch_norms   score-SDE's batch means, to reproduce it; depends on the batch.
 #pragma once
 
 #include <memory>
@@ -26,8 +32,10 @@ namespace diffsde {
 class PcSolver final : public Solver {
  public:
   enum class Corrector { langevin, none };
+  enum class StepSize { sigma, sample_norms, batch_norms };
   struct Options {
     Corrector corrector = Corrector::langevin;
+    StepSize step_size = StepSize::sigma;
     double snr = 0.16;  // signal-to-noise ratio of the Langevin step
     int n_steps = 1;    // corrector steps per grid step
   };
@@ -49,6 +57,7 @@ class PcSolver final : public Solver {
   std::unique_ptr<Solver> predictor_;
   Options options_;
   State g_, z_;
+  BatchVector step_;  // per-sample Langevin step sizes
 };
 
 }  // namespace diffsde
