@@ -71,8 +71,8 @@ void PcSolver::correct(SolverContext& context, double t0, double t1, State& x) {
     if (options_.step_size == StepSize::sample_norms) {
       for (Eigen::Index r = 0; r < x.rows(); ++r) {
         const double gg = g_.row(r).square().sum();
-        step_(r) = c * z_.row(r).square().sum() / gg;
-        if (!(gg > 0) || !std::isfinite(step_(r))) step_(r) = 0;
+        const double step = gg > 0 ? c * z_.row(r).square().sum() / gg : 0.0;
+        step_(r) = std::isfinite(step) ? step : 0.0;
       }
     } else {
       // score-SDE: the batch means of the per-sample L2 norms.
@@ -81,8 +81,8 @@ void PcSolver::correct(SolverContext& context, double t0, double t1, State& x) {
         g_norm += std::sqrt(g_.row(r).square().sum());
         z_norm += std::sqrt(z_.row(r).square().sum());
       }
-      const double step = c * (z_norm / g_norm) * (z_norm / g_norm);
-      step_.setConstant(g_norm > 0 && std::isfinite(step) ? step : 0.0);
+      const double step = g_norm > 0 ? c * (z_norm / g_norm) * (z_norm / g_norm) : 0.0;
+      step_.setConstant(std::isfinite(step) ? step : 0.0);
     }
     for (Eigen::Index r = 0; r < x.rows(); ++r)
       x.row(r) += step_(r) * g_.row(r) + std::sqrt(2 * step_(r)) * z_.row(r);

@@ -1,8 +1,7 @@
-// Predictor-corrector sampling (Song et al. 2021, Algorithms 2 and 3 of their appendix,
-// the VP version). At every grid step [t0 -> t1] it first runs `n_steps` Langevin MCMC
-// steps at t0 (the corrector), then one predictor step from t0 to t1, in the order of
-// score-SDE's pc_sampler. The predictor is any registered reverse-SDE solver
-// (euler_maruyama, reverse_diffusion, ddpm).
+// Predictor-corrector sampling (Song et al. 2021, Appendix G, the VP version). At every
+// grid step [t0 -> t1] it first runs `n_steps` Langevin MCMC steps at t0 (the corrector),
+// then one predictor step from t0 to t1, in the order of score-SDE's pc_sampler. The
+// predictor is any registered reverse-SDE solver (euler_maruyama, reverse_diffusion, ddpm).
 //
 // Langevin corrector (score-SDE's LangevinCorrector), for each of n_steps:
 //   g = s(x, t0) = -eps(x, t0) / sigma(t0),  z ~ N(0, I),
@@ -17,7 +16,8 @@
 //   sample_norms  the norms of each sample's own z_i and g_i. Independent of the batch,
 //                 but a step size that depends on x biases the corrector's stationary
 //                 law (about p_t ||s||^2 instead of p_t; on isotropic Gaussian data the
-//                 variance grows by about (1 + 2/d)^2): fine for images, not for d <~ 100.
+//                 variance grows by about (1 + 2/d)^2): fine for images, wrong for
+//                 low-dimensional data (d = 2: variance x5.8).
 //                 A sample with g_i = 0 (or an overflowing step) is left unchanged.
 //   batch_norms   score-SDE's batch means, to reproduce it; depends on the batch.
 #pragma once

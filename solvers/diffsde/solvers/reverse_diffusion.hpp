@@ -1,8 +1,8 @@
-// The reverse-diffusion predictor of score-SDE (Song et al. 2021, ReverseDiffusionPredictor):
-// discretize the forward VP-SDE over a grid step [t1, t0] (t1 < t0) the way DDPM does,
+// The reverse-diffusion predictor of score-SDE (Song et al. 2021, Appendix E; their
+// ReverseDiffusionPredictor): discretize the forward VP-SDE over a grid step [t1, t0]
+// (t1 < t0) the way DDPM does,
 //   x(t0) = sqrt(1 - b) x(t1) + sqrt(b) z,   b = 1 - alpha_bar(t0) / alpha_bar(t1),
-// i.e. f = (sqrt(1 - b) - 1) x, G = sqrt(b), and run that discrete SDE backwards
-// (their eq. 46):
+// i.e. f = (sqrt(1 - b) - 1) x, G = sqrt(b), and run that discrete SDE backwards:
 //   x1 = x0 - f(x0) + G^2 s(x0, t0) + G z
 //      = x0 + b / (1 + sqrt(1 - b)) x0 - b eps(x0, t0) / sigma(t0) + sqrt(b) z,
 // s = -eps / sigma; 1 - sqrt(1 - b) is written as b / (1 + sqrt(1 - b)) and b as
