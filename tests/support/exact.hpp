@@ -1,0 +1,112 @@
+// Exact answers shared by the tests: the Gaussian problem's PF-ODE flow and reverse-SDE
+// solution on a Brownian path, slope fits, and small helpers. Header-only, test use only.
+#pragma once
+
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "diffsde/error.hpp"
+#include "diffsde/noise.hpp"
+#include "diffsde/schedule.hpp"
+#include "diffsde/state.hpp"
+
+namespace diffsde::test {
+
+// n rows of standard normals from the init stream (row j = sample j).
+inline State standard_normal_rows(long n, int dim, std::uint64_t seed) {
+  State x(n, dim);
+  for (long j = 0; j < n; ++j) philox_normals(seed, NoiseStream::init, static_cast<std::uint64_t>(j), 0, x.row(j).data(), dim);
+  return x;
+}
+
+// Least-squares slope of log(y) against log(x): the observed order when x is the step
+// size and y the error.
+inline double log_log_slope(const std::vector<double>& x, const std::vector<double>& y) {
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  const double n = static_cast<double>(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double lx = std::log(x[i]), ly = std::log(y[i]);
+    sx += lx;
+    sy += ly;
+    sxx += lx * lx;
+    sxy += lx * ly;
+  }
+  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
+}
+
+inline double max_abs_diff(const State& a, const State& b) { return (a - b).abs().maxCoeff(); }
+inline double rms_diff(const State& a, const State& b) { return std::sqrt((a - b).square().mean()); }
+
+// The JSON path of the ConfigError that f throws, or "(none)".
+inline std::string config_error_path(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.path();
+  }
+  return "(none)";
+}
+
+// Data N(mu_j, sd_j^2) on each axis j, pushed through the VP-SDE of `schedule`. At time t
+// axis j is N(alpha mu_j, v_j(t)), v_j = alpha^2 sd_j^2 + sigma^2, and everything below is
+// in closed form.
+struct GaussianProblem {
+  std::shared_ptr<const Schedule> schedule;
+  std::vector<double> mu, sd;
+
+  double variance(std::size_t j, double t) const {
+    return schedule->alpha_bar(t) * sd[j] * sd[j] - std::expm1(schedule->log_alpha_bar(t));
+  }
+
+  // The exact PF-ODE flow map from t0 to t1: z = (x - alpha mu)/sqrt(v) is constant.
+  State pf_ode_flow(const State& x, double t0, double t1) const {
+    State out(x.rows(), x.cols());
+    const double a0 = schedule->alpha(t0), a1 = schedule->alpha(t1);
+    for (Eigen::Index j = 0; j < x.cols(); ++j) {
+      const auto k = static_cast<std::size_t>(j);
+      out.col(j) = a1 * mu[k] + std::sqrt(variance(k, t1) / variance(k, t0)) * (x.col(j) - a0 * mu[k]);
+    }
+    return out;
+  }
+
+  // The exact solution at t_lo of the reverse SDE dx = [-beta/2 x - beta s] dt + sqrt(beta) dW
+  // started at x_T at t_hi and driven by `path` (a Brownian tree on [t_lo, t_hi] of the given
+  // depth, piecewise linear below its leaves). With y = x - alpha mu the drift is linear, with
+  // propagator Phi(t, r) = (alpha(r)/alpha(t)) (v(t)/v(r)), so
+  //   y(t_lo) = Phi(t_lo, t_hi) y(t_hi) + int Phi(t_lo, r) sqrt(beta(r)) dW(r),
+  // the integral taken from t_hi down to t_lo with increments W(r_lo) - W(r_hi); on each
+  // linear piece of the path it is the increment times the integrand at the midpoint
+  // (error O(leaf^2)). Solvers must take their increments as W(t1) - W(t0).
+  State reverse_sde_on_path(const State& x_T, const BrownianTreeNoise& path, double t_hi,
+                            double t_lo, int depth) const {
+    const long n = x_T.rows();
+    const int dim = static_cast<int>(x_T.cols());
+    auto phi = [&](std::size_t j, double t, double r) {
+      return schedule->alpha(r) / schedule->alpha(t) * variance(j, t) / variance(j, r);
+    };
+    State y(n, dim), w_prev(n, dim), w_next(n, dim);
+    for (int j = 0; j < dim; ++j) {
+      const auto k = static_cast<std::size_t>(j);
+      y.col(j) = (x_T.col(j) - schedule->alpha(t_hi) * mu[k]) * phi(k, t_lo, t_hi);
+    }
+    path.value(t_hi, w_prev);
+    const long leaves = 1L << depth;
+    for (long k = leaves - 1; k >= 0; --k) {
+      const double r_lo = t_lo + (t_hi - t_lo) * static_cast<double>(k) / static_cast<double>(leaves);
+      const double r_hi = t_lo + (t_hi - t_lo) * static_cast<double>(k + 1) / static_cast<double>(leaves);
+      path.value(r_lo, w_next);
+      const double r_mid = 0.5 * (r_lo + r_hi);
+      for (int j = 0; j < dim; ++j)
+        y.col(j) += phi(static_cast<std::size_t>(j), t_lo, r_mid) * std::sqrt(schedule->beta(r_mid)) *
+                    (w_next.col(j) - w_prev.col(j));
+      w_prev = w_next;
+    }
+    for (int j = 0; j < dim; ++j) y.col(j) += schedule->alpha(t_lo) * mu[static_cast<std::size_t>(j)];
+    return y;
+  }
+};
+
+}  // namespace diffsde::test
