@@ -29,6 +29,10 @@ struct SolverTraits {
   // Chooses its own steps between the grid times (the grid then gives only the
   // start, the end and any output times).
   bool adaptive = false;
+  // Multistep solvers: how many first steps run below the declared order while the
+  // history fills (2 for a third-order method that starts with orders 1 and 2). The
+  // order tests shrink these steps so that the declared order is what they observe.
+  int warmup_steps = 0;
   // Where the noise goes, for reproducing runs of other frameworks from replayed draws.
   std::string noise_use;
 };
