@@ -11,7 +11,6 @@
 #include <cmath>
 #include <functional>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,31 +22,24 @@ namespace diffsde {
 
 namespace {
 
-std::string num(double x) {
-  std::ostringstream out;
-  out.precision(17);
-  out << x;
-  return out.str();
-}
-
 // Checks of a GridSpan that need no schedule. `uses_t_last`: the grid is spaced in
 // lambda or sigma, which are infinite at t = 0.
 void check_span(const GridSpan& span, bool uses_t_last) {
   if (!std::isfinite(span.t_start) || span.t_start < 0)
-    throw ConfigError("t_start", "must be a finite time >= 0, got " + num(span.t_start));
+    throw ConfigError("t_start", "must be a finite time >= 0, got " + format_double(span.t_start));
   if (!std::isfinite(span.t_end) || span.t_end < 0)
-    throw ConfigError("t_end", "must be a finite time >= 0, got " + num(span.t_end));
+    throw ConfigError("t_end", "must be a finite time >= 0, got " + format_double(span.t_end));
   if (span.steps < 1) throw ConfigError("steps", "must be >= 1, got " + std::to_string(span.steps));
   if (span.t_start == span.t_end)
-    throw ConfigError("t_end", "must differ from t_start (both are " + num(span.t_start) + ")");
+    throw ConfigError("t_end", "must differ from t_start (both are " + format_double(span.t_start) + ")");
   if (!uses_t_last) return;
   if (span.t_start == 0)
     throw ConfigError("t_start", "must be > 0 for a grid spaced in lambda or sigma "
                                  "(both are infinite at t = 0)");
   if (span.t_end == 0 && span.steps > 1 &&
       !(std::isfinite(span.t_last) && span.t_last > 0 && span.t_last < span.t_start))
-    throw ConfigError("t_last", "must lie in (0, t_start = " + num(span.t_start) +
-                                    ") when t_end is 0, got " + num(span.t_last));
+    throw ConfigError("t_last", "must lie in (0, t_start = " + format_double(span.t_start) +
+                                    ") when t_end is 0, got " + format_double(span.t_last));
 }
 
 // Checks that need the schedule's range.
@@ -55,7 +47,7 @@ void check_range(const GridSpan& span, const Schedule& schedule) {
   const double t_max = schedule.t_max();
   auto check = [&](const char* key, double t) {
     if (t > t_max)
-      throw ConfigError(key, "time " + num(t) + " is beyond the schedule's t_max = " + num(t_max) +
+      throw ConfigError(key, "time " + format_double(t) + " is beyond the schedule's t_max = " + format_double(t_max) +
                                  " (" + schedule.name() + ")");
   };
   check("t_start", span.t_start);
@@ -132,7 +124,7 @@ std::vector<double> KarrasGrid::times(const Schedule& schedule) const {
   // sigma_ve = sigma/alpha = exp(-lambda); so y = exp(-lambda/rho) and
   // t = t_of_lambda(-rho log y).
   if (!(rho_ > 0) || !std::isfinite(rho_))
-    throw ConfigError("rho", "must be a finite number > 0, got " + num(rho_));
+    throw ConfigError("rho", "must be a finite number > 0, got " + format_double(rho_));
   const double rho = rho_;
   return spaced_grid(
       span_, schedule, true,
@@ -148,14 +140,14 @@ void check_custom(const std::vector<double>& t) {
     throw ConfigError("t", "needs at least 2 times, got " + std::to_string(t.size()));
   for (std::size_t i = 0; i < t.size(); ++i)
     if (!std::isfinite(t[i]) || t[i] < 0)
-      throw ConfigError(join_path("t", i), "must be a finite time >= 0, got " + num(t[i]));
+      throw ConfigError(join_path("t", i), "must be a finite time >= 0, got " + format_double(t[i]));
   const bool decreasing = t[1] < t[0];
   for (std::size_t i = 1; i < t.size(); ++i)
     if (decreasing ? !(t[i] < t[i - 1]) : !(t[i] > t[i - 1]))
       throw ConfigError(join_path("t", i),
                         std::string("times must be strictly ") +
-                            (decreasing ? "decreasing" : "increasing") + ": " + num(t[i]) +
-                            " follows " + num(t[i - 1]));
+                            (decreasing ? "decreasing" : "increasing") + ": " + format_double(t[i]) +
+                            " follows " + format_double(t[i - 1]));
 }
 
 }  // namespace
@@ -164,8 +156,8 @@ std::vector<double> CustomGrid::times(const Schedule& schedule) const {
   check_custom(t_);
   for (std::size_t i = 0; i < t_.size(); ++i)
     if (t_[i] > schedule.t_max())
-      throw ConfigError(join_path("t", i), "time " + num(t_[i]) + " is beyond the schedule's t_max = " +
-                                               num(schedule.t_max()) + " (" + schedule.name() + ")");
+      throw ConfigError(join_path("t", i), "time " + format_double(t_[i]) + " is beyond the schedule's t_max = " +
+                                               format_double(schedule.t_max()) + " (" + schedule.name() + ")");
   return t_;
 }
 
@@ -179,7 +171,9 @@ namespace {
 // Every rule grid takes t_last, so that a sweep can switch grids without changing
 // parameters; only the lambda- and sigma-spaced grids use it.
 std::vector<ParamSpec> span_specs(bool uses_t_last) {
-  return {{"t_start", ParamType::number, 1.0, "first time (the noise end when sampling)"},
+  return {{"t_start", ParamType::number, 1.0,
+           "first time (the noise end when sampling); when not given and the schedule ends "
+           "before 1 (vp_cosine), the schedule's t_max"},
           {"t_end", ParamType::number, 1e-3, "last time; 0 is allowed"},
           {"steps", ParamType::integer, 50, "number of intervals (the grid has steps+1 times)"},
           {"t_last", ParamType::number, 1e-3,
@@ -189,9 +183,10 @@ std::vector<ParamSpec> span_specs(bool uses_t_last) {
 }
 
 // Reads and checks the span; errors get the grid object's full path.
-GridSpan read_span(const Params& p, bool uses_t_last) {
+GridSpan read_span(const Params& p, bool uses_t_last, const BuildContext& context) {
   GridSpan span;
   span.t_start = p.number("t_start");
+  if (!p.given("t_start") && context.schedule) span.t_start = std::min(span.t_start, context.schedule->t_max());
   span.t_end = p.number("t_end");
   const long steps = p.integer("steps");
   if (steps < 1) p.fail("steps", "must be >= 1, got " + std::to_string(steps));
@@ -210,8 +205,8 @@ template <class G>
 RegistryEntry<Grid> span_entry(const std::string& name, const std::string& description,
                                bool uses_t_last) {
   return {name, description, span_specs(uses_t_last),
-          [uses_t_last](const Params& p, const BuildContext&) -> std::unique_ptr<Grid> {
-            return std::make_unique<G>(read_span(p, uses_t_last));
+          [uses_t_last](const Params& p, const BuildContext& context) -> std::unique_ptr<Grid> {
+            return std::make_unique<G>(read_span(p, uses_t_last, context));
           }};
 }
 
@@ -229,10 +224,10 @@ void register_grids(Registry<Grid>& registry) {
   karras_specs.push_back({"rho", ParamType::number, 7.0, "exponent rho; larger crowds times near t_end"});
   registry.add({"karras",
                 "uniform in sigma_ve^(1/rho), sigma_ve = sigma/alpha (EDM, Karras et al. 2022)",
-                karras_specs, [](const Params& p, const BuildContext&) -> std::unique_ptr<Grid> {
+                karras_specs, [](const Params& p, const BuildContext& context) -> std::unique_ptr<Grid> {
                   const double rho = p.number("rho");
-                  if (!(rho > 0)) p.fail("rho", "must be > 0, got " + num(rho));
-                  return std::make_unique<KarrasGrid>(read_span(p, true), rho);
+                  if (!(rho > 0)) p.fail("rho", "must be > 0, got " + format_double(rho));
+                  return std::make_unique<KarrasGrid>(read_span(p, true, context), rho);
                 }});
 
   registry.add({"custom",

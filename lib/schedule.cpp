@@ -18,7 +18,6 @@
 #include <cmath>
 #include <limits>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,13 +31,6 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-std::string num(double x) {
-  std::ostringstream out;
-  out.precision(17);
-  out << x;
-  return out.str();
-}
 
 }  // namespace
 
@@ -84,9 +76,9 @@ ScheduleAt Schedule::at(double t) const {
 
 VpLinearSchedule::VpLinearSchedule(double beta0, double beta1) : beta0_(beta0), beta1_(beta1) {
   if (!(beta0 > 0) || !std::isfinite(beta0))
-    throw Error("vp_linear: beta0 must be a finite number > 0, got " + num(beta0));
+    throw Error("vp_linear: beta0 must be a finite number > 0, got " + format_double(beta0));
   if (!(beta1 >= beta0) || !std::isfinite(beta1))
-    throw Error("vp_linear: beta1 must be finite and >= beta0, got " + num(beta1));
+    throw Error("vp_linear: beta1 must be finite and >= beta0, got " + format_double(beta1));
 }
 
 double VpLinearSchedule::beta(double t) const {
@@ -118,13 +110,13 @@ double VpLinearSchedule::t_of_log_alpha_bar(double l) const {
 
 VpCosineSchedule::VpCosineSchedule(double s, double beta_max) : s_(s), beta_max_(beta_max) {
   if (!(s > 0) || !std::isfinite(s))
-    throw Error("vp_cosine: s must be a finite number > 0, got " + num(s));
+    throw Error("vp_cosine: s must be a finite number > 0, got " + format_double(s));
   theta0_ = s / (1.0 + s) * kPi / 2.0;
   log_cos_theta0_ = std::log(std::cos(theta0_));
   const double beta_at_0 = kPi / (1.0 + s) * std::tan(theta0_);
   if (!(beta_max > beta_at_0) || !std::isfinite(beta_max))
-    throw Error("vp_cosine: beta_max must be finite and larger than beta(0) = " + num(beta_at_0) +
-                ", got " + num(beta_max));
+    throw Error("vp_cosine: beta_max must be finite and larger than beta(0) = " + format_double(beta_at_0) +
+                ", got " + format_double(beta_max));
   t_max_ = std::atan(beta_max * (1.0 + s) / kPi) * 2.0 * (1.0 + s) / kPi - s;
 }
 
@@ -179,7 +171,7 @@ VpDiscreteSchedule::VpDiscreteSchedule(std::vector<double> betas) : betas_(std::
   for (std::size_t n = 0; n < betas_.size(); ++n) {
     const double b = betas_[n];
     if (!(b > 0 && b < 1))
-      throw Error("vp_discrete: betas[" + std::to_string(n) + "] = " + num(b) +
+      throw Error("vp_discrete: betas[" + std::to_string(n) + "] = " + format_double(b) +
                   " is outside (0, 1)");
     sum += std::log1p(-b);
     log_alpha_bars_.push_back(sum);
@@ -259,9 +251,9 @@ void register_schedules(Registry<Schedule>& registry) {
                  {"beta1", ParamType::number, 20.0, "beta(1)"}},
                 [](const Params& p, const BuildContext&) -> std::unique_ptr<Schedule> {
                   const double beta0 = p.number("beta0"), beta1 = p.number("beta1");
-                  if (!(beta0 > 0)) p.fail("beta0", "must be > 0, got " + num(beta0));
+                  if (!(beta0 > 0)) p.fail("beta0", "must be > 0, got " + format_double(beta0));
                   if (!(beta1 >= beta0))
-                    p.fail("beta1", "must be >= beta0 = " + num(beta0) + ", got " + num(beta1));
+                    p.fail("beta1", "must be >= beta0 = " + format_double(beta0) + ", got " + format_double(beta1));
                   return std::make_unique<VpLinearSchedule>(beta0, beta1);
                 }});
 
@@ -273,11 +265,11 @@ void register_schedules(Registry<Schedule>& registry) {
                   "cap on beta(t): the schedule ends at t_max where beta(t_max) = beta_max"}},
                 [](const Params& p, const BuildContext&) -> std::unique_ptr<Schedule> {
                   const double s = p.number("s"), beta_max = p.number("beta_max");
-                  if (!(s > 0)) p.fail("s", "must be > 0, got " + num(s));
+                  if (!(s > 0)) p.fail("s", "must be > 0, got " + format_double(s));
                   const double beta_at_0 = kPi / (1.0 + s) * std::tan(s / (1.0 + s) * kPi / 2.0);
                   if (!(beta_max > beta_at_0))
-                    p.fail("beta_max", "must be larger than beta(0) = " + num(beta_at_0) +
-                                           ", got " + num(beta_max));
+                    p.fail("beta_max", "must be larger than beta(0) = " + format_double(beta_at_0) +
+                                           ", got " + format_double(beta_max));
                   return std::make_unique<VpCosineSchedule>(s, beta_max);
                 }});
 
@@ -301,15 +293,15 @@ void register_schedules(Registry<Schedule>& registry) {
            for (std::size_t n = 0; n < betas.size(); ++n)
              if (!(betas[n] > 0 && betas[n] < 1))
                throw ConfigError(join_path(p.path_of("betas"), n),
-                                 "beta = " + num(betas[n]) + " is outside (0, 1)");
+                                 "beta = " + format_double(betas[n]) + " is outside (0, 1)");
            return std::make_unique<VpDiscreteSchedule>(betas);
          }
          const double beta_start = p.number("beta_start"), beta_end = p.number("beta_end");
          const long num_steps = p.integer("num_steps");
          if (!(beta_start > 0 && beta_start < 1))
-           p.fail("beta_start", "must be in (0, 1), got " + num(beta_start));
+           p.fail("beta_start", "must be in (0, 1), got " + format_double(beta_start));
          if (!(beta_end > 0 && beta_end < 1))
-           p.fail("beta_end", "must be in (0, 1), got " + num(beta_end));
+           p.fail("beta_end", "must be in (0, 1), got " + format_double(beta_end));
          if (num_steps < 1) p.fail("num_steps", "must be >= 1, got " + std::to_string(num_steps));
          if (num_steps > 100000000L)
            p.fail("num_steps", "must be <= 100000000, got " + std::to_string(num_steps));

@@ -8,6 +8,11 @@ void register_ddim(Registry<Solver>& registry);  // ddim and ddpm
 void register_reverse_diffusion(Registry<Solver>& registry);
 void register_pc(Registry<Solver>& registry);
 void register_pf_ode(Registry<Solver>& registry);
+void register_dpm_solver(Registry<Solver>& registry);  // dpm_solver and dpm_solver_adaptive
+void register_dpmpp_sde(Registry<Solver>& registry);  // dpmpp_2m_sde, dpmpp_3m_sde, dpmpp_2s_ancestral, dpmpp_sde
+void register_unipc(Registry<Solver>& registry);
+void register_deis(Registry<Solver>& registry);
+void register_ipndm(Registry<Solver>& registry);
 
 void register_solvers(Registry<Solver>& registry) {
   register_euler_maruyama(registry);
@@ -15,6 +20,11 @@ void register_solvers(Registry<Solver>& registry) {
   register_reverse_diffusion(registry);
   register_pc(registry);
   register_pf_ode(registry);
+  register_dpm_solver(registry);
+  register_dpmpp_sde(registry);
+  register_unipc(registry);
+  register_deis(registry);
+  register_ipndm(registry);
 }
 
 }  // namespace diffsde::builtin

@@ -62,6 +62,17 @@ TEST_CASE("A good config builds every piece") {
     CHECK(summary.contains(key));
 }
 
+TEST_CASE("A grid without t_start starts at the schedule's t_max") {
+  json c = good();
+  c["schedule"] = json{{"name", "vp_cosine"}};
+  c["grid"].erase("t_start");
+  SampleJob job = build_sample_job(parse_sample_config(c));
+  CHECK(job.times.front() == job.schedule->t_max());
+  CHECK(job.times.front() < 1.0);
+  c["grid"]["t_start"] = 1.0;  // given explicitly: beyond t_max is an error
+  CHECK(config_error_path(c) == "grid.t_start");
+}
+
 TEST_CASE("The default config is valid") {
   const SampleConfig c = parse_sample_config(default_sample_config());
   CHECK(c.batch == 10000);

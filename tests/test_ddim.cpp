@@ -13,17 +13,12 @@
 #include "diffsde/scores/analytic.hpp"
 #include "diffsde/solvers/ddim.hpp"
 #include "diffsde/solvers/euler_maruyama.hpp"
+#include "support/exact.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
 
 namespace {
-
-State initial(long n, int dim, std::uint64_t seed) {
-  State x(n, dim);
-  for (long j = 0; j < n; ++j) philox_normals(seed, NoiseStream::init, j, 0, x.row(j).data(), dim);
-  return x;
-}
 
 std::unique_ptr<Solver> make(const json& j) { return solver_registry().create(j, "solver"); }
 
@@ -72,7 +67,7 @@ TEST_CASE("DDIM(eta=0) is the first-order exponential integrator in lambda (DPM-
   auto schedule = std::make_shared<VpLinearSchedule>();
   const GmmModel model = test_gmm(schedule);
   const auto times = LogSnrGrid({1.0, 1e-3, 12}).times(*schedule);
-  State x = initial(64, 2, 1);
+  State x = test::standard_normal_rows(64, 2, 1);
   State y = x;
   auto ddim = make({{"name", "ddim"}, {"eta", 0}});
   CHECK_FALSE(ddim->traits().stochastic);
@@ -91,7 +86,7 @@ TEST_CASE("DDIM(eta=0) is the first-order exponential integrator in lambda (DPM-
 TEST_CASE("DDIM(eta=0) converges at order 1 to the pf_ode dopri5 answer") {
   auto schedule = std::make_shared<VpLinearSchedule>();
   const GmmModel model = test_gmm(schedule);
-  State reference = initial(32, 2, 2);
+  State reference = test::standard_normal_rows(32, 2, 2);
   const State x_T = reference;
   auto dopri = make({{"name", "pf_ode"}, {"stepper", "dopri5"}, {"rtol", 1e-11}, {"atol", 1e-11}});
   integrate(*dopri, *schedule, model, {1.0, 1e-2}, reference, nullptr);
@@ -145,7 +140,7 @@ TEST_CASE("DDIM(eta=1) on the discrete 1000-step schedule equals DDPM ancestral,
   auto schedule = std::make_shared<VpDiscreteSchedule>(VpDiscreteSchedule::linear(1e-4, 0.02, 1000));
   const GmmModel model = test_gmm(schedule);
   const auto times = every_step_grid(1000);
-  const State x_T = initial(16, 2, 3);
+  const State x_T = test::standard_normal_rows(16, 2, 3);
 
   State a = x_T, b = x_T;
   PhiloxNoise na(9), nb(9), nc(9);
@@ -162,7 +157,7 @@ TEST_CASE("DDIM(eta=1) on the discrete 1000-step schedule equals DDPM ancestral,
 TEST_CASE("DDPM with the 'beta' variance follows Algorithm 2 with sigma^2 = beta") {
   auto schedule = std::make_shared<VpDiscreteSchedule>(VpDiscreteSchedule::linear(1e-4, 0.02, 200));
   const GmmModel model = test_gmm(schedule);
-  const State x_T = initial(16, 2, 4);
+  const State x_T = test::standard_normal_rows(16, 2, 4);
   State a = x_T;
   PhiloxNoise na(5), nc(5);
   auto ddpm = make({{"name", "ddpm"}, {"variance", "beta"}});
@@ -178,7 +173,7 @@ TEST_CASE("DDPM and Euler-Maruyama approach each other at rate 1 as steps grow")
   // modes may switch mode under a small perturbation, which hides the rate.)
   auto schedule = std::make_shared<VpLinearSchedule>();
   const GaussianModel model(schedule, Eigen::VectorXd::Constant(2, 0.3), Eigen::VectorXd::Constant(2, 0.5));
-  const State x_T = initial(200, 2, 6);
+  const State x_T = test::standard_normal_rows(200, 2, 6);
   std::vector<double> gaps;
   for (int steps : {100, 200, 400, 800}) {
     const auto times = TimeUniformGrid({1.0, 1e-2, steps}).times(*schedule);
@@ -202,7 +197,7 @@ TEST_CASE("DDPM's output law on Gaussian data is the exact law of its linear cha
   const GaussianModel model(schedule, Eigen::VectorXd::Constant(1, mu), Eigen::VectorXd::Constant(1, sd));
   const auto times = TimeUniformGrid({1.0, 1e-3, 30}).times(*schedule);
   const long n = 40000;
-  State x = initial(n, 1, 10);
+  State x = test::standard_normal_rows(n, 1, 10);
   PhiloxNoise noise(10);
   auto ddpm = make({{"name", "ddpm"}});
   integrate(*ddpm, *schedule, model, times, x, &noise);
@@ -229,7 +224,7 @@ TEST_CASE("A final step to t = 0 returns the posterior mean of x0, without NaN")
   auto schedule = std::make_shared<VpLinearSchedule>();
   const double mu = 1.2, sd = 0.4;
   const GaussianModel model(schedule, Eigen::VectorXd::Constant(1, mu), Eigen::VectorXd::Constant(1, sd));
-  State x = initial(8, 1, 12);
+  State x = test::standard_normal_rows(8, 1, 12);
   const State x_s = x;
   for (const char* name : {"ddim", "ddpm"}) {
     State y = x_s;
@@ -250,7 +245,7 @@ TEST_CASE("Grids touching the ends of the schedules' ranges stay finite") {
     const auto times = TimeUniformGrid({schedule->t_max(), 0.0, 25}).times(*schedule);
     for (const json& solver : {json{{"name", "ddim"}}, json{{"name", "ddim"}, {"eta", 1}},
                                json{{"name", "ddpm"}, {"variance", "beta"}}}) {
-      State x = initial(8, 2, 13);
+      State x = test::standard_normal_rows(8, 2, 13);
       PhiloxNoise noise(2);
       INFO(sched.dump() << " " << solver.dump());
       CHECK_NOTHROW(integrate(*make(solver), *schedule, model, times, x, &noise));
@@ -262,7 +257,7 @@ TEST_CASE("Grids touching the ends of the schedules' ranges stay finite") {
 TEST_CASE("clip_x0 clamps the data prediction") {
   auto schedule = std::make_shared<VpLinearSchedule>();
   const GaussianModel model(schedule, Eigen::VectorXd::Constant(2, 5.0), Eigen::VectorXd::Constant(2, 0.1));
-  State x = initial(8, 2, 14);
+  State x = test::standard_normal_rows(8, 2, 14);
   integrate(*make({{"name", "ddim"}, {"clip_x0", {-1, 1}}}), *schedule, model,
             TimeUniformGrid({1.0, 0.0, 10}).times(*schedule), x, nullptr);
   CHECK((x == 1.0).all());  // the last step returns the clamped x0

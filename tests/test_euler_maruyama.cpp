@@ -14,6 +14,7 @@
 #include "diffsde/schedule.hpp"
 #include "diffsde/scores/analytic.hpp"
 #include "diffsde/solvers/euler_maruyama.hpp"
+#include "support/exact.hpp"
 
 using namespace diffsde;
 
@@ -56,8 +57,7 @@ TEST_CASE("Euler-Maruyama output law equals the exact law of the discretized cha
   const auto times = TimeUniformGrid({1.0, 1e-3, 40}).times(*schedule);
 
   const long n = 40000;
-  State x(n, 2);
-  for (long j = 0; j < n; ++j) philox_normals(11, NoiseStream::init, j, 0, x.row(j).data(), 2);
+  State x = test::standard_normal_rows(n, 2, 11);
   PhiloxNoise noise(11);
   EulerMaruyamaSolver solver;
   const Summary summary = integrate(solver, *schedule, model, times, x, &noise);
@@ -106,38 +106,12 @@ TEST_CASE("The EM chain's law approaches the true marginal at weak order 1") {
 
 TEST_CASE("Euler-Maruyama has strong order 1 on one Brownian path") {
   auto schedule = std::make_shared<VpLinearSchedule>(0.1, 20.0);
-  const double mu = 0.8, s = 0.5, t_lo = 1e-3, t_hi = 1.0;
-  Eigen::VectorXd mean(1), std(1);
-  mean << mu;
-  std << s;
-  const GaussianModel model(schedule, mean, std);
-  const long n = 200;
+  const double t_lo = 1e-3, t_hi = 1.0;
+  const test::GaussianProblem problem{schedule, {0.8}, {0.5}};
+  const GaussianModel model(schedule, Eigen::VectorXd::Constant(1, 0.8), Eigen::VectorXd::Constant(1, 0.5));
   const int depth = 10;  // 1024 leaves; the path is linear below them
-  State x_T(n, 1);
-  for (long j = 0; j < n; ++j) philox_normals(5, NoiseStream::init, j, 0, x_T.row(j).data(), 1);
-
-  // Exact solution of the linear reverse SDE driven by the tree's (piecewise-linear)
-  // path. With y = x - alpha mu and v = alpha^2 s^2 + sigma^2 the drift is linear in y
-  // with propagator Phi(t, r) = (alpha(r)/alpha(t)) (v(t)/v(r)), so
-  //   y(t_lo) = Phi(t_lo, t_hi) y(t_hi) + int Phi(t_lo, r) sqrt(beta(r)) dW(r),
-  // the integral taken from t_hi down to t_lo; on each linear piece of the path it is
-  // the piece's increment times the integrand at the midpoint (error O(leaf^2)).
-  auto v_of = [&](double t) { return schedule->alpha_bar(t) * s * s - std::expm1(schedule->log_alpha_bar(t)); };
-  auto phi = [&](double t, double r) { return schedule->alpha(r) / schedule->alpha(t) * v_of(t) / v_of(r); };
-  BrownianTreeNoise path(3, t_lo, t_hi, depth);
-  const int leaves = 1 << depth;
-  State w_prev(n, 1), w_next(n, 1);
-  path.value(t_hi, w_prev);
-  Eigen::ArrayXd y = (x_T.col(0) - schedule->alpha(t_hi) * mu) * phi(t_lo, t_hi);
-  for (int k = leaves - 1; k >= 0; --k) {
-    const double r_lo = t_lo + (t_hi - t_lo) * k / leaves;
-    const double r_hi = t_lo + (t_hi - t_lo) * (k + 1) / leaves;
-    path.value(r_lo, w_next);
-    const double r_mid = 0.5 * (r_lo + r_hi);
-    y += phi(t_lo, r_mid) * std::sqrt(schedule->beta(r_mid)) * (w_next.col(0) - w_prev.col(0));
-    w_prev = w_next;
-  }
-  const Eigen::ArrayXd x_exact = y + schedule->alpha(t_lo) * mu;
+  const State x_T = test::standard_normal_rows(200, 1, 5);
+  const State x_exact = problem.reverse_sde_on_path(x_T, BrownianTreeNoise(3, t_lo, t_hi, depth), t_hi, t_lo, depth);
 
   std::vector<double> hs, errors;
   for (int steps : {16, 32, 64, 128}) {
@@ -146,16 +120,9 @@ TEST_CASE("Euler-Maruyama has strong order 1 on one Brownian path") {
     EulerMaruyamaSolver solver;
     integrate(solver, *schedule, model, TimeUniformGrid({t_hi, t_lo, steps}).times(*schedule), x, &noise);
     hs.push_back((t_hi - t_lo) / steps);
-    errors.push_back(std::sqrt((x.col(0) - x_exact).square().mean()));
+    errors.push_back(test::rms_diff(x, x_exact));
   }
-  // Least-squares slope of log error against log h.
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (std::size_t i = 0; i < hs.size(); ++i) {
-    const double lx = std::log(hs[i]), ly = std::log(errors[i]);
-    sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly;
-  }
-  const double m = static_cast<double>(hs.size());
-  const double slope = (m * sxy - sx * sy) / (m * sxx - sx * sx);
+  const double slope = test::log_log_slope(hs, errors);
   INFO("strong errors " << errors[0] << " " << errors[1] << " " << errors[2] << " " << errors[3]);
   CHECK(slope == Approx(1.0).margin(0.15));
   CHECK(errors.back() < 0.05);

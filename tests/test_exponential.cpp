@@ -19,7 +19,7 @@ TEST_CASE("phi_k matches its closed forms and its series") {
     CHECK(phi(2, h) == Approx(static_cast<double>(p2)).epsilon(1e-12));
     CHECK(phi(3, h) == Approx(static_cast<double>(p3)).epsilon(1e-10));
   }
-  for (double h : {1e-12, -1e-9, 1e-5, -1e-3}) {
+  for (double h : {1e-12, -1e-9, 1e-6, -1e-5}) {
     // Leading terms of sum_j h^j/(j+k)!.
     CHECK(phi(1, h) == Approx(1 + h / 2 + h * h / 6).epsilon(1e-15));
     CHECK(phi(2, h) == Approx(0.5 + h / 6 + h * h / 24).epsilon(1e-15));

@@ -12,6 +12,7 @@
 #include "diffsde/grid.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
+#include "support/exact.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
@@ -34,16 +35,6 @@ bool strictly_monotone(const std::vector<double>& t) {
   return true;
 }
 
-// The ConfigError path thrown by f, or "<none>".
-template <class F>
-std::string error_path(F&& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.path();
-  }
-  return "<none>";
-}
 
 // Max deviation of the consecutive differences of y from their mean, relative to it.
 double spacing_spread(const std::vector<double>& y) {
@@ -176,15 +167,15 @@ TEST_CASE("custom: the given times, checked", "[grid]") {
   const std::vector<double> inc = {0.0, 0.25, 1.0};
   CHECK(CustomGrid(inc).times(s) == inc);
 
-  CHECK(error_path([&] { CustomGrid({1.0}).times(s); }) == "t");
-  CHECK(error_path([&] { CustomGrid({}).times(s); }) == "t");
-  CHECK(error_path([&] { CustomGrid({1.0, 0.5, 0.7}).times(s); }) == "t[2]");
-  CHECK(error_path([&] { CustomGrid({1.0, 0.5, 0.5}).times(s); }) == "t[2]");
-  CHECK(error_path([&] { CustomGrid({0.5, 0.5}).times(s); }) == "t[1]");
-  CHECK(error_path([&] { CustomGrid({0.1, 0.2, 0.15}).times(s); }) == "t[2]");
-  CHECK(error_path([&] { CustomGrid({1.0, -0.1}).times(s); }) == "t[1]");
-  CHECK(error_path([&] { CustomGrid({1.5, 0.1}).times(s); }) == "t[0]");
-  CHECK(error_path([&] { CustomGrid({0.999, 0.1}).times(VpCosineSchedule()); }) == "t[0]");
+  CHECK(test::config_error_path([&] { CustomGrid({1.0}).times(s); }) == "t");
+  CHECK(test::config_error_path([&] { CustomGrid({}).times(s); }) == "t");
+  CHECK(test::config_error_path([&] { CustomGrid({1.0, 0.5, 0.7}).times(s); }) == "t[2]");
+  CHECK(test::config_error_path([&] { CustomGrid({1.0, 0.5, 0.5}).times(s); }) == "t[2]");
+  CHECK(test::config_error_path([&] { CustomGrid({0.5, 0.5}).times(s); }) == "t[1]");
+  CHECK(test::config_error_path([&] { CustomGrid({0.1, 0.2, 0.15}).times(s); }) == "t[2]");
+  CHECK(test::config_error_path([&] { CustomGrid({1.0, -0.1}).times(s); }) == "t[1]");
+  CHECK(test::config_error_path([&] { CustomGrid({1.5, 0.1}).times(s); }) == "t[0]");
+  CHECK(test::config_error_path([&] { CustomGrid({0.999, 0.1}).times(VpCosineSchedule()); }) == "t[0]");
 }
 
 TEST_CASE("rule grids: validation errors name the parameter", "[grid]") {
@@ -198,28 +189,28 @@ TEST_CASE("rule grids: validation errors name the parameter", "[grid]") {
     g.push_back(std::make_unique<KarrasGrid>(sp));
     return g;
   };
-  for (const auto& g : all(span(1.0, 1e-3, 0))) CHECK(error_path([&] { g->times(s); }) == "steps");
-  for (const auto& g : all(span(1.0, -1e-3, 10))) CHECK(error_path([&] { g->times(s); }) == "t_end");
-  for (const auto& g : all(span(-1.0, 0.5, 10))) CHECK(error_path([&] { g->times(s); }) == "t_start");
-  for (const auto& g : all(span(0.5, 0.5, 10))) CHECK(error_path([&] { g->times(s); }) == "t_end");
-  for (const auto& g : all(span(1.5, 1e-3, 10))) CHECK(error_path([&] { g->times(s); }) == "t_start");
-  for (const auto& g : all(span(1e-3, 1.5, 10))) CHECK(error_path([&] { g->times(s); }) == "t_end");
-  for (const auto& g : all(span(std::nan(""), 1e-3, 10))) CHECK(error_path([&] { g->times(s); }) == "t_start");
+  for (const auto& g : all(span(1.0, 1e-3, 0))) CHECK(test::config_error_path([&] { g->times(s); }) == "steps");
+  for (const auto& g : all(span(1.0, -1e-3, 10))) CHECK(test::config_error_path([&] { g->times(s); }) == "t_end");
+  for (const auto& g : all(span(-1.0, 0.5, 10))) CHECK(test::config_error_path([&] { g->times(s); }) == "t_start");
+  for (const auto& g : all(span(0.5, 0.5, 10))) CHECK(test::config_error_path([&] { g->times(s); }) == "t_end");
+  for (const auto& g : all(span(1.5, 1e-3, 10))) CHECK(test::config_error_path([&] { g->times(s); }) == "t_start");
+  for (const auto& g : all(span(1e-3, 1.5, 10))) CHECK(test::config_error_path([&] { g->times(s); }) == "t_end");
+  for (const auto& g : all(span(std::nan(""), 1e-3, 10))) CHECK(test::config_error_path([&] { g->times(s); }) == "t_start");
   // The cosine schedule ends at t_max ~ 0.998 < 1.
   for (const auto& g : all(span(1.0, 1e-3, 10)))
-    CHECK(error_path([&] { g->times(cosine); }) == "t_start");
+    CHECK(test::config_error_path([&] { g->times(cosine); }) == "t_start");
   for (const auto& g : all(span(cosine.t_max(), 1e-3, 10))) CHECK(g->times(cosine).front() == cosine.t_max());
   // lambda and sigma are infinite at t = 0.
-  CHECK(error_path([&] { LogSnrGrid(span(0.0, 1.0, 10)).times(s); }) == "t_start");
-  CHECK(error_path([&] { KarrasGrid(span(0.0, 1.0, 10)).times(s); }) == "t_start");
+  CHECK(test::config_error_path([&] { LogSnrGrid(span(0.0, 1.0, 10)).times(s); }) == "t_start");
+  CHECK(test::config_error_path([&] { KarrasGrid(span(0.0, 1.0, 10)).times(s); }) == "t_start");
   // t_last must lie in (0, t_start) when it is used...
-  CHECK(error_path([&] { LogSnrGrid(span(1.0, 0.0, 10, 0.0)).times(s); }) == "t_last");
-  CHECK(error_path([&] { KarrasGrid(span(0.5, 0.0, 10, 0.6)).times(s); }) == "t_last");
+  CHECK(test::config_error_path([&] { LogSnrGrid(span(1.0, 0.0, 10, 0.0)).times(s); }) == "t_last");
+  CHECK(test::config_error_path([&] { KarrasGrid(span(0.5, 0.0, 10, 0.6)).times(s); }) == "t_last");
   // ...and is ignored otherwise.
   CHECK(LogSnrGrid(span(1.0, 1e-3, 10, 0.0)).times(s).size() == 11);
   CHECK(TimeUniformGrid(span(1.0, 0.0, 10, -1.0)).times(s).size() == 11);
-  CHECK(error_path([&] { KarrasGrid(span(1.0, 1e-3, 10), 0.0).times(s); }) == "rho");
-  CHECK(error_path([&] { KarrasGrid(span(1.0, 1e-3, 10), -7.0).times(s); }) == "rho");
+  CHECK(test::config_error_path([&] { KarrasGrid(span(1.0, 1e-3, 10), 0.0).times(s); }) == "rho");
+  CHECK(test::config_error_path([&] { KarrasGrid(span(1.0, 1e-3, 10), -7.0).times(s); }) == "rho");
 }
 
 TEST_CASE("grids from the registry", "[grid][registry]") {
@@ -257,12 +248,12 @@ TEST_CASE("grids from the registry", "[grid][registry]") {
     } catch (const ConfigError& e) {
       return e.path();
     }
-    return std::string("<none>");
+    return std::string("(none)");
   };
   CHECK(fails_at({{"name", "time_linear"}}) == "grid.name");
   CHECK(fails_at({{"name", "time_uniform"}, {"stepz", 3}}) == "grid.stepz");
   // t_last is accepted (and ignored) by the time-spaced grids.
-  CHECK(fails_at({{"name", "time_uniform"}, {"t_end", 0.0}, {"t_last", 0.0}}) == "<none>");
+  CHECK(fails_at({{"name", "time_uniform"}, {"t_end", 0.0}, {"t_last", 0.0}}) == "(none)");
   CHECK(fails_at({{"name", "time_uniform"}, {"steps", 0}}) == "grid.steps");
   CHECK(fails_at({{"name", "time_uniform"}, {"steps", 2.5}}) == "grid.steps");
   CHECK(fails_at({{"name", "logSNR"}, {"t_end", -1.0}}) == "grid.t_end");
@@ -275,5 +266,5 @@ TEST_CASE("grids from the registry", "[grid][registry]") {
   CHECK(fails_at({{"name", "custom"}, {"t", {1.0, -0.5}}}) == "grid.t[1]");
   // Range checks against the schedule come from times(), with the path relative to the grid.
   auto beyond = reg.create(json{{"name", "time_uniform"}, {"t_start", 1.0}}, "grid");
-  CHECK(error_path([&] { beyond->times(VpCosineSchedule()); }) == "t_start");
+  CHECK(test::config_error_path([&] { beyond->times(VpCosineSchedule()); }) == "t_start");
 }

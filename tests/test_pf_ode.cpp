@@ -22,37 +22,25 @@
 #include "diffsde/schedule.hpp"
 #include "diffsde/scores/analytic.hpp"
 #include "diffsde/solvers/pf_ode.hpp"
+#include "support/exact.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
 
 namespace {
 
+// Gaussian data on three axes (one narrow) with its exact flow (tests/support/exact.hpp).
 struct GaussianProblem {
   std::shared_ptr<VpLinearSchedule> schedule = std::make_shared<VpLinearSchedule>(0.1, 20.0);
   Eigen::VectorXd mu = (Eigen::VectorXd(3) << 1.5, -0.7, 0.0).finished();
   Eigen::VectorXd sd = (Eigen::VectorXd(3) << 0.5, 1.3, 0.2).finished();
   GaussianModel model{schedule, mu, sd};
+  test::GaussianProblem flow{schedule, {1.5, -0.7, 0.0}, {0.5, 1.3, 0.2}};
 
-  // v(t) = alpha^2 s^2 + sigma^2 for axis j, sigma^2 = -expm1(log alpha_bar) without cancellation.
-  double v(double t, Eigen::Index j) const {
-    return schedule->alpha_bar(t) * sd[j] * sd[j] - std::expm1(schedule->log_alpha_bar(t));
-  }
-  // The exact flow map from t0 to t1.
-  State exact(const State& x, double t0, double t1) const {
-    State out(x.rows(), x.cols());
-    const double a0 = schedule->alpha(t0), a1 = schedule->alpha(t1);
-    for (Eigen::Index j = 0; j < x.cols(); ++j)
-      out.col(j) = a1 * mu[j] + std::sqrt(v(t1, j) / v(t0, j)) * (x.col(j) - a0 * mu[j]);
-    return out;
-  }
+  State exact(const State& x, double t0, double t1) const { return flow.pf_ode_flow(x, t0, t1); }
 };
 
-State normals(long n, int dim, std::uint64_t seed) {
-  State x(n, dim);
-  for (long j = 0; j < n; ++j) philox_normals(seed, NoiseStream::init, j, 0, x.row(j).data(), dim);
-  return x;
-}
+State normals(long n, int dim, std::uint64_t seed) { return test::standard_normal_rows(n, dim, seed); }
 
 PfOdeOptions with_stepper(PfOdeStepper stepper) {
   PfOdeOptions o;
@@ -70,20 +58,6 @@ PfOdeOptions adaptive(PfOdeStepper stepper, double tol, double h_init = 0.01) {
 }
 
 double max_error(const State& a, const State& b) { return (a - b).abs().maxCoeff(); }
-
-// Least-squares slope of log(err) against log(h).
-double fitted_slope(const std::vector<double>& h, const std::vector<double>& err) {
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  const double n = static_cast<double>(h.size());
-  for (std::size_t i = 0; i < h.size(); ++i) {
-    const double lx = std::log(h[i]), ly = std::log(err[i]);
-    sx += lx;
-    sy += ly;
-    sxx += lx * lx;
-    sxy += lx * ly;
-  }
-  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
-}
 
 std::string what_of(const std::function<void()>& f) {
   try {
@@ -148,7 +122,7 @@ TEST_CASE("pf_ode: fixed steppers converge at their declared order on the exact 
       errors.push_back(max_error(x, x_exact));
     }
     const double declared = PfOdeSolver(with_stepper(c.stepper)).traits().order;
-    const double slope = fitted_slope(hs, errors);
+    const double slope = test::log_log_slope(hs, errors);
     INFO(to_string(c.stepper) << ": declared order " << declared << ", observed " << slope
                               << "; errors " << errors.front() << " ... " << errors.back());
     CHECK(slope == Approx(declared).margin(0.2));

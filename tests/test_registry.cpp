@@ -3,6 +3,7 @@
 
 #include "diffsde/registry.hpp"
 #include "diffsde/solver.hpp"
+#include "support/exact.hpp"
 
 using diffsde::ConfigError;
 using diffsde::Params;
@@ -22,16 +23,6 @@ const std::vector<ParamSpec> kSpecs = {
     {"req", ParamType::number, nullptr, "required when used"},
 };
 
-// The path of the ConfigError thrown by f, or "(none)".
-template <class F>
-std::string error_path(F&& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.path();
-  }
-  return "(none)";
-}
 
 }  // namespace
 
@@ -46,8 +37,8 @@ TEST_CASE("Params fills defaults and reads given values") {
   CHECK_FALSE(p.given("flag"));
   CHECK(p.has("flag"));
   CHECK_FALSE(p.has("mat"));
-  CHECK(error_path([&] { p.number("req"); }) == "solver.req");
-  CHECK(error_path([&] { p.fail("x", "must be small"); }) == "solver.x");
+  CHECK(diffsde::test::config_error_path([&] { p.number("req"); }) == "solver.req");
+  CHECK(diffsde::test::config_error_path([&] { p.fail("x", "must be small"); }) == "solver.x");
   try {
     p.fail("x", "must be small");
   } catch (const ConfigError& e) {
@@ -57,18 +48,18 @@ TEST_CASE("Params fills defaults and reads given values") {
 
 TEST_CASE("Params rejects unknown keys and wrong types, naming the path") {
   auto make = [](const json& j) { return [j] { Params(j, kSpecs, "sweep.solvers[2]"); }; };
-  CHECK(error_path(make({{"y", 1}})) == "sweep.solvers[2].y");
-  CHECK(error_path(make({{"x", "one"}})) == "sweep.solvers[2].x");
-  CHECK(error_path(make({{"x", true}})) == "sweep.solvers[2].x");
-  CHECK(error_path(make({{"n", 2.5}})) == "sweep.solvers[2].n");
-  CHECK(error_path(make({{"flag", 1}})) == "sweep.solvers[2].flag");
-  CHECK(error_path(make({{"mode", "c"}})) == "sweep.solvers[2].mode");
-  CHECK(error_path(make({{"list", json::array({1, "2"})}})) == "sweep.solvers[2].list[1]");
-  CHECK(error_path(make({{"list", 1}})) == "sweep.solvers[2].list");
-  CHECK(error_path(make({{"mat", json::array({json::array({1}), 2})}})) == "sweep.solvers[2].mat[1]");
-  CHECK(error_path(make({{"mat", json::array({json::array({1, "x"})})}})) == "sweep.solvers[2].mat[0][1]");
-  CHECK(error_path([] { Params(json::array(), kSpecs, "grid"); }) == "grid");
-  CHECK(error_path(make({{"x", 1}, {"n", 2}})) == "(none)");
+  CHECK(diffsde::test::config_error_path(make({{"y", 1}})) == "sweep.solvers[2].y");
+  CHECK(diffsde::test::config_error_path(make({{"x", "one"}})) == "sweep.solvers[2].x");
+  CHECK(diffsde::test::config_error_path(make({{"x", true}})) == "sweep.solvers[2].x");
+  CHECK(diffsde::test::config_error_path(make({{"n", 2.5}})) == "sweep.solvers[2].n");
+  CHECK(diffsde::test::config_error_path(make({{"flag", 1}})) == "sweep.solvers[2].flag");
+  CHECK(diffsde::test::config_error_path(make({{"mode", "c"}})) == "sweep.solvers[2].mode");
+  CHECK(diffsde::test::config_error_path(make({{"list", json::array({1, "2"})}})) == "sweep.solvers[2].list[1]");
+  CHECK(diffsde::test::config_error_path(make({{"list", 1}})) == "sweep.solvers[2].list");
+  CHECK(diffsde::test::config_error_path(make({{"mat", json::array({json::array({1}), 2})}})) == "sweep.solvers[2].mat[1]");
+  CHECK(diffsde::test::config_error_path(make({{"mat", json::array({json::array({1, "x"})})}})) == "sweep.solvers[2].mat[0][1]");
+  CHECK(diffsde::test::config_error_path([] { Params(json::array(), kSpecs, "grid"); }) == "grid");
+  CHECK(diffsde::test::config_error_path(make({{"x", 1}, {"n", 2}})) == "(none)");
 }
 
 namespace {
@@ -100,9 +91,9 @@ TEST_CASE("Registry creates by name and lists the known names on a miss") {
     CHECK(e.path() == "model.name");
     CHECK(std::string(e.what()).find("known: alpha, beta") != std::string::npos);
   }
-  CHECK(error_path([&] { registry.create(json{{"value", 1}}, "model"); }) == "model.name");
-  CHECK(error_path([&] { registry.create(json{{"name", 3}}, "model"); }) == "model.name");
-  CHECK(error_path([&] { registry.create(json{{"name", "beta"}, {"value", 1}}, "m"); }) == "m.value");
+  CHECK(diffsde::test::config_error_path([&] { registry.create(json{{"value", 1}}, "model"); }) == "model.name");
+  CHECK(diffsde::test::config_error_path([&] { registry.create(json{{"name", 3}}, "model"); }) == "model.name");
+  CHECK(diffsde::test::config_error_path([&] { registry.create(json{{"name", "beta"}, {"value", 1}}, "m"); }) == "m.value");
   CHECK_THROWS_AS(registry.add({"alpha", "again", {}, nullptr}), diffsde::Error);
 }
 

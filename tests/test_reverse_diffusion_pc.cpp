@@ -23,6 +23,7 @@
 #include "diffsde/solvers/euler_maruyama.hpp"
 #include "diffsde/solvers/pc.hpp"
 #include "diffsde/solvers/reverse_diffusion.hpp"
+#include "support/exact.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
@@ -77,34 +78,8 @@ std::unique_ptr<Solver> make_solver(const json& config) {
   return solver_registry().create(config, "solver");
 }
 
-// The path of the ConfigError thrown by f, or "(none)".
-template <class F>
-std::string error_path(F&& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.path();
-  }
-  return "(none)";
-}
-
-// Least-squares slope of log y against log x.
-double log_log_slope(const std::vector<double>& xs, const std::vector<double>& ys) {
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (std::size_t i = 0; i < xs.size(); ++i) {
-    const double lx = std::log(xs[i]), ly = std::log(ys[i]);
-    sx += lx, sy += ly, sxx += lx * lx, sxy += lx * ly;
-  }
-  const double m = static_cast<double>(xs.size());
-  return (m * sxy - sx * sy) / (m * sxx - sx * sx);
-}
-
 // One-axis Gaussian data and the exact solution of the linear reverse SDE on one
-// Brownian-tree path (as in tests/test_euler_maruyama.cpp): with y = x - alpha mu and
-// v = alpha^2 s^2 + sigma^2 the drift is linear in y with propagator
-// Phi(t, r) = (alpha(r)/alpha(t)) (v(t)/v(r)), so
-//   y(t_lo) = Phi(t_lo, t_hi) y(t_hi) + int Phi(t_lo, r) sqrt(beta(r)) dW(r),
-// the integral summed over the tree's linear pieces at their midpoints (error O(leaf^2)).
+// Brownian-tree path (tests/support/exact.hpp).
 struct OnePath {
   static constexpr double mu = 0.8, s = 0.5, t_lo = 1e-3, t_hi = 1.0;
   static constexpr int depth = 10;  // 1024 leaves; the path is linear below them
@@ -113,26 +88,9 @@ struct OnePath {
   GaussianModel model{schedule, Eigen::VectorXd::Constant(1, mu), Eigen::VectorXd::Constant(1, s)};
   long n = 200;
   State x_T = initial_state(n, 1, 5);
-  Eigen::ArrayXd x_exact;
-
-  OnePath() {
-    auto v_of = [&](double t) { return schedule->alpha_bar(t) * s * s - std::expm1(schedule->log_alpha_bar(t)); };
-    auto phi = [&](double t, double r) { return schedule->alpha(r) / schedule->alpha(t) * v_of(t) / v_of(r); };
-    BrownianTreeNoise path(path_seed, t_lo, t_hi, depth);
-    const int leaves = 1 << depth;
-    State w_prev(n, 1), w_next(n, 1);
-    path.value(t_hi, w_prev);
-    Eigen::ArrayXd y = (x_T.col(0) - schedule->alpha(t_hi) * mu) * phi(t_lo, t_hi);
-    for (int k = leaves - 1; k >= 0; --k) {
-      const double r_lo = t_lo + (t_hi - t_lo) * k / leaves;
-      const double r_hi = t_lo + (t_hi - t_lo) * (k + 1) / leaves;
-      path.value(r_lo, w_next);
-      const double r_mid = 0.5 * (r_lo + r_hi);
-      y += phi(t_lo, r_mid) * std::sqrt(schedule->beta(r_mid)) * (w_next.col(0) - w_prev.col(0));
-      w_prev = w_next;
-    }
-    x_exact = y + schedule->alpha(t_lo) * mu;
-  }
+  Eigen::ArrayXd x_exact = test::GaussianProblem{schedule, {mu}, {s}}
+                               .reverse_sde_on_path(x_T, BrownianTreeNoise(path_seed, t_lo, t_hi, depth), t_hi, t_lo, depth)
+                               .col(0);
 
   // The solver's output on the path with `steps` uniform steps.
   State run(Solver& solver, int steps) const {
@@ -232,7 +190,7 @@ TEST_CASE("reverse_diffusion has strong order 1 on one Brownian path") {
     hs.push_back((OnePath::t_hi - OnePath::t_lo) / steps);
     errors.push_back(std::sqrt((x.col(0) - path.x_exact).square().mean()));
   }
-  const double slope = log_log_slope(hs, errors);
+  const double slope = test::log_log_slope(hs, errors);
   INFO("strong errors " << errors[0] << " " << errors[1] << " " << errors[2] << " " << errors[3]
                         << ", slope " << slope);
   CHECK(slope == Approx(1.0).margin(0.15));
@@ -250,7 +208,7 @@ TEST_CASE("reverse_diffusion and Euler-Maruyama approach each other on one path"
     hs.push_back((OnePath::t_hi - OnePath::t_lo) / steps);
     diffs.push_back(std::sqrt((x_rd - x_em).square().mean()));
   }
-  const double slope = log_log_slope(hs, diffs);
+  const double slope = test::log_log_slope(hs, diffs);
   INFO("RMS differences " << diffs[0] << " " << diffs[1] << " " << diffs[2] << " " << diffs[3] << " "
                           << diffs[4] << ", slope " << slope);
   CHECK(slope == Approx(1.0).margin(0.2));
@@ -569,15 +527,15 @@ TEST_CASE("pc's sample_norms rule biases the law in low dimension, as documented
 }
 
 TEST_CASE("pc configuration errors name their JSON path") {
-  CHECK(error_path([] { make_solver({{"name", "pc"}, {"predictor", "heun"}}); }) == "solver.predictor");
-  CHECK(error_path([] { make_solver({{"name", "pc"}, {"predictor", "pc"}}); }) == "solver.predictor");
-  CHECK(error_path([] { make_solver({{"name", "pc"}, {"corrector", "ald"}}); }) == "solver.corrector");
-  CHECK(error_path([] { make_solver({{"name", "pc"}, {"snr", 0.0}}); }) == "solver.snr");
-  CHECK(error_path([] { make_solver({{"name", "pc"}, {"snr", -0.1}}); }) == "solver.snr");
-  CHECK(error_path([] { make_solver({{"name", "pc"}, {"n_steps", 0}}); }) == "solver.n_steps");
-  CHECK(error_path([] { make_solver({{"name", "pc"}, {"n_steps", 1.5}}); }) == "solver.n_steps");
-  CHECK(error_path([] { make_solver({{"name", "pc"}, {"step_size", "adaptive"}}); }) == "solver.step_size");
-  CHECK(error_path([] { make_solver({{"name", "pc"}, {"snr", 0.1}, {"n_steps", 2}}); }) == "(none)");
+  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"predictor", "heun"}}); }) == "solver.predictor");
+  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"predictor", "pc"}}); }) == "solver.predictor");
+  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"corrector", "ald"}}); }) == "solver.corrector");
+  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"snr", 0.0}}); }) == "solver.snr");
+  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"snr", -0.1}}); }) == "solver.snr");
+  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"n_steps", 0}}); }) == "solver.n_steps");
+  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"n_steps", 1.5}}); }) == "solver.n_steps");
+  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"step_size", "adaptive"}}); }) == "solver.step_size");
+  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"snr", 0.1}, {"n_steps", 2}}); }) == "(none)");
   CHECK_THROWS_AS(PcSolver(make_solver("euler_maruyama"), PcSolver::Options{PcSolver::Corrector::langevin,
                                                                             PcSolver::StepSize::sigma, 0.0, 1}),
                   Error);

@@ -12,44 +12,20 @@
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/scores/analytic.hpp"
+#include "support/exact.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
 
 namespace {
 
+// Gaussian data per axis, from t = 1 to 1e-2.
 struct Problem {
   std::shared_ptr<VpLinearSchedule> schedule = std::make_shared<VpLinearSchedule>(0.1, 20.0);
-  Eigen::VectorXd mu = (Eigen::VectorXd(2) << 0.5, -1.0).finished();
-  Eigen::VectorXd sd = (Eigen::VectorXd(2) << 0.6, 1.2).finished();
+  test::GaussianProblem exact{schedule, {0.5, -1.0}, {0.6, 1.2}};
+  GaussianModel model{schedule, Eigen::Vector2d(0.5, -1.0), Eigen::Vector2d(0.6, 1.2)};
   double t_start = 1.0, t_end = 1e-2;
-
-  // The exact PF-ODE flow map from t0 to t1.
-  State exact(const State& x, double t0, double t1) const {
-    State out(x.rows(), x.cols());
-    const double a0 = schedule->alpha(t0), a1 = schedule->alpha(t1);
-    for (Eigen::Index j = 0; j < x.cols(); ++j) {
-      const double v0 = a0 * a0 * sd[j] * sd[j] - std::expm1(schedule->log_alpha_bar(t0));
-      const double v1 = a1 * a1 * sd[j] * sd[j] - std::expm1(schedule->log_alpha_bar(t1));
-      out.col(j) = a1 * mu[j] + std::sqrt(v1 / v0) * (x.col(j) - a0 * mu[j]);
-    }
-    return out;
-  }
 };
-
-// Least-squares slope of log(err) against log(h).
-double fitted_slope(const std::vector<double>& h, const std::vector<double>& err) {
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  const double n = static_cast<double>(h.size());
-  for (std::size_t i = 0; i < h.size(); ++i) {
-    const double lx = std::log(h[i]), ly = std::log(err[i]);
-    sx += lx;
-    sy += ly;
-    sxx += lx * lx;
-    sxy += lx * ly;
-  }
-  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
-}
 
 // A uniform grid of `steps` steps, except that a multistep solver's warm-up steps (taken
 // at lower orders) are shrunk to size ~ h^((order + 1) / 2), so that their local errors
@@ -81,10 +57,9 @@ std::vector<json> variants_of(const RegistryEntry<Solver>& entry) {
 
 TEST_CASE("Every deterministic fixed-step solver converges at its declared order") {
   const Problem p;
-  const GaussianModel model(p.schedule, p.mu, p.sd);
-  State x_T(64, 2);
-  for (long j = 0; j < x_T.rows(); ++j) philox_normals(1, NoiseStream::init, j, 0, x_T.row(j).data(), 2);
-  const State x_exact = p.exact(x_T, p.t_start, p.t_end);
+  const GaussianModel& model = p.model;
+  const State x_T = test::standard_normal_rows(64, 2, 1);
+  const State x_exact = p.exact.pf_ode_flow(x_T, p.t_start, p.t_end);
 
   int tested = 0;
   for (const auto& entry : solver_registry().entries()) {
@@ -100,7 +75,7 @@ TEST_CASE("Every deterministic fixed-step solver converges at its declared order
         hs.push_back((p.t_start - p.t_end) / steps);
         errors.push_back((x - x_exact).abs().maxCoeff());
       }
-      const double slope = fitted_slope(hs, errors);
+      const double slope = test::log_log_slope(hs, errors);
       INFO(config.dump() << ": declared order " << traits.order << ", observed " << slope
                          << "; errors " << errors[0] << " " << errors[1] << " " << errors[2] << " "
                          << errors[3]);
@@ -112,10 +87,9 @@ TEST_CASE("Every deterministic fixed-step solver converges at its declared order
 
 TEST_CASE("Every adaptive solver meets its tolerance on the exact problem") {
   const Problem p;
-  const GaussianModel model(p.schedule, p.mu, p.sd);
-  State x_T(16, 2);
-  for (long j = 0; j < x_T.rows(); ++j) philox_normals(2, NoiseStream::init, j, 0, x_T.row(j).data(), 2);
-  const State x_exact = p.exact(x_T, p.t_start, p.t_end);
+  const GaussianModel& model = p.model;
+  const State x_T = test::standard_normal_rows(16, 2, 2);
+  const State x_exact = p.exact.pf_ode_flow(x_T, p.t_start, p.t_end);
   for (const auto& entry : solver_registry().entries()) {
     for (const json& config : variants_of(entry)) {
       const auto traits = solver_registry().create(config, "solver")->traits();

@@ -1,0 +1,114 @@
+#include "diffsde/solvers/deis.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "diffsde/error.hpp"
+#include "diffsde/registry.hpp"
+#include "diffsde/solvers/ddim.hpp"
+#include "diffsde/solvers/exponential.hpp"
+
+namespace diffsde {
+
+LagrangeCoefficients lagrange_basis_coefficients(const std::array<double, 4>& nodes, int k) {
+  if (k < 1 || k > 4) throw Error("lagrange_basis_coefficients: k must be 1..4");
+  LagrangeCoefficients a{};
+  for (int j = 0; j < k; ++j) {
+    // Multiply out prod_{m != j} (x - nodes[m]) / (nodes[j] - nodes[m]).
+    std::array<double, 4> poly{1.0, 0.0, 0.0, 0.0};
+    int degree = 0;
+    double denominator = 1;
+    for (int m = 0; m < k; ++m) {
+      if (m == j) continue;
+      for (int q = degree + 1; q >= 1; --q) poly[q] = poly[q - 1] - nodes[m] * poly[q];
+      poly[0] = -nodes[m] * poly[0];
+      ++degree;
+      denominator *= nodes[j] - nodes[m];
+    }
+    for (int q = 0; q < k; ++q) a[j][q] = poly[q] / denominator;
+  }
+  return a;
+}
+
+std::array<double, 4> deis_weights(const std::array<double, 4>& r, int k, double h) {
+  std::array<double, 4> v{};
+  if (k <= 1) return v;
+  const LagrangeCoefficients a = lagrange_basis_coefficients(r, k);
+  // q! h phi_{q+1}(h) = int_0^h e^{h-u} (u/h)^q du, q = 1..k-1.
+  std::array<double, 4> moment{};
+  double factorial = 1;
+  for (int q = 1; q < k; ++q) {
+    factorial *= q;
+    moment[q] = factorial * h * phi(q + 1, h);
+  }
+  for (int j = 0; j < k; ++j)
+    for (int q = 1; q < k; ++q) v[j] += a[j][q] * moment[q];
+  return v;
+}
+
+DeisSolver::DeisSolver(Options options) : options_(options) {
+  if (options_.order < 1 || options_.order > kMaxOrder) throw Error("deis: order must be 1, 2 or 3");
+}
+
+SolverTraits DeisSolver::traits() const {
+  SolverTraits t;
+  t.name = "deis";
+  t.order = options_.order;
+  t.evals_per_step = 1;
+  t.warmup_steps = options_.order - 1;
+  return t;
+}
+
+void DeisSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& /*times*/) {
+  for (int j = 0; j < options_.order; ++j) eps_[static_cast<std::size_t>(j)].resize(x.rows(), x.cols());
+  count_ = 0;
+}
+
+void DeisSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
+  const ScheduleAt s = context.schedule().at(t0);
+  const ScheduleAt t = context.schedule().at(t1);
+  if (!(s.sigma > 0)) throw Error("deis cannot start a step at sigma = 0 (t = 0)");
+  // Newest first: the oldest buffer is reused for eps at s.
+  const auto n = static_cast<std::size_t>(options_.order);
+  std::rotate(eps_.begin(), eps_.begin() + static_cast<std::ptrdiff_t>(n - 1), eps_.begin() + static_cast<std::ptrdiff_t>(n));
+  std::rotate(lambda_.begin(), lambda_.begin() + static_cast<std::ptrdiff_t>(n - 1), lambda_.begin() + static_cast<std::ptrdiff_t>(n));
+  context.eps(x, t0, eps_[0]);
+  lambda_[0] = s.lambda;
+  count_ = std::min(count_ + 1, options_.order);
+
+  const DdimCoefficients c = ddim_coefficients(s, t, 0.0);
+  // The final step to t = 0 (lambda = +inf) is a DDIM step: it returns the predicted x0.
+  const int k = t.sigma == 0 ? 1 : count_;
+  if (k == 1) {
+    x = c.x * x + c.eps * eps_[0];
+    return;
+  }
+  const double h = t.lambda - s.lambda;
+  std::array<double, 4> r{};
+  for (int j = 1; j < k; ++j) r[static_cast<std::size_t>(j)] = (lambda_[static_cast<std::size_t>(j)] - s.lambda) / h;
+  const std::array<double, 4> v = deis_weights(r, k, h);
+  x = c.x * x + (c.eps - t.sigma * v[0]) * eps_[0] - t.sigma * v[1] * eps_[1];
+  if (k == 3) x -= t.sigma * v[2] * eps_[2];
+}
+
+namespace builtin {
+
+void register_deis(Registry<Solver>& registry) {
+  registry.add({"deis",
+                "DEIS (Zhang & Chen 2023): multistep exponential integrator; eps extrapolated by "
+                "the Lagrange polynomial in lambda through the last `order` values, integrated "
+                "exactly against the exponential kernel (phi functions); order 1 = DDIM",
+                {{"order", ParamType::integer, 3, "order of the method and number of eps values used: 1, 2 or 3"}},
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
+                  const long order = p.integer("order");
+                  if (order < 1 || order > DeisSolver::kMaxOrder) p.fail("order", "must be 1, 2 or 3, got " + std::to_string(order));
+                  DeisSolver::Options o;
+                  o.order = static_cast<int>(order);
+                  return std::make_unique<DeisSolver>(o);
+                },
+                {{{"order", 1}}, {{"order", 2}}, {{"order", 3}}}});
+}
+
+}  // namespace builtin
+
+}  // namespace diffsde

@@ -1,0 +1,260 @@
+#include "diffsde/solvers/dpm_solver.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "diffsde/error.hpp"
+#include "diffsde/registry.hpp"
+#include "diffsde/solvers/ddim.hpp"
+#include "diffsde/solvers/dpm_solver_adaptive.hpp"
+#include "diffsde/solvers/exponential.hpp"
+
+namespace diffsde {
+
+std::string to_string(DpmAlgorithm algorithm) {
+  return algorithm == DpmAlgorithm::dpmsolver ? "dpmsolver" : "dpmsolver++";
+}
+
+std::string to_string(DpmMethod method) {
+  return method == DpmMethod::singlestep ? "singlestep" : "multistep";
+}
+
+DpmAlgorithm dpm_algorithm_from_string(const std::string& s) {
+  if (s == "dpmsolver") return DpmAlgorithm::dpmsolver;
+  if (s == "dpmsolver++") return DpmAlgorithm::dpmsolver_pp;
+  throw Error("unknown DPM-Solver algorithm '" + s + "'; known: dpmsolver, dpmsolver++");
+}
+
+DpmMethod dpm_method_from_string(const std::string& s) {
+  if (s == "singlestep") return DpmMethod::singlestep;
+  if (s == "multistep") return DpmMethod::multistep;
+  throw Error("unknown DPM-Solver method '" + s + "'; known: singlestep, multistep");
+}
+
+double dpm_g(DpmAlgorithm algorithm, int k, double h) {
+  return h * phi(k, algorithm == DpmAlgorithm::dpmsolver ? h : -h);
+}
+
+double dpm_scale(DpmAlgorithm algorithm, const ScheduleAt& t) {
+  return algorithm == DpmAlgorithm::dpmsolver ? -t.sigma : t.alpha;
+}
+
+// ---------------------------------------------------------------------------
+// Singlestep updates.
+
+void DpmSinglestep::resize(Eigen::Index rows, Eigen::Index cols) {
+  for (State* a : {&m_s_, &u1_, &eps1_, &m1_, &u2_, &eps2_, &m2_}) a->resize(rows, cols);
+}
+
+const State& DpmSinglestep::output(const ScheduleAt& at, const State& x, const State& eps,
+                                   State& buf) const {
+  if (algorithm_ == DpmAlgorithm::dpmsolver) return eps;
+  buf = (x - at.sigma * eps) / at.alpha;
+  return buf;
+}
+
+void DpmSinglestep::step(SolverContext& context, int order, const ScheduleAt& s,
+                         const ScheduleAt& t, const State& x, const State& eps_s, State& out,
+                         State* lower, double r1) {
+  const DdimCoefficients c = ddim_coefficients(s, t, 0.0);
+  if (order <= 1 || t.sigma == 0) {
+    if (lower != nullptr) *lower = c.x * x + c.eps * eps_s;
+    out = c.x * x + c.eps * eps_s;
+    return;
+  }
+  const Schedule& schedule = context.schedule();
+  const double h = t.lambda - s.lambda;
+  const State& m_s = output(s, x, eps_s, m_s_);
+  const double scale_t = dpm_scale(algorithm_, t);
+
+  // Stage 1 at lambda_s + r1 h (r1 = 1/3 for order 3), a first-order step from s. The
+  // fractions used below are those of the stage times actually reached, after t(lambda).
+  const double r1_target = order == 3 ? 1.0 / 3.0 : r1;
+  const ScheduleAt s1 = schedule.at(schedule.t_of_lambda(s.lambda + r1_target * h));
+  const double r1_actual = (s1.lambda - s.lambda) / h;
+  const DdimCoefficients c1 = ddim_coefficients(s, s1, 0.0);
+  u1_ = c1.x * x + c1.eps * eps_s;
+  context.eps(u1_, s1.t, eps1_);
+  const State& m1 = output(s1, u1_, eps1_, m1_);
+  // DPM-Solver-2 / DPM-Solver++(2S): first order + scale_t g_1(h)/(2 r1) (m_1 - m_s).
+  const double k2 = scale_t * dpm_g(algorithm_, 1, h) / (2 * r1_actual);
+  if (order == 2) {
+    if (lower != nullptr) *lower = c.x * x + c.eps * eps_s;
+    out = c.x * x + c.eps * eps_s + k2 * (m1 - m_s);
+    return;
+  }
+
+  // Order 3 (DPM-Solver-3, Algorithm 2, and its data-prediction analogue).
+  const ScheduleAt s2 = schedule.at(schedule.t_of_lambda(s.lambda + (2.0 / 3.0) * h));
+  const double h2 = s2.lambda - s.lambda;
+  const double r2 = h2 / h;
+  const DdimCoefficients c2 = ddim_coefficients(s, s2, 0.0);
+  const double k_u2 = dpm_scale(algorithm_, s2) * (r2 / r1_actual) * dpm_g(algorithm_, 2, h2);
+  u2_ = c2.x * x + c2.eps * eps_s + k_u2 * (m1 - m_s);
+  context.eps(u2_, s2.t, eps2_);
+  const State& m2 = output(s2, u2_, eps2_, m2_);
+  if (lower != nullptr) *lower = c.x * x + c.eps * eps_s + k2 * (m1 - m_s);
+  const double k3 = scale_t * dpm_g(algorithm_, 2, h) / r2;
+  out = c.x * x + c.eps * eps_s + k3 * (m2 - m_s);
+}
+
+// ---------------------------------------------------------------------------
+// DpmSolver.
+
+bool DpmSolver::Options::is_valid(std::string* error) const {
+  if (order < 1 || order > 3) {
+    if (error != nullptr) *error = "order must be 1, 2 or 3, got " + std::to_string(order);
+    return false;
+  }
+  return true;
+}
+
+DpmSolver::DpmSolver(Options options) : options_(options), single_(options.algorithm) {
+  std::string error;
+  if (!options_.is_valid(&error)) throw Error("dpm_solver: " + error);
+}
+
+SolverTraits DpmSolver::traits() const {
+  SolverTraits t;
+  t.name = "dpm_solver";
+  t.stochastic = false;
+  t.order = options_.order;
+  if (options_.method == DpmMethod::singlestep) {
+    t.evals_per_step = options_.order;
+  } else {
+    t.evals_per_step = 1;
+    t.warmup_steps = options_.order - 1;
+  }
+  return t;
+}
+
+int DpmSolver::step_order(std::size_t i, std::size_t steps) const {
+  if (options_.method == DpmMethod::singlestep) return options_.order;
+  std::size_t order = std::min(static_cast<std::size_t>(options_.order), i + 1);
+  if (options_.lower_order_final && steps > i) order = std::min(order, steps - i);
+  return static_cast<int>(order);
+}
+
+void DpmSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
+  steps_ = times.empty() ? 0 : times.size() - 1;
+  single_.resize(x.rows(), x.cols());
+  eps_.resize(x.rows(), x.cols());
+  if (options_.method == DpmMethod::multistep)
+    for (State& m : m_) m.resize(x.rows(), x.cols());
+  history_ = 0;
+  has_end_ = false;
+}
+
+void DpmSolver::step(SolverContext& context, std::size_t i, double t0, double t1, State& x) {
+  const ScheduleAt s = context.schedule().at(t0);
+  const ScheduleAt t = context.schedule().at(t1);
+  if (!(s.sigma > 0)) throw Error("dpm_solver cannot start a step at sigma = 0 (t = 0)");
+  if (options_.method == DpmMethod::multistep) {
+    multistep(context, i, s, t, x);
+    return;
+  }
+  context.eps(x, t0, eps_);
+  single_.step(context, options_.order, s, t, x, eps_, x);
+}
+
+void DpmSolver::multistep(SolverContext& context, std::size_t i, const ScheduleAt& s,
+                          const ScheduleAt& t, State& x) {
+  // The history belongs to the previous step's end; a step that does not continue it
+  // (another run, or steps called out of order) starts afresh at order 1.
+  if (!(has_end_ && i == end_i_ + 1 && s.t == end_t_)) history_ = 0;
+  // Shift the history: the oldest buffer becomes the newest's storage (no allocation).
+  m_[2].swap(m_[1]);
+  m_[1].swap(m_[0]);
+  lambda_[2] = lambda_[1];
+  lambda_[1] = lambda_[0];
+  lambda_[0] = s.lambda;
+  history_ = std::min(history_ + 1, 3);
+
+  const DpmAlgorithm algorithm = options_.algorithm;
+  const State* eps_s = nullptr;
+  if (algorithm == DpmAlgorithm::dpmsolver) {
+    context.eps(x, s.t, m_[0]);
+    eps_s = &m_[0];
+  } else {
+    context.eps(x, s.t, eps_);
+    m_[0] = (x - s.sigma * eps_) / s.alpha;
+    eps_s = &eps_;
+  }
+  has_end_ = true;
+  end_i_ = i;
+  end_t_ = t.t;
+
+  int order = std::min(step_order(i, steps_), history_);
+  if (t.sigma == 0) order = 1;  // to the data: x_t = x0 (see the header)
+  const DdimCoefficients c = ddim_coefficients(s, t, 0.0);
+  const double h = t.lambda - s.lambda;
+  const double scale_t = dpm_scale(algorithm, t);
+  if (order == 1) {
+    x = c.x * x + c.eps * *eps_s;
+  } else if (order == 2) {
+    // DPM-Solver++(2M), Algorithm 2 (and its noise-prediction twin): r = h_0/h.
+    const double r0 = (lambda_[0] - lambda_[1]) / h;
+    const double k = scale_t * dpm_g(algorithm, 1, h) / (2 * r0);
+    x = c.x * x + c.eps * *eps_s + k * (m_[0] - m_[1]);
+  } else {
+    // 3M: g_2 D1 + 2 g_3 D2 with D1 = D1_0 + r0 D2, written on the first differences
+    // (m_0 - m_1) and (m_1 - m_2):
+    //   A D1_0 + C (D1_0 - D1_1)/(r0 + r1),  A = g_2, C = A r0 + 2 g_3.
+    const double r0 = (lambda_[0] - lambda_[1]) / h;
+    const double r1 = (lambda_[1] - lambda_[2]) / h;
+    const double a = dpm_g(algorithm, 2, h);
+    const double b = (options_.reference_3m ? 1.0 : 2.0) * dpm_g(algorithm, 3, h);
+    const double cc = (a * r0 + b) / (r0 + r1);
+    const double k01 = scale_t * (a + cc) / r0;  // on (m_0 - m_1)
+    const double k12 = -scale_t * cc / r1;       // on (m_1 - m_2)
+    x = c.x * x + c.eps * *eps_s + k01 * (m_[0] - m_[1]) + k12 * (m_[1] - m_[2]);
+  }
+}
+
+namespace builtin {
+
+void register_dpm_solver(Registry<Solver>& registry) {
+  RegistryEntry<Solver> entry;
+  entry.name = "dpm_solver";
+  entry.description =
+      "DPM-Solver / DPM-Solver++ (Lu et al. 2022): exponential integrator in lambda of order "
+      "1-3, singlestep or multistep, noise (dpmsolver) or data (dpmsolver++) prediction";
+  entry.params = {
+      {"order", ParamType::integer, 2, "order of the method: 1, 2 or 3"},
+      {"method", ParamType::string, "multistep",
+       "singlestep (order evaluations per step at lambda fractions 1/2 or 1/3, 2/3) or "
+       "multistep (one evaluation per step, history of previous outputs)",
+       {"singlestep", "multistep"}},
+      {"algorithm", ParamType::string, "dpmsolver++",
+       "model output the method expands: dpmsolver (noise prediction eps) or dpmsolver++ "
+       "(data prediction x0)",
+       {"dpmsolver", "dpmsolver++"}},
+      {"lower_order_final", ParamType::boolean, true,
+       "multistep: the order drops to the number of steps left (the last step is first "
+       "order); no effect on singlestep"},
+  };
+  entry.make = [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
+    DpmSolver::Options o;
+    const long order = p.integer("order");
+    if (order < 1 || order > 3) p.fail("order", "must be 1, 2 or 3, got " + std::to_string(order));
+    o.order = static_cast<int>(order);
+    o.method = dpm_method_from_string(p.string("method"));
+    o.algorithm = dpm_algorithm_from_string(p.string("algorithm"));
+    o.lower_order_final = p.boolean("lower_order_final");
+    return std::make_unique<DpmSolver>(o);
+  };
+  for (int order : {1, 2, 3})
+    for (const char* method : {"singlestep", "multistep"})
+      for (const char* algorithm : {"dpmsolver", "dpmsolver++"})
+        entry.variants.push_back({{"order", order},
+                                  {"method", method},
+                                  {"algorithm", algorithm},
+                                  {"lower_order_final", false}});
+  registry.add(std::move(entry));
+  register_dpm_solver_adaptive(registry);
+}
+
+}  // namespace builtin
+
+}  // namespace diffsde

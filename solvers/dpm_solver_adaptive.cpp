@@ -1,0 +1,156 @@
+#include "diffsde/solvers/dpm_solver_adaptive.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "diffsde/error.hpp"
+
+namespace diffsde {
+
+bool DpmSolverAdaptive::Options::is_valid(std::string* error) const {
+  auto fail = [&](const std::string& message) {
+    if (error != nullptr) *error = message;
+    return false;
+  };
+  if (order != 2 && order != 3) return fail("order must be 2 or 3, got " + std::to_string(order));
+  if (!(rtol >= 0) || !std::isfinite(rtol)) return fail("rtol must be >= 0, got " + format_double(rtol));
+  if (!(atol > 0) || !std::isfinite(atol)) return fail("atol must be > 0, got " + format_double(atol));
+  if (!(h_init > 0) || !std::isfinite(h_init))
+    return fail("h_init must be > 0, got " + format_double(h_init));
+  if (!(theta > 0 && theta <= 1)) return fail("theta must be in (0, 1], got " + format_double(theta));
+  return true;
+}
+
+DpmSolverAdaptive::DpmSolverAdaptive(Options options)
+    : options_(options), single_(options.algorithm) {
+  std::string error;
+  if (!options_.is_valid(&error)) throw Error("dpm_solver_adaptive: " + error);
+}
+
+SolverTraits DpmSolverAdaptive::traits() const {
+  SolverTraits t;
+  t.name = "dpm_solver_adaptive";
+  t.stochastic = false;
+  t.adaptive = true;
+  t.order = options_.order;
+  t.evals_per_step = options_.order;  // per attempt (order - 1 after a rejection)
+  return t;
+}
+
+void DpmSolverAdaptive::init(SolverContext& context, const State& x,
+                             const std::vector<double>& times) {
+  for (std::size_t i = 0; i < times.size(); ++i)
+    if (!(context.schedule().sigma(times[i]) > 0) || !std::isfinite(times[i]))
+      throw Error("dpm_solver_adaptive: grid time t[" + std::to_string(i) + "] = " +
+                  format_double(times[i]) +
+                  " has sigma = 0, where lambda is infinite and no step size in lambda reaches "
+                  "it; end at a small t such as 1e-3");
+  single_.resize(x.rows(), x.cols());
+  for (State* a : {&eps_, &x_low_, &x_high_}) a->resize(x.rows(), x.cols());
+  h_ = options_.h_init;
+}
+
+double DpmSolverAdaptive::error_norm() const {
+  const auto delta = (x_low_.abs().max(x_high_.abs()) * options_.rtol).max(options_.atol);
+  const double e = std::sqrt(
+      ((x_high_ - x_low_) / delta).square().rowwise().mean().maxCoeff<Eigen::PropagateNaN>());
+  return std::isnan(e) ? std::numeric_limits<double>::infinity() : e;
+}
+
+void DpmSolverAdaptive::step(SolverContext& context, std::size_t /*i*/, double t0, double t1,
+                             State& x) {
+  const Schedule& schedule = context.schedule();
+  ScheduleAt s = schedule.at(t0);
+  const ScheduleAt end = schedule.at(t1);
+  const double direction = end.lambda >= s.lambda ? 1.0 : -1.0;
+  const double order = options_.order;
+  bool have_eps = false;  // eps(x, s) for the current s
+  long attempts = 0;
+  while (s.t != end.t) {
+    if (++attempts > kMaxAttempts)
+      throw Error("dpm_solver_adaptive: more than " + std::to_string(kMaxAttempts) +
+                  " step attempts between t = " + format_double(t0) + " and t = " +
+                  format_double(t1) + " (reached t = " + format_double(s.t) +
+                  "); the tolerance may be too tight for this model");
+    const double remaining = std::fabs(end.lambda - s.lambda);
+    const bool last = h_ >= remaining;
+    const ScheduleAt t = last ? end : schedule.at(schedule.t_of_lambda(s.lambda + direction * h_));
+    const double h = std::fabs(t.lambda - s.lambda);  // the step actually tried
+    if (!(h > 16 * std::numeric_limits<double>::epsilon() * std::max(1.0, std::fabs(s.lambda))) &&
+        !last)
+      throw Error("dpm_solver_adaptive: step size underflow at t = " + format_double(s.t) +
+                  " (h = " + format_double(h) +
+                  " in lambda): the error estimate stays too large (non-finite values, or a "
+                  "tolerance below rounding)");
+    if (!have_eps) {
+      context.eps(x, s.t, eps_);
+      have_eps = true;
+    }
+    single_.step(context, options_.order, s, t, x, eps_, x_high_, &x_low_,
+                 options_.order == 2 ? 0.5 : 1.0 / 3.0);
+    const double e = error_norm();
+    // h_new = theta h E^{-1/order} (Algorithm 4); shrink at most 10x at once, so that an
+    // infinite error still leaves a positive step.
+    const double factor = std::max(0.1, options_.theta * std::pow(e, -1.0 / order));
+    if (e <= 1) {
+      context.count_accepted();
+      x = x_high_;
+      s = t;
+      have_eps = false;
+      // A step clipped to land on the grid time says nothing against the larger proposal.
+      h_ = last ? std::max(h_, h * factor) : h * factor;
+    } else {
+      context.count_rejected();
+      h_ = h * factor;
+    }
+  }
+}
+
+namespace builtin {
+
+void register_dpm_solver_adaptive(Registry<Solver>& registry) {
+  RegistryEntry<Solver> entry;
+  entry.name = "dpm_solver_adaptive";
+  entry.description =
+      "DPM-Solver with adaptive step size in lambda (Lu et al. 2022, Algorithm 4): embedded "
+      "DPM-Solver-1/2 (order 2) or DPM-Solver-2/3 (order 3) pair";
+  entry.params = {
+      {"order", ParamType::integer, 3, "order of the higher method of the pair: 2 or 3"},
+      {"algorithm", ParamType::string, "dpmsolver",
+       "model output the steps expand: dpmsolver (noise prediction, as the paper) or "
+       "dpmsolver++ (data prediction)",
+       {"dpmsolver", "dpmsolver++"}},
+      {"rtol", ParamType::number, 1e-5,
+       "relative tolerance (the paper uses 0.05 for images in [-1, 1])"},
+      {"atol", ParamType::number, 1e-5,
+       "absolute tolerance (the paper uses 0.0078 for images in [-1, 1])"},
+      {"h_init", ParamType::number, 0.05, "first trial step size in lambda"},
+  };
+  entry.make = [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
+    DpmSolverAdaptive::Options o;
+    const long order = p.integer("order");
+    if (order != 2 && order != 3) p.fail("order", "must be 2 or 3, got " + std::to_string(order));
+    o.order = static_cast<int>(order);
+    o.algorithm = dpm_algorithm_from_string(p.string("algorithm"));
+    o.rtol = p.number("rtol");
+    o.atol = p.number("atol");
+    o.h_init = p.number("h_init");
+    if (!(o.rtol >= 0) || !std::isfinite(o.rtol))
+      p.fail("rtol", "must be >= 0, got " + format_double(o.rtol));
+    if (!(o.atol > 0) || !std::isfinite(o.atol))
+      p.fail("atol", "must be > 0, got " + format_double(o.atol));
+    if (!(o.h_init > 0) || !std::isfinite(o.h_init))
+      p.fail("h_init", "must be > 0, got " + format_double(o.h_init));
+    return std::make_unique<DpmSolverAdaptive>(o);
+  };
+  for (int order : {2, 3})
+    for (const char* algorithm : {"dpmsolver", "dpmsolver++"})
+      entry.variants.push_back({{"order", order}, {"algorithm", algorithm}});
+  registry.add(std::move(entry));
+}
+
+}  // namespace builtin
+
+}  // namespace diffsde

@@ -1,0 +1,309 @@
+#include "diffsde/solvers/dpmpp_sde.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "diffsde/error.hpp"
+#include "diffsde/registry.hpp"
+#include "diffsde/solvers/ddim.hpp"
+#include "diffsde/solvers/exponential.hpp"
+
+namespace diffsde {
+
+AncestralStep ancestral_step(const ScheduleAt& s, const ScheduleAt& t, double eta) {
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  AncestralStep a;
+  if (t.sigma == 0) {  // to the data: x_t = D, no noise
+    a.u = 1;
+    a.h_down = inf;
+    a.x0 = t.alpha;
+    return a;
+  }
+  const double h = t.lambda - s.lambda;
+  // sigma_up^2 / sigma_ve_t^2 = eta^2 (1 - sigma_ve_t^2/sigma_ve_s^2), capped at 1 (k-diffusion).
+  a.u = eta == 0 ? 0.0 : std::min(1.0, eta * eta * -std::expm1(-2 * h));
+  a.noise = t.sigma * std::sqrt(a.u);
+  if (a.u >= 1) {  // sigma_down = 0: the deterministic part is D itself
+    a.h_down = inf;
+    a.x0 = t.alpha;
+    return a;
+  }
+  // lambda_down = -log(sigma_ve_down) = lambda_t - log(1 - u)/2; both terms of h_down have
+  // the sign of h, so neither it nor expm1(-h_down) cancels.
+  a.h_down = h - 0.5 * std::log1p(-a.u);
+  // alpha_t/alpha_s e^{-h_down} = (sigma_t/sigma_s) sqrt(1 - u), since alpha e^{-lambda} = sigma.
+  a.x = t.sigma / s.sigma * std::sqrt(1 - a.u);
+  a.x0 = -t.alpha * std::expm1(-a.h_down);
+  return a;
+}
+
+std::string DpmppSdeSolver::name_of(Method method) {
+  switch (method) {
+    case Method::multistep2: return "dpmpp_2m_sde";
+    case Method::multistep3: return "dpmpp_3m_sde";
+    case Method::ancestral2s: return "dpmpp_2s_ancestral";
+    case Method::sde: return "dpmpp_sde";
+  }
+  return "dpmpp";
+}
+
+DpmppSdeSolver::DpmppSdeSolver(Options options) : options_(options) {
+  const std::string name = name_of(options_.method);
+  if (!(options_.eta >= 0) || !std::isfinite(options_.eta)) throw Error(name + ": eta must be finite and >= 0");
+  if (!(options_.r > 0 && options_.r < 1)) throw Error(name + ": r must lie in (0, 1)");
+}
+
+SolverTraits DpmppSdeSolver::traits() const {
+  SolverTraits t;
+  t.name = name_of(options_.method);
+  t.stochastic = stochastic();
+  const bool third = options_.method == Method::multistep3;
+  // ODE order at eta = 0 (observed: tests/test_dpmpp_sde.cpp); weak order 1 with noise.
+  t.order = stochastic() ? 1 : (third ? 3 : 2);
+  switch (options_.method) {
+    case Method::multistep2:
+    case Method::multistep3:
+      t.evals_per_step = 1;
+      t.warmup_steps = third ? 2 : 1;
+      if (stochastic())
+        t.noise_use =
+            "one Brownian increment W(t1) - W(t0) of shape batch x dim per step, normalised by "
+            "sqrt(t0 - t1) to a standard normal (with Philox or replay: draw k at step k); none on "
+            "the final step to t = 0";
+      break;
+    case Method::ancestral2s:
+      t.evals_per_step = 2;
+      if (stochastic())
+        t.noise_use =
+            "one Brownian increment W(t1) - W(t0) of shape batch x dim per step, after both "
+            "evaluations, normalised by sqrt(t0 - t1) (with Philox or replay: draw k at step k); "
+            "none on the final step to t = 0";
+      break;
+    case Method::sde:
+      t.evals_per_step = 2;
+      if (stochastic())
+        t.noise_use =
+            "two Brownian increments per step, W(t_mid) - W(t0) before the second evaluation and "
+            "W(t1) - W(t_mid) after it (t_mid = t(lambda_0 + r h)); the intermediate point uses the "
+            "first normalised by sqrt(t0 - t_mid), the end their sum normalised by sqrt(t0 - t1) "
+            "(with Philox or replay: draws 2k and 2k+1 at step k); none on the final step to t = 0";
+      break;
+  }
+  return t;
+}
+
+void DpmppSdeSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
+  const std::string name = name_of(options_.method);
+  if (stochastic())
+    for (std::size_t i = 0; i + 1 < times.size(); ++i)
+      if (!(times[i + 1] < times[i]))
+        throw Error(name + " with eta > 0 runs backwards in time: the grid must decrease");
+  const auto rows = x.rows(), cols = x.cols();
+  eps_.resize(rows, cols);
+  x0_.resize(rows, cols);
+  if (options_.method == Method::ancestral2s || options_.method == Method::sde) x0_mid_.resize(rows, cols);
+  if (options_.method == Method::multistep2 || options_.method == Method::multistep3) x0_prev_[0].resize(rows, cols);
+  if (options_.method == Method::multistep3) x0_prev_[1].resize(rows, cols);
+  if (stochastic()) {
+    z_.resize(rows, cols);
+    if (options_.method == Method::sde) dw_.resize(rows, cols);
+  }
+  history_ = 0;
+  h_prev_[0] = h_prev_[1] = 0;
+}
+
+void DpmppSdeSolver::normalised_increment(SolverContext& context, double t0, double t1) {
+  context.noise().brownian(t0, t1, z_);
+  z_ /= std::sqrt(std::fabs(t1 - t0));
+}
+
+void DpmppSdeSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
+  const ScheduleAt s = context.schedule().at(t0);
+  const ScheduleAt t = context.schedule().at(t1);
+  if (!(s.sigma > 0))
+    throw Error(name_of(options_.method) + " cannot start a step at sigma = 0 (t = 0)");
+  context.eps(x, t0, eps_);
+  x0_ = (x - s.sigma * eps_) / s.alpha;
+  if (t.sigma == 0) {
+    // lambda_t = +inf: every form tends to x_t = x0_s (k-diffusion's sigma_next = 0 branch).
+    x = x0_;
+    return;
+  }
+  switch (options_.method) {
+    case Method::multistep2:
+    case Method::multistep3: step_multistep(context, s, t, x); break;
+    case Method::ancestral2s: step_2s(context, s, t, x); break;
+    case Method::sde: step_sde(context, s, t, x); break;
+  }
+}
+
+void DpmppSdeSolver::step_multistep(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x) {
+  const double h = t.lambda - s.lambda;
+  const double eta_h = options_.eta * h;
+  const double u = h + eta_h;
+  const double c_x = t.sigma / s.sigma * std::exp(-eta_h);
+  const double c_x0 = -t.alpha * std::expm1(-u);  // alpha_t u phi_1(-u)
+  const int max_order = options_.method == Method::multistep3 ? 3 : 2;
+  const int order = std::min(history_ + 1, max_order);
+  if (order == 1) {
+    x = c_x * x + c_x0 * x0_;
+  } else if (order == 2) {
+    // One earlier prediction: D1 = (x0_s - x0_prev)/r estimates h dx0/dlambda.
+    const double r = h_prev_[0] / h;
+    const bool midpoint =
+        options_.method == Method::multistep2 && options_.solver_type == SolverType::midpoint;
+    // midpoint: (1/2) alpha_t (1 - e^{-u}); heun: alpha_t u phi_2(-u), the exact weight of a
+    // linear x0 (k-diffusion's (e^{-u} - 1)/u + 1).
+    const double c_d = midpoint ? 0.5 * c_x0 : t.alpha * u * phi(2, -u);
+    x = c_x * x + c_x0 * x0_ + (c_d / r) * (x0_ - x0_prev_[0]);
+  } else {
+    // Two earlier predictions (DPM-Solver's third-order multistep, as k-diffusion's 3M):
+    //   D1_0 = (x0_s - x0_1)/r0, D1_1 = (x0_1 - x0_2)/r1,
+    //   D1 = D1_0 + r0/(r0 + r1) (D1_0 - D1_1),  D2 = (D1_0 - D1_1)/(r0 + r1),
+    //   x_t += alpha_t [u phi_2(-u) D1 + u phi_3(-u) D2].
+    const double r0 = h_prev_[0] / h, r1 = h_prev_[1] / h;
+    const double k2 = t.alpha * u * phi(2, -u), k3 = t.alpha * u * phi(3, -u);
+    const double w = r0 / (r0 + r1);
+    const double a = k2 * (1 + w) + k3 / (r0 + r1);  // coefficient of D1_0
+    const double b = -k2 * w - k3 / (r0 + r1);        // coefficient of D1_1
+    x = c_x * x + c_x0 * x0_ + (a / r0) * (x0_ - x0_prev_[0]) + (b / r1) * (x0_prev_[0] - x0_prev_[1]);
+  }
+  if (stochastic()) {
+    normalised_increment(context, s.t, t.t);
+    x += t.sigma * std::sqrt(-std::expm1(-2 * eta_h)) * z_;
+  }
+  // Shift the history without copying: x0_ is overwritten at the next step.
+  if (max_order == 3) std::swap(x0_prev_[1], x0_prev_[0]);
+  std::swap(x0_prev_[0], x0_);
+  h_prev_[1] = h_prev_[0];
+  h_prev_[0] = h;
+  history_ = std::min(history_ + 1, max_order - 1);
+}
+
+void DpmppSdeSolver::step_2s(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x) {
+  const AncestralStep a = ancestral_step(s, t, options_.eta);
+  if (std::isinf(a.h_down)) {
+    // sigma_down = 0 (eta > 1 on a long step): first order, D = x0_s (k-diffusion's Euler branch).
+    x = a.x * x + a.x0 * x0_;
+  } else {
+    // DPM-Solver++(2S) with r = 1/2 from s to lambda_down: a first-order step (DDIM(0)) to the
+    // midpoint lambda_s + h_down/2, whose data prediction is D.
+    const ScheduleAt m = context.schedule().at(context.schedule().t_of_lambda(s.lambda + 0.5 * a.h_down));
+    const DdimCoefficients c = ddim_coefficients(s, m, 0.0);
+    x0_mid_ = c.x * x + c.eps * eps_;  // x_mid, kept in x0_mid_ until evaluated
+    context.eps(x0_mid_, m.t, eps_);
+    x0_mid_ = (x0_mid_ - m.sigma * eps_) / m.alpha;
+    x = a.x * x + a.x0 * x0_mid_;
+  }
+  if (a.noise > 0) {
+    normalised_increment(context, s.t, t.t);
+    x += a.noise * z_;
+  }
+}
+
+void DpmppSdeSolver::step_sde(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x) {
+  const double r = options_.r;
+  const double h = t.lambda - s.lambda;
+  const ScheduleAt m = context.schedule().at(context.schedule().t_of_lambda(s.lambda + r * h));
+  // Step 1: the ancestral first-order step s -> mid, noise from W(t_mid) - W(t_s).
+  const AncestralStep a1 = ancestral_step(s, m, options_.eta);
+  x0_mid_ = a1.x * x + a1.x0 * x0_;  // x_mid, kept in x0_mid_ until evaluated
+  if (stochastic()) {
+    context.noise().brownian(s.t, m.t, z_);
+    x0_mid_ += (a1.noise / std::sqrt(std::fabs(m.t - s.t))) * z_;
+  }
+  context.eps(x0_mid_, m.t, eps_);
+  x0_mid_ = (x0_mid_ - m.sigma * eps_) / m.alpha;
+  // Step 2: the ancestral step s -> t with D = (1 - 1/(2r)) x0_s + 1/(2r) x0_mid, noise from
+  // W(t_t) - W(t_s) = (W(t_mid) - W(t_s)) + (W(t_t) - W(t_mid)): one path across the sub-steps.
+  const AncestralStep a2 = ancestral_step(s, t, options_.eta);
+  const double fac = 1 / (2 * r);
+  x = a2.x * x + (a2.x0 * (1 - fac)) * x0_ + (a2.x0 * fac) * x0_mid_;
+  if (stochastic()) {
+    context.noise().brownian(m.t, t.t, dw_);
+    x += (a2.noise / std::sqrt(std::fabs(t.t - s.t))) * (z_ + dw_);
+  }
+}
+
+namespace builtin {
+
+namespace {
+
+double eta_of(const Params& p) {
+  const double eta = p.number("eta");
+  if (!(eta >= 0) || !std::isfinite(eta)) p.fail("eta", "must be finite and >= 0");
+  return eta;
+}
+
+const char* kEtaDoc =
+    "stochasticity >= 0: 0 is the deterministic DPM-Solver++ ODE solver, 1 the reverse SDE";
+
+}  // namespace
+
+void register_dpmpp_sde(Registry<Solver>& registry) {
+  using nlohmann::json;
+  registry.add({"dpmpp_2m_sde",
+                "SDE-DPM-Solver++(2M): second-order multistep in lambda with data prediction and "
+                "noise scaled by eta (k-diffusion's sample_dpmpp_2m_sde); eta = 0 is DPM-Solver++(2M)",
+                {{"eta", ParamType::number, 1.0,
+                  "noise: the step solves dx = [f x - (1+eta)/2 g^2 score] dt + sqrt(eta) g dW; "
+                  "0 = PF-ODE (DPM-Solver++(2M)), 1 = reverse SDE"},
+                 {"solver_type", ParamType::string, "midpoint",
+                  "second-order correction: midpoint or heun", {"midpoint", "heun"}}},
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
+                  DpmppSdeSolver::Options o;
+                  o.method = DpmppSdeSolver::Method::multistep2;
+                  o.eta = eta_of(p);
+                  o.solver_type = p.string("solver_type") == "heun" ? DpmppSdeSolver::SolverType::heun
+                                                                    : DpmppSdeSolver::SolverType::midpoint;
+                  return std::make_unique<DpmppSdeSolver>(o);
+                },
+                {json{{"eta", 0.0}, {"solver_type", "midpoint"}}, json{{"eta", 0.0}, {"solver_type", "heun"}},
+                 json{{"eta", 1.0}, {"solver_type", "midpoint"}}, json{{"eta", 1.0}, {"solver_type", "heun"}}}});
+  registry.add({"dpmpp_3m_sde",
+                "third-order multistep SDE-DPM-Solver++ (k-diffusion's sample_dpmpp_3m_sde); eta = 0 "
+                "is DPM-Solver++(3M)",
+                {{"eta", ParamType::number, 1.0, kEtaDoc}},
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
+                  DpmppSdeSolver::Options o;
+                  o.method = DpmppSdeSolver::Method::multistep3;
+                  o.eta = eta_of(p);
+                  return std::make_unique<DpmppSdeSolver>(o);
+                },
+                {json{{"eta", 0.0}}, json{{"eta", 1.0}}}});
+  registry.add({"dpmpp_2s_ancestral",
+                "DPM-Solver++(2S) to the ancestral 'down' point, then ancestral noise "
+                "(k-diffusion's sample_dpmpp_2s_ancestral); 2 evaluations per step",
+                {{"eta", ParamType::number, 1.0,
+                  "ancestral noise: sigma_up = eta sigma_t sqrt(1 - e^{-2h}) (capped at sigma_t); 0 = "
+                  "deterministic DPM-Solver++(2S), 1 = DDPM's posterior noise"}},
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
+                  DpmppSdeSolver::Options o;
+                  o.method = DpmppSdeSolver::Method::ancestral2s;
+                  o.eta = eta_of(p);
+                  return std::make_unique<DpmppSdeSolver>(o);
+                },
+                {json{{"eta", 0.0}}, json{{"eta", 1.0}}}});
+  registry.add({"dpmpp_sde",
+                "DPM-Solver++ SDE: singlestep second order with an intermediate point at lambda_s + r h "
+                "and ancestral noise at it and at the end (k-diffusion's sample_dpmpp_sde)",
+                {{"eta", ParamType::number, 1.0,
+                  "ancestral noise at both sub-steps: sigma_up = eta sigma_t sqrt(1 - e^{-2h}) (capped); "
+                  "0 = deterministic DPM-Solver++(2S) with this r"},
+                 {"r", ParamType::number, 0.5, "position of the intermediate point in (0, 1), as a fraction of h"}},
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
+                  DpmppSdeSolver::Options o;
+                  o.method = DpmppSdeSolver::Method::sde;
+                  o.eta = eta_of(p);
+                  o.r = p.number("r");
+                  if (!(o.r > 0 && o.r < 1)) p.fail("r", "must lie in (0, 1)");
+                  return std::make_unique<DpmppSdeSolver>(o);
+                },
+                {json{{"eta", 0.0}, {"r", 0.5}}, json{{"eta", 0.0}, {"r", 0.3}}, json{{"eta", 1.0}, {"r", 0.5}}}});
+}
+
+}  // namespace builtin
+
+}  // namespace diffsde

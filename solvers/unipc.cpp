@@ -1,0 +1,192 @@
+#include "diffsde/solvers/unipc.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "diffsde/error.hpp"
+#include "diffsde/registry.hpp"
+#include "diffsde/solvers/ddim.hpp"
+#include "diffsde/solvers/exponential.hpp"
+
+namespace diffsde {
+
+namespace {
+
+// Solves the n x n system A y = b (n <= 3) by Gaussian elimination with partial pivoting.
+std::array<double, 3> solve_small(int n, std::array<std::array<double, 3>, 3> a, std::array<double, 3> b) {
+  for (int c = 0; c < n; ++c) {
+    int pivot = c;
+    for (int r = c + 1; r < n; ++r)
+      if (std::fabs(a[r][c]) > std::fabs(a[pivot][c])) pivot = r;
+    std::swap(a[c], a[pivot]);
+    std::swap(b[c], b[pivot]);
+    for (int r = c + 1; r < n; ++r) {
+      const double f = a[r][c] / a[c][c];
+      for (int k = c; k < n; ++k) a[r][k] -= f * a[c][k];
+      b[r] -= f * b[c];
+    }
+  }
+  std::array<double, 3> y{};
+  for (int r = n - 1; r >= 0; --r) {
+    double sum = b[r];
+    for (int k = r + 1; k < n; ++k) sum -= a[r][k] * y[k];
+    y[r] = sum / a[r][r];
+  }
+  return y;
+}
+
+}  // namespace
+
+UniPcCoefficients unipc_coefficients(const std::array<double, 3>& r, int p, double hh, UniPcVariant variant) {
+  if (p < 1 || p > 3) throw Error("unipc_coefficients: order must be 1..3");
+  UniPcCoefficients c;
+  c.b_h = variant == UniPcVariant::bh1 ? hh : std::expm1(hh);
+  // Right-hand sides g_i = i! hh phi_{i+1}(hh) / B(hh), i = 1..p.
+  std::array<double, 3> g{};
+  double factorial = 1;
+  for (int i = 1; i <= p; ++i) {
+    factorial *= i;
+    g[i - 1] = factorial * hh * phi(i + 1, hh) / c.b_h;
+  }
+  // Vandermonde rows R[i-1][k] = node_k^(i-1) over the nodes r_1..r_{p-1} (predictor) and
+  // r_1..r_{p-1}, 1 (corrector).
+  std::array<double, 3> nodes{};
+  for (int k = 1; k < p; ++k) nodes[k - 1] = r[k];
+  nodes[p - 1] = 1;
+  std::array<std::array<double, 3>, 3> vandermonde{};
+  for (int i = 0; i < p; ++i)
+    for (int k = 0; k < p; ++k) vandermonde[i][k] = std::pow(nodes[k], i);
+  if (p > 1) c.predictor = solve_small(p - 1, vandermonde, g);
+  c.corrector = solve_small(p, vandermonde, g);
+  return c;
+}
+
+UniPcSolver::UniPcSolver(Options options) : options_(options) {
+  if (options_.order < 1 || options_.order > kMaxOrder) throw Error("unipc: order must be 1, 2 or 3");
+}
+
+SolverTraits UniPcSolver::traits() const {
+  SolverTraits t;
+  t.name = "unipc";
+  // UniC raises UniP-p to order p + 1 (Theorem 3.1); lower_order_final ends with a
+  // first-order step, whose O(h^2) local error caps the global order at 2.
+  t.order = options_.lower_order_final ? std::min(2, options_.order + 1) : options_.order + 1;
+  t.evals_per_step = 1;
+  t.warmup_steps = options_.order - 1;
+  return t;
+}
+
+void UniPcSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
+  for (int j = 0; j <= options_.order; ++j) m_[static_cast<std::size_t>(j)].resize(x.rows(), x.cols());
+  base_.resize(x.rows(), x.cols());
+  count_ = 0;
+  steps_ = times.empty() ? 0 : times.size() - 1;
+}
+
+void UniPcSolver::to_model_output(const ScheduleAt& at, const State& x, State& m) const {
+  if (options_.prediction == Prediction::data) m = (x - at.sigma * m) / at.alpha;
+}
+
+void UniPcSolver::step(SolverContext& context, std::size_t i, double t0, double t1, State& x) {
+  const ScheduleAt s = context.schedule().at(t0);
+  const ScheduleAt t = context.schedule().at(t1);
+  if (!(s.sigma > 0)) throw Error("unipc cannot start a step at sigma = 0 (t = 0)");
+  const bool data = options_.prediction == Prediction::data;
+  if (count_ == 0) {  // the first step: the only evaluation not made by a corrector
+    context.eps(x, t0, m_[0]);
+    to_model_output(s, x, m_[0]);
+    lambda_[0] = s.lambda;
+    count_ = 1;
+  }
+  int p = std::min(options_.order, count_);
+  if (options_.lower_order_final && i < steps_) p = std::min(p, static_cast<int>(steps_ - i));
+  const bool last = i + 1 >= steps_;
+
+  if (t.sigma == 0) {
+    // The final step to t = 0 (lambda = +inf) is first order (DDIM): x_t = x0.
+    if (data) {
+      x = t.alpha * m_[0];
+    } else {
+      const DdimCoefficients c = ddim_coefficients(s, t, 0.0);
+      x = c.x * x + c.eps * m_[0];
+    }
+    return;
+  }
+
+  const double h = t.lambda - s.lambda;
+  const double hh = data ? -h : h;
+  std::array<double, 3> r{};
+  for (int k = 1; k < p; ++k) r[k] = (lambda_[k] - s.lambda) / h;
+  const UniPcCoefficients a = unipc_coefficients(r, p, hh, options_.variant);
+  const double scale = (data ? t.alpha : t.sigma) * a.b_h;
+  if (data) {
+    base_ = (t.sigma / s.sigma) * x - (t.alpha * std::expm1(-h)) * m_[0];
+  } else {
+    const DdimCoefficients c = ddim_coefficients(s, t, 0.0);
+    base_ = c.x * x + c.eps * m_[0];
+  }
+
+  // Predictor: x = base - scale sum_k a_k (m_k - m_0) / r_k.
+  x = base_;
+  for (int k = 1; k < p; ++k) {
+    const double w = scale * a.predictor[k - 1] / r[k];
+    x -= w * (m_[k] - m_[0]);
+  }
+  if (last) return;
+
+  // Corrector, with the model at the predicted point: that value is the next step's m_s.
+  const auto spare = static_cast<std::size_t>(options_.order);
+  State& m_t = m_[spare];
+  context.eps(x, t1, m_t);
+  to_model_output(t, x, m_t);
+  x = base_ - (scale * a.corrector[p - 1]) * (m_t - m_[0]);
+  for (int k = 1; k < p; ++k) {
+    const double w = scale * a.corrector[k - 1] / r[k];
+    x -= w * (m_[k] - m_[0]);
+  }
+  lambda_[spare] = t.lambda;
+  const auto n = static_cast<std::ptrdiff_t>(spare);
+  std::rotate(m_.begin(), m_.begin() + n, m_.begin() + n + 1);
+  std::rotate(lambda_.begin(), lambda_.begin() + n, lambda_.begin() + n + 1);
+  count_ = std::min(count_ + 1, options_.order);
+}
+
+namespace builtin {
+
+void register_unipc(Registry<Solver>& registry) {
+  std::vector<nlohmann::json> variants;
+  for (int order : {1, 2, 3})
+    for (const char* variant : {"bh1", "bh2"})
+      for (const char* prediction : {"data", "noise"})
+        variants.push_back({{"order", order}, {"variant", variant}, {"prediction", prediction},
+                            {"lower_order_final", false}});
+  registry.add(
+      {"unipc",
+       "UniPC (Zhao et al. 2023): multistep UniP predictor and UniC corrector in lambda; the "
+       "corrector reuses the next step's evaluation, so one evaluation per step; order + 1 "
+       "with lower_order_final off, 2 with it on",
+       {{"order", ParamType::integer, 2, "predictor order p (1, 2 or 3); with the corrector the method has order p + 1"},
+        {"variant", ParamType::string, "bh1", "B(h) of the order conditions: bh1 (B = h) or bh2 (B = expm1(h))",
+         {"bh1", "bh2"}},
+        {"prediction", ParamType::string, "data", "model output the steps extrapolate: data (x0) or noise (eps)",
+         {"data", "noise"}},
+        {"lower_order_final", ParamType::boolean, true,
+         "step i of N uses order min(order, N - i), stabilizing few-step runs; the last step is "
+         "then first order, so the global order is 2"}},
+       [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
+         const long order = p.integer("order");
+         if (order < 1 || order > UniPcSolver::kMaxOrder) p.fail("order", "must be 1, 2 or 3, got " + std::to_string(order));
+         UniPcSolver::Options o;
+         o.order = static_cast<int>(order);
+         o.variant = p.string("variant") == "bh2" ? UniPcVariant::bh2 : UniPcVariant::bh1;
+         o.prediction = p.string("prediction") == "noise" ? UniPcSolver::Prediction::noise
+                                                          : UniPcSolver::Prediction::data;
+         o.lower_order_final = p.boolean("lower_order_final");
+         return std::make_unique<UniPcSolver>(o);
+       },
+       variants});
+}
+
+}  // namespace builtin
+
+}  // namespace diffsde
