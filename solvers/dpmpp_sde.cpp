@@ -85,10 +85,11 @@ SolverTraits DpmppSdeSolver::traits() const {
       t.evals_per_step = 2;
       if (stochastic())
         t.noise_use =
-            "two Brownian increments per step, W(t_mid) - W(t0) before the second evaluation and "
-            "W(t1) - W(t_mid) after it (t_mid = t(lambda_0 + r h)); the intermediate point uses the "
-            "first normalised by sqrt(t0 - t_mid), the end their sum normalised by sqrt(t0 - t1) "
-            "(with Philox or replay: draws 2k and 2k+1 at step k); none on the final step to t = 0";
+            "two Brownian increments per step, normalised to standard normals: z1 from W(t_mid) - "
+            "W(t0) before the second evaluation, z2 from W(t1) - W(t_mid) after it (t_mid = "
+            "t(lambda_0 + r h)); the intermediate point gets z1, the end rho z1 + sqrt(1 - rho^2) z2 "
+            "with rho^2 = expm1(-r h)/expm1(-h) (with Philox or replay: draws 2k and 2k+1 at step k); "
+            "none on the final step to t = 0";
       break;
   }
   return t;
@@ -159,12 +160,15 @@ void DpmppSdeSolver::step_multistep(SolverContext& context, const ScheduleAt& s,
     const double c_d = midpoint ? 0.5 * c_x0 : t.alpha * u * phi(2, -u);
     x = c_x * x + c_x0 * x0_ + (c_d / r) * (x0_ - x0_prev_[0]);
   } else {
-    // Two earlier predictions (DPM-Solver's third-order multistep, as k-diffusion's 3M):
+    // Two earlier predictions (the divided differences of DPM-Solver's third-order multistep):
     //   D1_0 = (x0_s - x0_1)/r0, D1_1 = (x0_1 - x0_2)/r1,
-    //   D1 = D1_0 + r0/(r0 + r1) (D1_0 - D1_1),  D2 = (D1_0 - D1_1)/(r0 + r1),
-    //   x_t += alpha_t [u phi_2(-u) D1 + u phi_3(-u) D2].
+    //   D1 = D1_0 + r0/(r0 + r1) (D1_0 - D1_1) ~ h x0',  D2 = (D1_0 - D1_1)/(r0 + r1) ~ h^2 x0''/2,
+    //   x_t += alpha_t [u phi_2(-u) D1 + 2 u phi_3(-u) D2],
+    // the Taylor weights of the exact integral (1+eta) int e^{-u(1 - tau/h)} x0(lambda_s + tau).
+    // DPM-Solver's and k-diffusion's 3M weight D2 by u phi_3(-u), half of this, which leaves
+    // the method second order (tests/test_dpmpp_sde.cpp measures both).
     const double r0 = h_prev_[0] / h, r1 = h_prev_[1] / h;
-    const double k2 = t.alpha * u * phi(2, -u), k3 = t.alpha * u * phi(3, -u);
+    const double k2 = t.alpha * u * phi(2, -u), k3 = 2 * t.alpha * u * phi(3, -u);
     const double w = r0 / (r0 + r1);
     const double a = k2 * (1 + w) + k3 / (r0 + r1);  // coefficient of D1_0
     const double b = -k2 * w - k3 / (r0 + r1);        // coefficient of D1_1
@@ -207,23 +211,29 @@ void DpmppSdeSolver::step_sde(SolverContext& context, const ScheduleAt& s, const
   const double r = options_.r;
   const double h = t.lambda - s.lambda;
   const ScheduleAt m = context.schedule().at(context.schedule().t_of_lambda(s.lambda + r * h));
-  // Step 1: the ancestral first-order step s -> mid, noise from W(t_mid) - W(t_s).
+  // Step 1: the ancestral first-order step s -> mid with z1 = (W(t_mid) - W(t_s))/sqrt(t_s - t_mid).
   const AncestralStep a1 = ancestral_step(s, m, options_.eta);
   x0_mid_ = a1.x * x + a1.x0 * x0_;  // x_mid, kept in x0_mid_ until evaluated
   if (stochastic()) {
-    context.noise().brownian(s.t, m.t, z_);
-    x0_mid_ += (a1.noise / std::sqrt(std::fabs(m.t - s.t))) * z_;
+    normalised_increment(context, s.t, m.t);
+    x0_mid_ += a1.noise * z_;
   }
   context.eps(x0_mid_, m.t, eps_);
   x0_mid_ = (x0_mid_ - m.sigma * eps_) / m.alpha;
-  // Step 2: the ancestral step s -> t with D = (1 - 1/(2r)) x0_s + 1/(2r) x0_mid, noise from
-  // W(t_t) - W(t_s) = (W(t_mid) - W(t_s)) + (W(t_t) - W(t_mid)): one path across the sub-steps.
+  // Step 2: the ancestral step s -> t with D = (1 - 1/(2r)) x0_s + 1/(2r) x0_mid. Its noise is
+  // the whole step's: z = rho z1 + sqrt(1 - rho^2) z2, z2 = (W(t_t) - W(t_mid))/sqrt(t_mid - t_t),
+  // rho^2 = (sigma_ve_s - sigma_ve_mid)/(sigma_ve_s - sigma_ve_t) = expm1(-r h)/expm1(-h): the
+  // normalised increment over [s, t] of a Brownian path in the clock sigma_ve, which is the
+  // clock of k-diffusion's Brownian-tree noise sampler. It depends on lambda only (not on the
+  // schedule), and on a Brownian tree in t it is the normalised increment W(t_t) - W(t_s) up to
+  // O(h) in its weights.
   const AncestralStep a2 = ancestral_step(s, t, options_.eta);
   const double fac = 1 / (2 * r);
   x = a2.x * x + (a2.x0 * (1 - fac)) * x0_ + (a2.x0 * fac) * x0_mid_;
   if (stochastic()) {
+    const double rho2 = std::min(1.0, std::expm1(-(m.lambda - s.lambda)) / std::expm1(-h));
     context.noise().brownian(m.t, t.t, dw_);
-    x += (a2.noise / std::sqrt(std::fabs(t.t - s.t))) * (z_ + dw_);
+    x += (a2.noise * std::sqrt(rho2)) * z_ + (a2.noise * std::sqrt((1 - rho2) / std::fabs(t.t - m.t))) * dw_;
   }
 }
 

@@ -56,8 +56,14 @@ UniPcCoefficients unipc_coefficients(const std::array<double, 3>& r, int p, doub
   std::array<std::array<double, 3>, 3> vandermonde{};
   for (int i = 0; i < p; ++i)
     for (int k = 0; k < p; ++k) vandermonde[i][k] = std::pow(nodes[k], i);
-  if (p > 1) c.predictor = solve_small(p - 1, vandermonde, g);
-  c.corrector = solve_small(p, vandermonde, g);
+  // Where one coefficient is enough (UniP-2, UniC-1), it is set to 1/2, the leading term of
+  // g_1 = 1/2 + O(h): the O(h) change multiplies B(h) D_1 = O(h^2), so the local error stays
+  // O(h^3) and the order is kept. This is the reference implementation's choice, and the
+  // only place B(h) matters: where the conditions are solved exactly, B(h) cancels from B(h) a.
+  if (p == 2) c.predictor[0] = 0.5;
+  if (p > 2) c.predictor = solve_small(p - 1, vandermonde, g);
+  if (p == 1) c.corrector[0] = 0.5;
+  if (p > 1) c.corrector = solve_small(p, vandermonde, g);
   return c;
 }
 

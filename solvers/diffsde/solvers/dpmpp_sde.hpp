@@ -13,7 +13,8 @@
 // Multistep (2m, 3m), u = (1 + eta) h:
 //   x_t = (sigma_t/sigma_s) e^{-eta h} x_s + alpha_t (1 - e^{-u}) x0_s + alpha_t C
 //         + sigma_t sqrt(1 - e^{-2 eta h}) z,
-// with the correction C from earlier data predictions (see DpmppSdeSolver::step). It is the
+// with the correction C from earlier data predictions (see step_multistep; 3m weights its
+// second difference by the Taylor coefficient, twice k-diffusion's, to be third order). It is the
 // exact solution over the step of dx = [f x - (1 + eta)/2 g^2 score] dt + sqrt(eta) g dW_bar
 // with x0 frozen (C = 0) or interpolated (C != 0); that SDE has the marginals p_t for every
 // eta >= 0, is the PF-ODE at eta = 0 and the reverse SDE at eta = 1.

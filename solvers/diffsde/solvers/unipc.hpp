@@ -9,7 +9,11 @@
 //   noise:  x_t = (alpha_t/alpha_s) x_s - sigma_t expm1(h) m_s - sigma_t B(h) sum_k a_k D_k
 // with hh = -h (data) or h (noise), B(hh) = hh (bh1) or expm1(hh) (bh2), and the a_k solving
 // the order conditions sum_k a_k r_k^(i-1) = i! hh phi_{i+1}(hh) / B(hh), i = 1, 2, ...
-// (paper eq. 7 and Theorem 3.1, with the phi functions of exponential.hpp).
+// (paper eq. 7 and Theorem 3.1, with the phi functions of exponential.hpp). Where a single
+// coefficient is needed (the UniP-2 predictor, the UniC-1 corrector) it is set to 1/2, the
+// leading term of the exact value, as in the reference implementation; this keeps the
+// order and is the only place B(h) matters, since it cancels from B(h) a wherever the
+// conditions are solved exactly.
 //   UniP-p, the predictor: nodes r_1..r_{p-1}, i = 1..p-1: order p.
 //   UniC-p, the corrector: the same plus the model value at the predicted point x_t^p
 //     (node r_p = 1, D_t = m(x_t^p) - m_s), i = 1..p: order p + 1.
