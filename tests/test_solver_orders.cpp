@@ -19,12 +19,14 @@ using nlohmann::json;
 
 namespace {
 
-// Gaussian data per axis, from t = 1 to 1e-2.
+// Gaussian data per axis, from t = 1 to 0.1. (A time-uniform grid ending much closer to
+// t = 0 has lambda steps near its end that shrink far more slowly than 1/N, so
+// lambda-based multistep methods are still pre-asymptotic at a few hundred steps.)
 struct Problem {
   std::shared_ptr<VpLinearSchedule> schedule = std::make_shared<VpLinearSchedule>(0.1, 20.0);
   test::GaussianProblem exact{schedule, {0.5, -1.0}, {0.6, 1.2}};
   GaussianModel model{schedule, Eigen::Vector2d(0.5, -1.0), Eigen::Vector2d(0.6, 1.2)};
-  double t_start = 1.0, t_end = 1e-2;
+  double t_start = 1.0, t_end = 0.1;
 };
 
 // A uniform grid of `steps` steps, except that a multistep solver's warm-up steps (taken
@@ -68,7 +70,7 @@ TEST_CASE("Every deterministic fixed-step solver converges at its declared order
       if (traits.stochastic || traits.adaptive) continue;
       ++tested;
       std::vector<double> hs, errors;
-      for (int steps : {20, 40, 80, 160}) {
+      for (int steps : {40, 80, 160, 320}) {
         auto solver = solver_registry().create(config, "solver");
         State x = x_T;
         integrate(*solver, *p.schedule, model, order_test_grid(p, steps, traits), x, nullptr);
