@@ -195,7 +195,13 @@ void check_in_range(double t, double lo, double hi) {
 }
 }  // namespace
 
-void BrownianTreeNoise::value(double t, StateRef out) const {
+void BrownianTreeNoise::value(double t, StateRef out) const { value_rows(t, 0, out); }
+
+void BrownianTreeNoise::brownian(double t0, double t1, StateRef out) {
+  brownian_rows(t0, t1, 0, out);
+}
+
+void BrownianTreeNoise::value_rows(double t, std::uint64_t row0, StateRef out) const {
   check_in_range(t, t_lo_, t_hi_);
   const int dim = static_cast<int>(out.cols());
   if (dim == 0) return;
@@ -204,13 +210,14 @@ void BrownianTreeNoise::value(double t, StateRef out) const {
   double* wr = wl + dim;
   double* z = wr + dim;
   for (Eigen::Index r = 0; r < out.rows(); ++r) {
-    const TreeWalk w{seed_, first_sample_ + static_cast<std::uint64_t>(r), depth_, dim};
+    const TreeWalk w{seed_, first_sample_ + row0 + static_cast<std::uint64_t>(r), depth_, dim};
     root(w, t_lo_, t_hi_, wl, wr);
     finish(w, TreeState{t_lo_, t_hi_, 1u, 0}, t, wl, wr, z, &out(r, 0));
   }
 }
 
-void BrownianTreeNoise::brownian(double t0, double t1, StateRef out) {
+void BrownianTreeNoise::brownian_rows(double t0, double t1, std::uint64_t row0,
+                                      StateRef out) const {
   check_in_range(t0, t_lo_, t_hi_);
   check_in_range(t1, t_lo_, t_hi_);
   const int dim = static_cast<int>(out.cols());
@@ -227,7 +234,7 @@ void BrownianTreeNoise::brownian(double t0, double t1, StateRef out) {
   double* wr2 = wl2 + dim;
   double* v0 = wr2 + dim;
   for (Eigen::Index r = 0; r < out.rows(); ++r) {
-    const TreeWalk w{seed_, first_sample_ + static_cast<std::uint64_t>(r), depth_, dim};
+    const TreeWalk w{seed_, first_sample_ + row0 + static_cast<std::uint64_t>(r), depth_, dim};
     root(w, t_lo_, t_hi_, wl, wr);
     // Descend once for both ends while they lie in the same half, then separately. The
     // arithmetic along each path is the same as value()'s, so W(t) does not depend on

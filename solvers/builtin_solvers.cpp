@@ -13,6 +13,10 @@ void register_dpmpp_sde(Registry<Solver>& registry);  // dpmpp_2m_sde, dpmpp_3m_
 void register_unipc(Registry<Solver>& registry);
 void register_deis(Registry<Solver>& registry);
 void register_ipndm(Registry<Solver>& registry);
+void register_k_diffusion(Registry<Solver>& registry);  // euler, euler_ancestral, heun, dpm2, dpm2_ancestral, lms
+
+void register_sde_rk(Registry<Solver>& registry);  // stochastic_heun, sra
+void register_ggf(Registry<Solver>& registry);
 
 void register_solvers(Registry<Solver>& registry) {
   register_euler_maruyama(registry);
@@ -25,6 +29,9 @@ void register_solvers(Registry<Solver>& registry) {
   register_unipc(registry);
   register_deis(registry);
   register_ipndm(registry);
+  register_k_diffusion(registry);
+  register_sde_rk(registry);
+  register_ggf(registry);
 }
 
 }  // namespace diffsde::builtin

@@ -71,6 +71,13 @@ class BrownianTreeNoise final : public NoiseSource {
   void brownian(double t0, double t1, StateRef out) override;
   // W(t) - W(t_lo) for every sample; W(t_lo) = 0.
   void value(double t, StateRef out) const;
+  // The same for a sub-batch: row r of `out` is sample first_sample + row0 + r (used by
+  // solvers that step each sample on its own times, e.g. ggf).
+  void value_rows(double t, std::uint64_t row0, StateRef out) const;
+  void brownian_rows(double t0, double t1, std::uint64_t row0, StateRef out) const;
+  double t_lo() const { return t_lo_; }
+  double t_hi() const { return t_hi_; }
+  int depth() const { return depth_; }
 
  private:
   std::uint64_t seed_, first_sample_;

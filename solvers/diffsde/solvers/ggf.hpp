@@ -1,0 +1,37 @@
+// "Gotta Go Fast" (Jolicoeur-Martineau et al. 2021): an adaptive reverse-SDE solver with
+// Euler–Maruyama and stochastic improved Euler as an embedded pair, each sample on its own
+// step sizes. Rejected steps re-use the same Brownian path, so it needs brownian_tree noise.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "diffsde/solver.hpp"
+
+namespace diffsde {
+
+struct GgfOptions {
+  double rtol = 0.05;      // paper's epsilon_rel for images
+  double atol = 0.0039;    // paper's epsilon_abs
+  double h_init = 0.01;    // first step size of every sample
+  double safety = 0.9;     // theta
+  double exponent = 0.9;   // r
+  std::string norm = "l2"; // l2 (scaled RMS) or linf
+  long max_steps = 100000; // step attempts per sample and grid interval
+};
+
+class GgfSolver final : public Solver {
+ public:
+  explicit GgfSolver(GgfOptions options = {});
+  SolverTraits traits() const override;
+  void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
+  void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
+
+ private:
+  GgfOptions opt_;
+  std::vector<double> h_;  // per sample: next step size
+  State x_prev_;           // per sample: x' of its last accepted step
+  State xr_, eps_, f0_, xp_, xpp_, dw_;
+};
+
+}  // namespace diffsde
