@@ -211,7 +211,10 @@ int main(int argc, char** argv) {
           continue;
         }
         State x = x_T;
-        PhiloxNoise noise(1);
+        // Adaptive SDE solvers re-use the Brownian path of a rejected step: a tree.
+        PhiloxNoise philox(1);
+        BrownianTreeNoise tree(1, t_end, t_start, 20);
+        NoiseSource& noise = traits.stochastic && traits.adaptive ? static_cast<NoiseSource&>(tree) : philox;
         model.reset();
         Summary s;
         try {
