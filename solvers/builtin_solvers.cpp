@@ -1,4 +1,4 @@
-// The built-in solvers: one registration line per solver family.
+// The built-in solvers: one declaration and one call per solver family.
 #include "diffsde/registry.hpp"
 
 namespace diffsde::builtin {
@@ -14,7 +14,6 @@ void register_unipc(Registry<Solver>& registry);
 void register_deis(Registry<Solver>& registry);
 void register_ipndm(Registry<Solver>& registry);
 void register_k_diffusion(Registry<Solver>& registry);  // euler, euler_ancestral, heun, dpm2, dpm2_ancestral, lms
-
 void register_sde_rk(Registry<Solver>& registry);  // stochastic_heun, sra
 void register_ggf(Registry<Solver>& registry);
 
