@@ -15,18 +15,33 @@ DdimCoefficients ddim_coefficients(const ScheduleAt& s, const ScheduleAt& t, dou
     c.eps = -c.x * s.sigma;
     return c;
   }
-  const double h = t.lambda - s.lambda;
-  const double em2h = std::expm1(-2 * h);  // in (-1, 0] going towards the data
-  const double u = eta * eta * em2h;
-  if (!(1 + u >= 0))
+  const AncestralSplit a = ancestral_split(s, t, eta);
+  if (a.capped)
     throw Error("eta = " + format_double(eta) + " is too large for the step from t = " +
                 format_double(s.t) + " to t = " + format_double(t.t) +
                 " (the noise would exceed sigma_t)");
-  const double root = std::sqrt(1 + u);
-  c.noise = eta * t.sigma * std::sqrt(-em2h);
-  c.dir = t.sigma * root;
-  c.eps = t.sigma * (u / (root + 1) - std::expm1(h));
+  const double root = std::sqrt(1 - a.u);
+  c.noise = a.noise;
+  c.dir = a.dir;
+  // sigma_t (sqrt(1 - u) - e^h) with both parts negative: nothing cancels.
+  c.eps = t.sigma * (-a.u / (root + 1) - std::expm1(t.lambda - s.lambda));
   return c;
+}
+
+AncestralSplit ancestral_split(const ScheduleAt& s, const ScheduleAt& t, double eta) {
+  AncestralSplit a;
+  if (!(t.sigma > 0)) return a;
+  const double em2h = std::expm1(-2 * (t.lambda - s.lambda));  // in (-1, 0] towards the data
+  a.u = -(eta * eta * em2h);
+  if (a.u > 1) {
+    a.u = 1;
+    a.capped = true;
+    a.noise = t.sigma;
+    return a;
+  }
+  a.noise = eta * t.sigma * std::sqrt(-em2h);
+  a.dir = t.sigma * std::sqrt(1 - a.u);
+  return a;
 }
 
 double ddpm_beta_noise(const ScheduleAt& s, const ScheduleAt& t) {

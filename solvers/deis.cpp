@@ -10,26 +10,6 @@
 
 namespace diffsde {
 
-LagrangeCoefficients lagrange_basis_coefficients(const std::array<double, 4>& nodes, int k) {
-  if (k < 1 || k > 4) throw Error("lagrange_basis_coefficients: k must be 1..4");
-  LagrangeCoefficients a{};
-  for (int j = 0; j < k; ++j) {
-    // Multiply out prod_{m != j} (x - nodes[m]) / (nodes[j] - nodes[m]).
-    std::array<double, 4> poly{1.0, 0.0, 0.0, 0.0};
-    int degree = 0;
-    double denominator = 1;
-    for (int m = 0; m < k; ++m) {
-      if (m == j) continue;
-      for (int q = degree + 1; q >= 1; --q) poly[q] = poly[q - 1] - nodes[m] * poly[q];
-      poly[0] = -nodes[m] * poly[0];
-      ++degree;
-      denominator *= nodes[j] - nodes[m];
-    }
-    for (int q = 0; q < k; ++q) a[j][q] = poly[q] / denominator;
-  }
-  return a;
-}
-
 std::array<double, 4> deis_weights(const std::array<double, 4>& r, int k, double h) {
   std::array<double, 4> v{};
   if (k <= 1) return v;

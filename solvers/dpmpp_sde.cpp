@@ -23,8 +23,9 @@ AncestralStep ancestral_step(const ScheduleAt& s, const ScheduleAt& t, double et
   }
   const double h = t.lambda - s.lambda;
   // sigma_up^2 / sigma_ve_t^2 = eta^2 (1 - sigma_ve_t^2/sigma_ve_s^2), capped at 1 (k-diffusion).
-  a.u = eta == 0 ? 0.0 : std::min(1.0, eta * eta * -std::expm1(-2 * h));
-  a.noise = t.sigma * std::sqrt(a.u);
+  const AncestralSplit split = ancestral_split(s, t, eta);
+  a.u = split.u;
+  a.noise = split.noise;
   if (a.u >= 1) {  // sigma_down = 0: the deterministic part is D itself
     a.h_down = inf;
     a.x0 = t.alpha;

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "diffsde/error.hpp"
+
 namespace diffsde {
 
 double phi(int k, double h) {
@@ -28,6 +30,34 @@ double phi(int k, double h) {
     inv_factorial /= m;
   }
   return value;
+}
+
+LagrangeCoefficients lagrange_basis_coefficients(const std::array<double, 4>& nodes, int k) {
+  if (k < 1 || k > 4) throw Error("lagrange_basis_coefficients: k must be 1..4");
+  LagrangeCoefficients a{};
+  for (int j = 0; j < k; ++j) {
+    // Multiply out prod_{m != j} (x - nodes[m]) / (nodes[j] - nodes[m]), dividing as we go
+    // so that the coefficients stay scaled when nodes lie close together.
+    std::array<double, 4> poly{1.0, 0.0, 0.0, 0.0};
+    int degree = 0;
+    for (int m = 0; m < k; ++m) {
+      if (m == j) continue;
+      const double denominator = nodes[j] - nodes[m];
+      for (int q = degree + 1; q >= 1; --q) poly[q] = (poly[q - 1] - nodes[m] * poly[q]) / denominator;
+      poly[0] = -nodes[m] * poly[0] / denominator;
+      ++degree;
+    }
+    for (int q = 0; q < k; ++q) a[j][q] = poly[q];
+  }
+  return a;
+}
+
+std::array<double, 4> adams_bashforth_weights(const std::array<double, 4>& u, int k) {
+  const LagrangeCoefficients a = lagrange_basis_coefficients(u, k);
+  std::array<double, 4> c{};
+  for (int j = 0; j < k; ++j)
+    for (int q = 0; q < k; ++q) c[j] += a[j][q] / (q + 1);  // int_0^1 u^q du
+  return c;
 }
 
 }  // namespace diffsde

@@ -6,17 +6,9 @@
 #include "diffsde/error.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/solvers/ddim.hpp"
-#include "diffsde/solvers/deis.hpp"
+#include "diffsde/solvers/exponential.hpp"
 
 namespace diffsde {
-
-std::array<double, 4> adams_bashforth_weights(const std::array<double, 4>& u, int k) {
-  const LagrangeCoefficients a = lagrange_basis_coefficients(u, k);
-  std::array<double, 4> c{};
-  for (int j = 0; j < k; ++j)
-    for (int q = 0; q < k; ++q) c[j] += a[j][q] / (q + 1);  // int_0^1 u^q du
-  return c;
-}
 
 IpndmSolver::IpndmSolver(Options options) : options_(options) {
   if (options_.order < 1 || options_.order > kMaxOrder) throw Error("ipndm: order must be 1..4");

@@ -7,6 +7,8 @@
 
 #include "diffsde/error.hpp"
 #include "diffsde/registry.hpp"
+#include "diffsde/solvers/ddim.hpp"
+#include "diffsde/solvers/exponential.hpp"
 
 namespace diffsde {
 
@@ -16,8 +18,9 @@ constexpr int kMaxLmsOrder = 4;
 
 double sigma_ve_of(const ScheduleAt& a) { return a.sigma / a.alpha; }
 
-// Exact integral of the Lagrange basis polynomials over [sigma_s, sigma_t], in the scaled
-// variable w = (tau - sigma_s) / H, H = sigma_t - sigma_s: c_j = H int_0^1 l_j(w) dw.
+// Exact integral of the Lagrange basis polynomials over [sigma_s, sigma_t]: in the scaled
+// variable w = (tau - sigma_s) / H, H = sigma_t - sigma_s, these are H times the
+// Adams–Bashforth weights int_0^1 l_j(w) dw.
 void lms_coefficients_into(const double* nodes, int k, double sigma_s, double sigma_t, double* out) {
   const double H = sigma_t - sigma_s;
   if (H == 0) {
@@ -26,48 +29,11 @@ void lms_coefficients_into(const double* nodes, int k, double sigma_s, double si
   }
   std::array<double, kMaxLmsOrder> w{};
   for (int j = 0; j < k; ++j) w[static_cast<std::size_t>(j)] = (nodes[j] - sigma_s) / H;
-  for (int j = 0; j < k; ++j) {
-    // Coefficients (ascending powers) of prod_{m != j} (w - w_m) / (w_j - w_m).
-    std::array<double, kMaxLmsOrder> poly{};
-    poly[0] = 1;
-    int degree = 0;
-    for (int m = 0; m < k; ++m) {
-      if (m == j) continue;
-      const double wm = w[static_cast<std::size_t>(m)];
-      const double denom = w[static_cast<std::size_t>(j)] - wm;
-      // poly <- poly * (w - wm) / denom
-      for (int p = degree + 1; p >= 0; --p) {
-        const double shifted = p > 0 ? poly[static_cast<std::size_t>(p - 1)] : 0.0;
-        const double here = p <= degree ? poly[static_cast<std::size_t>(p)] : 0.0;
-        poly[static_cast<std::size_t>(p)] = (shifted - wm * here) / denom;
-      }
-      ++degree;
-    }
-    double integral = 0;
-    for (int p = 0; p <= degree; ++p) integral += poly[static_cast<std::size_t>(p)] / (p + 1);
-    out[j] = H * integral;
-  }
+  const std::array<double, 4> c = adams_bashforth_weights(w, k);
+  for (int j = 0; j < k; ++j) out[j] = H * c[static_cast<std::size_t>(j)];
 }
 
 }  // namespace
-
-AncestralSplit k_ancestral_split(const ScheduleAt& s, const ScheduleAt& t, double eta) {
-  AncestralSplit a;
-  if (!(t.sigma > 0)) return a;  // final step to the data: no noise
-  const double sigma_t = sigma_ve_of(t);
-  const double h = t.lambda - s.lambda;
-  // sigma_t^2 (sigma_s^2 - sigma_t^2) / sigma_s^2 = sigma_t^2 (-expm1(-2h)).
-  const double em2h = std::expm1(-2 * h);
-  const double u = eta * eta * em2h;
-  if (!(1 + u > 0)) {  // eta so large that sigma_up reaches sigma_t
-    a.up = sigma_t;
-    a.down = 0;
-    return a;
-  }
-  a.up = eta * sigma_t * std::sqrt(std::max(-em2h, 0.0));
-  a.down = sigma_t * std::sqrt(1 + u);
-  return a;
-}
 
 std::vector<double> lms_coefficients(const std::vector<double>& nodes, double sigma_s, double sigma_t) {
   if (nodes.empty() || nodes.size() > static_cast<std::size_t>(kMaxLmsOrder))
@@ -204,11 +170,12 @@ void KDiffusionSolver::step(SolverContext& context, std::size_t /*i*/, double t0
       break;
     case Method::euler_ancestral: {
       context.eps(x, t0, eps_);
-      const AncestralSplit a = k_ancestral_split(s, t, options_.eta);
-      euler_to(sv_s, a.down);
-      if (a.up > 0) {
+      // sigma_down and sigma_up: the VP split divided by alpha_t.
+      const AncestralSplit a = ancestral_split(s, t, options_.eta);
+      euler_to(sv_s, a.dir / t.alpha);
+      if (a.noise > 0) {
         context.noise().normal(z_);
-        x_ve_ += (options_.s_noise * a.up) * z_;
+        x_ve_ += (options_.s_noise * a.noise / t.alpha) * z_;
       }
       break;
     }
@@ -246,12 +213,11 @@ void KDiffusionSolver::step(SolverContext& context, std::size_t /*i*/, double t0
       break;
     case Method::dpm2_ancestral: {
       context.eps(x, t0, eps_);
-      const AncestralSplit a = options_.eta > 0 ? k_ancestral_split(s, t, options_.eta)
-                                                : AncestralSplit{sv_t, 0.0};
-      dpm2_to(context, sv_s, s.lambda, a.down);
-      if (a.up > 0) {
+      const AncestralSplit a = ancestral_split(s, t, options_.eta);
+      dpm2_to(context, sv_s, s.lambda, options_.eta > 0 ? a.dir / t.alpha : sv_t);
+      if (a.noise > 0) {
         context.noise().normal(z_);
-        x_ve_ += (options_.s_noise * a.up) * z_;
+        x_ve_ += (options_.s_noise * a.noise / t.alpha) * z_;
       }
       break;
     }

@@ -27,6 +27,17 @@ struct DdimCoefficients {
   double x = 0, eps = 0, noise = 0, dir = 0;
 };
 
+// The ancestral split of the step s -> t (DDIM eq. 12's sigma_n): of the variance sigma_t^2
+// at t, the share u = eta^2 (1 - exp(-2h)) is fresh noise, sigma_n = sigma_t sqrt(u), and
+// the deterministic part keeps the noise level dir = sigma_t sqrt(1 - u). Divided by alpha_t
+// these are k-diffusion's sigma_up and sigma_down. An eta asking for more noise than
+// sigma_t gives u = 1 (capped = true). At sigma_t = 0 everything is 0.
+struct AncestralSplit {
+  double u = 0, noise = 0, dir = 0;
+  bool capped = false;
+};
+AncestralSplit ancestral_split(const ScheduleAt& s, const ScheduleAt& t, double eta);
+
 // Coefficients of the step s -> t for a given eta. At t with sigma_t = 0 (the final step
 // to the data) the step returns x0 and draws no noise. Throws Error when eta is too large
 // for the step (sigma_n > sigma_t).

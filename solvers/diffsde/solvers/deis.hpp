@@ -20,13 +20,10 @@
 #include <vector>
 
 #include "diffsde/solver.hpp"
+#include "diffsde/solvers/exponential.hpp"
 
 namespace diffsde {
 
-// Monomial coefficients of the Lagrange basis through k <= 4 distinct nodes:
-// l_j(x) = sum_q a[j][q] x^q, l_j(nodes[m]) = delta_jm.
-using LagrangeCoefficients = std::array<std::array<double, 4>, 4>;
-LagrangeCoefficients lagrange_basis_coefficients(const std::array<double, 4>& nodes, int k);
 
 // The weights v_j (j < k) above for normalized nodes r_j = (lambda_j - lambda_s)/h, r_0 = 0,
 // and the step h = lambda_t - lambda_s (k = 1: all zero, the step is DDIM).

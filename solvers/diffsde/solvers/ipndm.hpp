@@ -20,13 +20,10 @@
 #include <vector>
 
 #include "diffsde/solver.hpp"
+#include "diffsde/solvers/exponential.hpp"
 
 namespace diffsde {
 
-// Adams–Bashforth weights c_j (j < k <= 4) for nodes u_j in units of the step
-// (u_0 = 0 the current point, earlier nodes < 0 when integrating forward in u over [0, 1]):
-// int_0^1 P(u) du = sum_j c_j f_j for the polynomial P through (u_j, f_j).
-std::array<double, 4> adams_bashforth_weights(const std::array<double, 4>& u, int k);
 
 class IpndmSolver final : public Solver {
  public:

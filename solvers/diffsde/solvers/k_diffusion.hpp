@@ -26,15 +26,6 @@
 
 namespace diffsde {
 
-// The ancestral split of the step sigma_ve_s -> sigma_ve_t (t < s) for a given eta:
-//   sigma_up = min(sigma_t, eta sqrt(sigma_t^2 (sigma_s^2 - sigma_t^2) / sigma_s^2)),
-//   sigma_down = sqrt(sigma_t^2 - sigma_up^2),
-// computed without cancellation from h = lambda_t - lambda_s. Both 0 when sigma_t = 0.
-struct AncestralSplit {
-  double down = 0, up = 0;
-};
-AncestralSplit k_ancestral_split(const ScheduleAt& s, const ScheduleAt& t, double eta);
-
 // Coefficients c_j, j = 0..k-1, with int_{sigma_s}^{sigma_t} p(tau) dtau = sum_j c_j p(nodes[j])
 // for every polynomial p of degree < k, k = nodes.size() <= 4 (exact integral of the Lagrange
 // basis polynomials). nodes[0] is usually sigma_s itself; the nodes must be distinct.
