@@ -14,24 +14,12 @@
 #include "diffsde/solvers/ddim.hpp"
 #include "diffsde/solvers/euler_maruyama.hpp"
 #include "support/exact.hpp"
+#include "support/fixtures.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
 
 namespace {
-
-std::unique_ptr<Solver> make(const json& j) { return solver_registry().create(j, "solver"); }
-
-double max_abs(const State& a) { return a.abs().maxCoeff(); }
-
-GmmModel test_gmm(std::shared_ptr<const Schedule> schedule) {
-  Eigen::VectorXd w(2);
-  w << 0.3, 0.7;
-  Eigen::MatrixXd means(2, 2), stds(2, 2);
-  means << -1, 0.5, 1.5, -0.5;
-  stds << 0.3, 0.6, 0.5, 0.2;
-  return GmmModel(std::move(schedule), w, means, stds);
-}
 
 }  // namespace
 
@@ -65,11 +53,11 @@ TEST_CASE("Generalized DDIM coefficients match the closed forms") {
 
 TEST_CASE("DDIM(eta=0) is the first-order exponential integrator in lambda (DPM-Solver-1)") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const auto times = LogSnrGrid({1.0, 1e-3, 12}).times(*schedule);
   State x = test::standard_normal_rows(64, 2, 1);
   State y = x;
-  auto ddim = make({{"name", "ddim"}, {"eta", 0}});
+  auto ddim = test::make_solver({{"name", "ddim"}, {"eta", 0}});
   CHECK_FALSE(ddim->traits().stochastic);
   integrate(*ddim, *schedule, model, times, x, nullptr);
   // Lu et al. 2022, eq. 3.7 with k = 1: x_t = (alpha_t/alpha_s) x_s - sigma_t (e^h - 1) eps.
@@ -80,22 +68,22 @@ TEST_CASE("DDIM(eta=0) is the first-order exponential integrator in lambda (DPM-
     model.eps(y, s, eps);
     y = schedule->alpha(t) / schedule->alpha(s) * y - schedule->sigma(t) * std::expm1(h) * eps;
   }
-  CHECK(max_abs(x - y) < 1e-12 * (1 + max_abs(y)));
+  CHECK(test::max_abs(x - y) < 1e-12 * (1 + test::max_abs(y)));
 }
 
 TEST_CASE("DDIM(eta=0) converges at order 1 to the pf_ode dopri5 answer") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   State reference = test::standard_normal_rows(32, 2, 2);
   const State x_T = reference;
-  auto dopri = make({{"name", "pf_ode"}, {"stepper", "dopri5"}, {"rtol", 1e-11}, {"atol", 1e-11}});
+  auto dopri = test::make_solver({{"name", "pf_ode"}, {"stepper", "dopri5"}, {"rtol", 1e-11}, {"atol", 1e-11}});
   integrate(*dopri, *schedule, model, {1.0, 1e-2}, reference, nullptr);
   std::vector<double> errors;
   for (int steps : {40, 80, 160, 320}) {
     State x = x_T;
-    auto ddim = make({{"name", "ddim"}});
+    auto ddim = test::make_solver({{"name", "ddim"}});
     integrate(*ddim, *schedule, model, TimeUniformGrid({1.0, 1e-2, steps}).times(*schedule), x, nullptr);
-    errors.push_back(max_abs(x - reference));
+    errors.push_back(test::max_abs(x - reference));
   }
   for (std::size_t i = 0; i + 1 < errors.size(); ++i) {
     INFO("errors " << errors[i] << " -> " << errors[i + 1]);
@@ -138,32 +126,32 @@ std::vector<double> every_step_grid(int N) {
 
 TEST_CASE("DDIM(eta=1) on the discrete 1000-step schedule equals DDPM ancestral, draw for draw") {
   auto schedule = std::make_shared<VpDiscreteSchedule>(VpDiscreteSchedule::linear(1e-4, 0.02, 1000));
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const auto times = every_step_grid(1000);
   const State x_T = test::standard_normal_rows(16, 2, 3);
 
   State a = x_T, b = x_T;
   PhiloxNoise na(9), nb(9), nc(9);
-  auto ddim = make({{"name", "ddim"}, {"eta", 1}});
-  auto ddpm = make({{"name", "ddpm"}, {"variance", "posterior"}});
+  auto ddim = test::make_solver({{"name", "ddim"}, {"eta", 1}});
+  auto ddpm = test::make_solver({{"name", "ddpm"}, {"variance", "posterior"}});
   const Summary sa = integrate(*ddim, *schedule, model, times, a, &na);
   integrate(*ddpm, *schedule, model, times, b, &nb);
   CHECK(sa.draws == 999);  // no draw on the final step to t = 0
   const State c = textbook_ddpm(*schedule, model, x_T, nc, false);
-  CHECK(max_abs(a - b) <= 1e-12 * max_abs(c));
-  CHECK(max_abs(a - c) <= 1e-9 * max_abs(c));
+  CHECK(test::max_abs(a - b) <= 1e-12 * test::max_abs(c));
+  CHECK(test::max_abs(a - c) <= 1e-9 * test::max_abs(c));
 }
 
 TEST_CASE("DDPM with the 'beta' variance follows Algorithm 2 with sigma^2 = beta") {
   auto schedule = std::make_shared<VpDiscreteSchedule>(VpDiscreteSchedule::linear(1e-4, 0.02, 200));
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const State x_T = test::standard_normal_rows(16, 2, 4);
   State a = x_T;
   PhiloxNoise na(5), nc(5);
-  auto ddpm = make({{"name", "ddpm"}, {"variance", "beta"}});
+  auto ddpm = test::make_solver({{"name", "ddpm"}, {"variance", "beta"}});
   integrate(*ddpm, *schedule, model, every_step_grid(200), a, &na);
   const State c = textbook_ddpm(*schedule, model, x_T, nc, true);
-  CHECK(max_abs(a - c) <= 1e-9 * max_abs(c));
+  CHECK(test::max_abs(a - c) <= 1e-9 * test::max_abs(c));
 }
 
 TEST_CASE("DDPM and Euler-Maruyama approach each other at rate 1 as steps grow") {
@@ -179,8 +167,8 @@ TEST_CASE("DDPM and Euler-Maruyama approach each other at rate 1 as steps grow")
     const auto times = TimeUniformGrid({1.0, 1e-2, steps}).times(*schedule);
     State a = x_T, b = x_T;
     PhiloxNoise na(8), nb(8);
-    auto ddpm = make({{"name", "ddpm"}, {"variance", "beta"}});
-    auto em = make({{"name", "euler_maruyama"}});
+    auto ddpm = test::make_solver({{"name", "ddpm"}, {"variance", "beta"}});
+    auto em = test::make_solver({{"name", "euler_maruyama"}});
     integrate(*ddpm, *schedule, model, times, a, &na);
     integrate(*em, *schedule, model, times, b, &nb);
     gaps.push_back(std::sqrt((a - b).square().mean()));
@@ -199,7 +187,7 @@ TEST_CASE("DDPM's output law on Gaussian data is the exact law of its linear cha
   const long n = 40000;
   State x = test::standard_normal_rows(n, 1, 10);
   PhiloxNoise noise(10);
-  auto ddpm = make({{"name", "ddpm"}});
+  auto ddpm = test::make_solver({{"name", "ddpm"}});
   integrate(*ddpm, *schedule, model, times, x, &noise);
   // The chain from the textbook form: x1 = (x - b eps/sigma_s)/sqrt(1 - b) + sqrt(bt) z with
   // b = 1 - ab_s/ab_t, bt = (1 - ab_t)/(1 - ab_s) b and the exact eps = sigma (x - alpha mu)/v.
@@ -229,11 +217,11 @@ TEST_CASE("A final step to t = 0 returns the posterior mean of x0, without NaN")
   for (const char* name : {"ddim", "ddpm"}) {
     State y = x_s;
     PhiloxNoise noise(1);
-    integrate(*make({{"name", name}}), *schedule, model, {0.5, 0.0}, y, &noise);
+    integrate(*test::make_solver({{"name", name}}), *schedule, model, {0.5, 0.0}, y, &noise);
     // E[x0 | x_s] = mu + alpha_s sd^2 (x_s - alpha_s mu) / v_s for Gaussian data.
     const double a = schedule->alpha(0.5), v = a * a * sd * sd + 1 - a * a;
     const State expected = mu + a * sd * sd * (x_s - a * mu) / v;
-    CHECK(max_abs(y - expected) < 1e-12);
+    CHECK(test::max_abs(y - expected) < 1e-12);
   }
 }
 
@@ -241,14 +229,14 @@ TEST_CASE("Grids touching the ends of the schedules' ranges stay finite") {
   for (const json& sched : {json{{"name", "vp_linear"}}, json{{"name", "vp_cosine"}},
                             json{{"name", "vp_discrete"}}}) {
     std::shared_ptr<const Schedule> schedule = schedule_registry().create(sched, "schedule");
-    const GmmModel model = test_gmm(schedule);
+    const GmmModel model = test::test_gmm(schedule);
     const auto times = TimeUniformGrid({schedule->t_max(), 0.0, 25}).times(*schedule);
     for (const json& solver : {json{{"name", "ddim"}}, json{{"name", "ddim"}, {"eta", 1}},
                                json{{"name", "ddpm"}, {"variance", "beta"}}}) {
       State x = test::standard_normal_rows(8, 2, 13);
       PhiloxNoise noise(2);
       INFO(sched.dump() << " " << solver.dump());
-      CHECK_NOTHROW(integrate(*make(solver), *schedule, model, times, x, &noise));
+      CHECK_NOTHROW(integrate(*test::make_solver(solver), *schedule, model, times, x, &noise));
       CHECK(x.allFinite());
     }
   }
@@ -258,11 +246,11 @@ TEST_CASE("clip_x0 clamps the data prediction") {
   auto schedule = std::make_shared<VpLinearSchedule>();
   const GaussianModel model(schedule, Eigen::VectorXd::Constant(2, 5.0), Eigen::VectorXd::Constant(2, 0.1));
   State x = test::standard_normal_rows(8, 2, 14);
-  integrate(*make({{"name", "ddim"}, {"clip_x0", {-1, 1}}}), *schedule, model,
+  integrate(*test::make_solver({{"name", "ddim"}, {"clip_x0", {-1, 1}}}), *schedule, model,
             TimeUniformGrid({1.0, 0.0, 10}).times(*schedule), x, nullptr);
   CHECK((x == 1.0).all());  // the last step returns the clamped x0
-  CHECK_THROWS_AS(make({{"name", "ddim"}, {"clip_x0", {1, -1}}}), ConfigError);
-  CHECK_THROWS_AS(make({{"name", "ddim"}, {"clip_x0", {1}}}), ConfigError);
-  CHECK_THROWS_AS(make({{"name", "ddim"}, {"eta", -0.1}}), ConfigError);
-  CHECK_THROWS_AS(make({{"name", "ddpm"}, {"variance", "large"}}), ConfigError);
+  CHECK_THROWS_AS(test::make_solver({{"name", "ddim"}, {"clip_x0", {1, -1}}}), ConfigError);
+  CHECK_THROWS_AS(test::make_solver({{"name", "ddim"}, {"clip_x0", {1}}}), ConfigError);
+  CHECK_THROWS_AS(test::make_solver({{"name", "ddim"}, {"eta", -0.1}}), ConfigError);
+  CHECK_THROWS_AS(test::make_solver({{"name", "ddpm"}, {"variance", "large"}}), ConfigError);
 }

@@ -15,13 +15,12 @@
 #include "diffsde/solvers/dpm_solver.hpp"
 #include "diffsde/solvers/dpm_solver_adaptive.hpp"
 #include "support/exact.hpp"
+#include "support/fixtures.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
 
 namespace {
-
-std::unique_ptr<Solver> make(const json& j) { return solver_registry().create(j, "solver"); }
 
 // Gaussian data per axis: the PF-ODE flow is exact.
 struct Gaussian {
@@ -29,15 +28,6 @@ struct Gaussian {
   test::GaussianProblem exact{schedule, {0.5, -1.0}, {0.6, 1.2}};
   GaussianModel model{schedule, Eigen::Vector2d(0.5, -1.0), Eigen::Vector2d(0.6, 1.2)};
 };
-
-GmmModel test_gmm(std::shared_ptr<const Schedule> schedule) {
-  Eigen::VectorXd w(2);
-  w << 0.3, 0.7;
-  Eigen::MatrixXd means(2, 2), stds(2, 2);
-  means << -1, 0.5, 1.5, -0.5;
-  stds << 0.3, 0.6, 0.5, 0.2;
-  return GmmModel(std::move(schedule), w, means, stds);
-}
 
 // The 12 fixed-step variants (lower_order_final off).
 std::vector<json> all_variants() {
@@ -79,17 +69,17 @@ std::vector<double> lambda_grid(const Schedule& schedule, double t_start, double
 
 TEST_CASE("dpm_solver of order 1 is DDIM(eta=0) for both algorithms and methods") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const State x_T = test::standard_normal_rows(64, 2, 1);
   for (double t_end : {1e-3, 0.0}) {
     const auto times = LogSnrGrid({1.0, t_end, 12, 1e-3}).times(*schedule);
     State reference = x_T;
-    integrate(*make({{"name", "ddim"}}), *schedule, model, times, reference, nullptr);
+    integrate(*test::make_solver({{"name", "ddim"}}), *schedule, model, times, reference, nullptr);
     for (const char* method : {"singlestep", "multistep"})
       for (const char* algorithm : {"dpmsolver", "dpmsolver++"}) {
         State x = x_T;
         const Summary s =
-            integrate(*make({{"name", "dpm_solver"}, {"order", 1}, {"method", method}, {"algorithm", algorithm}}),
+            integrate(*test::make_solver({{"name", "dpm_solver"}, {"order", 1}, {"method", method}, {"algorithm", algorithm}}),
                       *schedule, model, times, x, nullptr);
         INFO(method << " " << algorithm << " t_end " << t_end);
         CHECK(s.nfe == 12);
@@ -105,13 +95,13 @@ TEST_CASE("dpm_solver variants converge at their declared order on a grid in lam
   const double t_start = 1.0, t_end = 1e-3;
   const State x_exact = g.exact.pf_ode_flow(x_T, t_start, t_end);
   for (const json& config : all_variants()) {
-    const auto traits = make(config)->traits();
+    const auto traits = test::make_solver(config)->traits();
     std::vector<double> hs, errors;
     for (int steps : {40, 80, 160, 320}) {
       State x = x_T;
       const auto times = lambda_grid(*g.schedule, t_start, t_end, steps, traits.warmup_steps,
                                      static_cast<int>(traits.order));
-      integrate(*make(config), *g.schedule, g.model, times, x, nullptr);
+      integrate(*test::make_solver(config), *g.schedule, g.model, times, x, nullptr);
       hs.push_back(1.0 / steps);
       errors.push_back(test::max_abs_diff(x, x_exact));
     }
@@ -160,7 +150,7 @@ TEST_CASE("3M with the reference code's D2 weight is only second order") {
 
 TEST_CASE("dpm_solver evaluation counts and traits") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const auto times = TimeUniformGrid({1.0, 1e-3, 10}).times(*schedule);
   const auto to_zero = TimeUniformGrid({1.0, 0.0, 10}).times(*schedule);
   for (int order : {1, 2, 3})
@@ -171,12 +161,12 @@ TEST_CASE("dpm_solver evaluation counts and traits") {
       const json multi = {{"name", "dpm_solver"}, {"order", order}, {"method", "multistep"},
                           {"lower_order_final", lof}};
       INFO("order " << order << " lower_order_final " << lof);
-      CHECK(integrate(*make(single), *schedule, model, times, x, nullptr).nfe == 10 * order);
-      CHECK(integrate(*make(multi), *schedule, model, times, x, nullptr).nfe == 10);
+      CHECK(integrate(*test::make_solver(single), *schedule, model, times, x, nullptr).nfe == 10 * order);
+      CHECK(integrate(*test::make_solver(multi), *schedule, model, times, x, nullptr).nfe == 10);
       // The final step to t = 0 is first order: one evaluation.
-      CHECK(integrate(*make(single), *schedule, model, to_zero, x, nullptr).nfe == 9 * order + 1);
-      CHECK(integrate(*make(multi), *schedule, model, to_zero, x, nullptr).nfe == 10);
-      const auto ts = make(single)->traits(), tm = make(multi)->traits();
+      CHECK(integrate(*test::make_solver(single), *schedule, model, to_zero, x, nullptr).nfe == 9 * order + 1);
+      CHECK(integrate(*test::make_solver(multi), *schedule, model, to_zero, x, nullptr).nfe == 10);
+      const auto ts = test::make_solver(single)->traits(), tm = test::make_solver(multi)->traits();
       CHECK(ts.order == order);
       CHECK(ts.evals_per_step == order);
       CHECK(ts.warmup_steps == 0);
@@ -187,7 +177,7 @@ TEST_CASE("dpm_solver evaluation counts and traits") {
       CHECK_FALSE(tm.adaptive);
     }
   // Defaults: multistep, order 2, dpmsolver++, lower_order_final.
-  const auto t = make({{"name", "dpm_solver"}})->traits();
+  const auto t = test::make_solver({{"name", "dpm_solver"}})->traits();
   CHECK(t.order == 2);
   CHECK(t.evals_per_step == 1);
 }
@@ -210,17 +200,17 @@ TEST_CASE("Multistep warm-up and lower_order_final choose the step orders") {
   CHECK(order_of(3, DpmMethod::singlestep, true, 3) == std::vector<int>{3, 3, 3});
 
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const State x_T = test::standard_normal_rows(32, 2, 5);
   for (const char* algorithm : {"dpmsolver", "dpmsolver++"}) {
     INFO(algorithm);
     // One step of any multistep order is the first-order step: DDIM.
     State ddim = x_T;
-    integrate(*make({{"name", "ddim"}}), *schedule, model, {1.0, 0.3}, ddim, nullptr);
+    integrate(*test::make_solver({{"name", "ddim"}}), *schedule, model, {1.0, 0.3}, ddim, nullptr);
     for (int order : {2, 3})
       for (bool lof : {false, true}) {
         State x = x_T;
-        integrate(*make({{"name", "dpm_solver"}, {"order", order}, {"algorithm", algorithm},
+        integrate(*test::make_solver({{"name", "dpm_solver"}, {"order", order}, {"algorithm", algorithm},
                          {"lower_order_final", lof}}),
                   *schedule, model, {1.0, 0.3}, x, nullptr);
         CHECK(test::max_abs_diff(x, ddim) <= 1e-14 * (1 + ddim.abs().maxCoeff()));
@@ -230,12 +220,12 @@ TEST_CASE("Multistep warm-up and lower_order_final choose the step orders") {
     const auto times = TimeUniformGrid({1.0, 1e-2, 8}).times(*schedule);
     const std::vector<double> head(times.begin(), times.end() - 1);
     State a = x_T, b = x_T, c = x_T;
-    integrate(*make({{"name", "dpm_solver"}, {"algorithm", algorithm}, {"lower_order_final", true}}),
+    integrate(*test::make_solver({{"name", "dpm_solver"}, {"algorithm", algorithm}, {"lower_order_final", true}}),
               *schedule, model, times, a, nullptr);
-    integrate(*make({{"name", "dpm_solver"}, {"algorithm", algorithm}, {"lower_order_final", false}}),
+    integrate(*test::make_solver({{"name", "dpm_solver"}, {"algorithm", algorithm}, {"lower_order_final", false}}),
               *schedule, model, head, b, nullptr);
-    integrate(*make({{"name", "ddim"}}), *schedule, model, {head.back(), times.back()}, b, nullptr);
-    integrate(*make({{"name", "dpm_solver"}, {"algorithm", algorithm}, {"lower_order_final", false}}),
+    integrate(*test::make_solver({{"name", "ddim"}}), *schedule, model, {head.back(), times.back()}, b, nullptr);
+    integrate(*test::make_solver({{"name", "dpm_solver"}, {"algorithm", algorithm}, {"lower_order_final", false}}),
               *schedule, model, times, c, nullptr);
     CHECK(test::max_abs_diff(a, b) <= 1e-13 * (1 + b.abs().maxCoeff()));
     CHECK(test::max_abs_diff(a, c) > 1e-6);  // the final order matters
@@ -244,7 +234,7 @@ TEST_CASE("Multistep warm-up and lower_order_final choose the step orders") {
 
 TEST_CASE("A final dpm_solver step to t = 0 is the first-order x0 step, without NaN") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const State x_T = test::standard_normal_rows(32, 2, 6);
   const auto times = LogSnrGrid({1.0, 0.0, 10, 1e-3}).times(*schedule);
   REQUIRE(times.back() == 0.0);
@@ -252,10 +242,10 @@ TEST_CASE("A final dpm_solver step to t = 0 is the first-order x0 step, without 
   for (const json& config : all_variants()) {
     INFO(config.dump());
     State a = x_T, b = x_T;
-    REQUIRE_NOTHROW(integrate(*make(config), *schedule, model, times, a, nullptr));
+    REQUIRE_NOTHROW(integrate(*test::make_solver(config), *schedule, model, times, a, nullptr));
     CHECK(a.allFinite());
-    integrate(*make(config), *schedule, model, head, b, nullptr);
-    integrate(*make({{"name", "ddim"}}), *schedule, model, {head.back(), 0.0}, b, nullptr);
+    integrate(*test::make_solver(config), *schedule, model, head, b, nullptr);
+    integrate(*test::make_solver({{"name", "ddim"}}), *schedule, model, {head.back(), 0.0}, b, nullptr);
     CHECK(test::max_abs_diff(a, b) <= 1e-13 * (1 + b.abs().maxCoeff()));
   }
 }
@@ -264,13 +254,13 @@ TEST_CASE("dpm_solver stays finite on grids spanning every schedule's range") {
   for (const json& sched : {json{{"name", "vp_linear"}}, json{{"name", "vp_cosine"}},
                             json{{"name", "vp_discrete"}}}) {
     std::shared_ptr<const Schedule> schedule = schedule_registry().create(sched, "schedule");
-    const GmmModel model = test_gmm(schedule);
+    const GmmModel model = test::test_gmm(schedule);
     const auto times = TimeUniformGrid({schedule->t_max(), 0.0, 25}).times(*schedule);
     for (json config : all_variants()) {
       config["lower_order_final"] = true;
       State x = test::standard_normal_rows(8, 2, 7);
       INFO(sched.dump() << " " << config.dump());
-      CHECK_NOTHROW(integrate(*make(config), *schedule, model, times, x, nullptr));
+      CHECK_NOTHROW(integrate(*test::make_solver(config), *schedule, model, times, x, nullptr));
       CHECK(x.allFinite());
     }
   }
@@ -278,7 +268,7 @@ TEST_CASE("dpm_solver stays finite on grids spanning every schedule's range") {
 
 TEST_CASE("dpm_solver depends on the grid's times only") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const auto uniform = TimeUniformGrid({1.0, 1e-3, 15}).times(*schedule);
   const auto custom = CustomGrid(uniform).times(*schedule);
   REQUIRE(custom == uniform);
@@ -287,8 +277,8 @@ TEST_CASE("dpm_solver depends on the grid's times only") {
   const auto custom2 = grid_registry().create(json{{"name", "custom"}, {"t", uniform}}, "grid");
   for (const json& config : all_variants()) {
     State a = test::standard_normal_rows(16, 2, 8), b = a;
-    integrate(*make(config), *schedule, model, grid->times(*schedule), a, nullptr);
-    integrate(*make(config), *schedule, model, custom2->times(*schedule), b, nullptr);
+    integrate(*test::make_solver(config), *schedule, model, grid->times(*schedule), a, nullptr);
+    integrate(*test::make_solver(config), *schedule, model, custom2->times(*schedule), b, nullptr);
     INFO(config.dump());
     CHECK((a == b).all());
   }
@@ -296,9 +286,9 @@ TEST_CASE("dpm_solver depends on the grid's times only") {
 
 TEST_CASE("A multistep run restarts its history on a new run") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const auto times = TimeUniformGrid({1.0, 1e-2, 10}).times(*schedule);
-  auto solver = make({{"name", "dpm_solver"}, {"order", 3}});
+  auto solver = test::make_solver({{"name", "dpm_solver"}, {"order", 3}});
   State a = test::standard_normal_rows(16, 2, 9), b = a;
   integrate(*solver, *schedule, model, times, a, nullptr);
   integrate(*solver, *schedule, model, times, b, nullptr);
@@ -316,7 +306,7 @@ TEST_CASE("dpm_solver_adaptive meets its tolerance and counts its steps") {
         State x = x_T;
         TrajectoryObserver trajectory;
         const Summary s =
-            integrate(*make({{"name", "dpm_solver_adaptive"}, {"order", order}, {"algorithm", algorithm},
+            integrate(*test::make_solver({{"name", "dpm_solver_adaptive"}, {"order", order}, {"algorithm", algorithm},
                              {"rtol", tol}, {"atol", tol}}),
                       *g.schedule, g.model, times, x, nullptr, {&trajectory});
         double error = 0;  // at every grid time, which it lands on exactly
@@ -341,13 +331,13 @@ TEST_CASE("dpm_solver_adaptive rejects steps that are too large") {
   const Gaussian g;
   State x = test::standard_normal_rows(16, 2, 11);
   const State x_exact = g.exact.pf_ode_flow(x, 1.0, 1e-2);
-  const Summary s = integrate(*make({{"name", "dpm_solver_adaptive"}, {"h_init", 5.0}}), *g.schedule,
+  const Summary s = integrate(*test::make_solver({{"name", "dpm_solver_adaptive"}, {"h_init", 5.0}}), *g.schedule,
                               g.model, {1.0, 1e-2}, x, nullptr);
   INFO(s.brief_report());
   CHECK(s.rejected > 0);
   CHECK(s.nfe == s.accepted + 2 * (s.accepted + s.rejected));
   CHECK(test::max_abs_diff(x, x_exact) < 1e-4);
-  const auto t = make({{"name", "dpm_solver_adaptive"}})->traits();
+  const auto t = test::make_solver({{"name", "dpm_solver_adaptive"}})->traits();
   CHECK(t.adaptive);
   CHECK(t.order == 3);
   CHECK(t.evals_per_step == 3);
@@ -356,14 +346,14 @@ TEST_CASE("dpm_solver_adaptive rejects steps that are too large") {
 TEST_CASE("dpm_solver_adaptive refuses a grid time at t = 0") {
   const Gaussian g;
   State x = test::standard_normal_rows(4, 2, 12);
-  CHECK_THROWS_AS(integrate(*make({{"name", "dpm_solver_adaptive"}}), *g.schedule, g.model,
+  CHECK_THROWS_AS(integrate(*test::make_solver({{"name", "dpm_solver_adaptive"}}), *g.schedule, g.model,
                             {1.0, 0.0}, x, nullptr),
                   Error);
 }
 
 TEST_CASE("dpm_solver configuration errors name their path") {
   using test::config_error_path;
-  auto path = [](const json& j) { return config_error_path([&] { make(j); }); };
+  auto path = [](const json& j) { return config_error_path([&] { test::make_solver(j); }); };
   CHECK(path({{"name", "dpm_solver"}, {"order", 0}}) == "solver.order");
   CHECK(path({{"name", "dpm_solver"}, {"order", 4}}) == "solver.order");
   CHECK(path({{"name", "dpm_solver"}, {"order", 2.5}}) == "solver.order");

@@ -26,22 +26,12 @@
 #include "diffsde/solvers/ddim.hpp"
 #include "diffsde/solvers/dpmpp_sde.hpp"
 #include "support/exact.hpp"
+#include "support/fixtures.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
 
 namespace {
-
-std::unique_ptr<Solver> make(const json& j) { return solver_registry().create(j, "solver"); }
-
-GmmModel test_gmm(std::shared_ptr<const Schedule> schedule) {
-  Eigen::VectorXd w(2);
-  w << 0.3, 0.7;
-  Eigen::MatrixXd means(2, 2), stds(2, 2);
-  means << -1, 0.5, 1.5, -0.5;
-  stds << 0.3, 0.6, 0.5, 0.2;
-  return GmmModel(std::move(schedule), w, means, stds);
-}
 
 // ---------------------------------------------------------------------------------------
 // A scalar Gaussian as an affine form c + sum_k a_k xi_k of independent standard normals.
@@ -319,29 +309,29 @@ TEST_CASE("dpmpp multistep: the first step is DDIM's; at eta = 1 draw for draw")
   // posterior step). At other eta it is not DDIM(eta): its noise variance is
   // sigma_t^2 (1 - e^{-2 eta h}), DDIM's eta^2 sigma_t^2 (1 - e^{-2h}).
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const State x_T = test::standard_normal_rows(32, 2, 1);
   for (const char* name : {"dpmpp_2m_sde", "dpmpp_3m_sde"}) {
     for (double eta : {0.0, 1.0}) {
       INFO(name << " eta " << eta);
       State a = x_T, b = x_T;
       PhiloxNoise na(4), nb(4);
-      integrate(*make({{"name", name}, {"eta", eta}}), *schedule, model, {0.8, 0.55}, a, &na);
-      integrate(*make({{"name", "ddim"}, {"eta", eta}}), *schedule, model, {0.8, 0.55}, b, &nb);
+      integrate(*test::make_solver({{"name", name}, {"eta", eta}}), *schedule, model, {0.8, 0.55}, a, &na);
+      integrate(*test::make_solver({{"name", "ddim"}, {"eta", eta}}), *schedule, model, {0.8, 0.55}, b, &nb);
       CHECK(test::max_abs_diff(a, b) < 1e-12);
       CHECK(na.draws() == nb.draws());
     }
     State a = x_T, b = x_T;
     PhiloxNoise na(4), nb(4);
-    integrate(*make({{"name", name}, {"eta", 0.5}}), *schedule, model, {0.8, 0.55}, a, &na);
-    integrate(*make({{"name", "ddim"}, {"eta", 0.5}}), *schedule, model, {0.8, 0.55}, b, &nb);
+    integrate(*test::make_solver({{"name", name}, {"eta", 0.5}}), *schedule, model, {0.8, 0.55}, a, &na);
+    integrate(*test::make_solver({{"name", "ddim"}, {"eta", 0.5}}), *schedule, model, {0.8, 0.55}, b, &nb);
     CHECK(test::max_abs_diff(a, b) > 1e-3);
   }
 }
 
 TEST_CASE("dpmpp: whole runs equal k-diffusion's updates in sigma_ve variables, draw for draw") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const long n = 16;
   const State x_T = test::standard_normal_rows(n, 2, 2);
   // logSNR spacing down to 1e-3, then a final step to t = 0.
@@ -353,7 +343,7 @@ TEST_CASE("dpmpp: whole runs equal k-diffusion's updates in sigma_ve variables, 
       INFO(config.dump());
       State x = x_T;
       PhiloxNoise noise(7), ref_noise(7);
-      integrate(*make(config), *schedule, model, times, x, &noise);
+      integrate(*test::make_solver(config), *schedule, model, times, x, &noise);
       const State y = state_reference(*schedule, model, ref_noise, n, 2).run(config, x_T, times);
       CHECK(test::max_abs_diff(x, y) < 1e-9 * (1 + y.abs().maxCoeff()));
       CHECK(noise.draws() == ref_noise.draws());
@@ -363,11 +353,11 @@ TEST_CASE("dpmpp: whole runs equal k-diffusion's updates in sigma_ve variables, 
 
 TEST_CASE("dpmpp_sde at r = 1/2 and eta = 0 is dpmpp_2s_ancestral at eta = 0") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const auto times = TimeUniformGrid({1.0, 1e-3, 15}).times(*schedule);
   State a = test::standard_normal_rows(32, 2, 3), b = a;
-  integrate(*make({{"name", "dpmpp_sde"}, {"eta", 0}}), *schedule, model, times, a, nullptr);
-  integrate(*make({{"name", "dpmpp_2s_ancestral"}, {"eta", 0}}), *schedule, model, times, b, nullptr);
+  integrate(*test::make_solver({{"name", "dpmpp_sde"}, {"eta", 0}}), *schedule, model, times, a, nullptr);
+  integrate(*test::make_solver({{"name", "dpmpp_2s_ancestral"}, {"eta", 0}}), *schedule, model, times, b, nullptr);
   CHECK(test::max_abs_diff(a, b) < 1e-11);
 }
 
@@ -413,7 +403,7 @@ TEST_CASE("dpmpp at eta = 0 converges at its declared ODE order on the exact flo
   };
   for (const bool in_lambda : {false, true}) {
     for (const json& config : configs) {
-      const SolverTraits traits = make(config)->traits();
+      const SolverTraits traits = test::make_solver(config)->traits();
       REQUIRE_FALSE(traits.stochastic);
       std::vector<double> hs, errors;
       // Fine grids: on the logSNR grid the third-order method's rate approaches 3 from above
@@ -421,7 +411,7 @@ TEST_CASE("dpmpp at eta = 0 converges at its declared ODE order on the exact flo
       for (int steps : {160, 320, 640, 1280}) {
         State x = x_T;
         const auto times = shrunk_grid(*schedule, t_start, t_end, steps, traits.warmup_steps, traits.order, in_lambda);
-        const Summary summary = integrate(*make(config), *schedule, model, times, x, nullptr);
+        const Summary summary = integrate(*test::make_solver(config), *schedule, model, times, x, nullptr);
         CHECK(summary.nfe == steps * traits.evals_per_step);
         hs.push_back(1.0 / steps);
         errors.push_back((x - x_exact).abs().maxCoeff());
@@ -454,7 +444,7 @@ TEST_CASE("dpmpp_3m_sde: k-diffusion's weight of D2 is second order, the Taylor 
     hs.push_back(1.0 / steps);
     kd_errors.push_back((ref.run_3m(x_T, times, 0.0, 1.0) - x_exact).abs().maxCoeff());
     State x = x_T;
-    integrate(*make({{"name", "dpmpp_3m_sde"}, {"eta", 0}}), *schedule, model, times, x, nullptr);
+    integrate(*test::make_solver({{"name", "dpmpp_3m_sde"}, {"eta", 0}}), *schedule, model, times, x, nullptr);
     errors.push_back((x - x_exact).abs().maxCoeff());
   }
   const double kd_slope = test::log_log_slope(hs, kd_errors), slope = test::log_log_slope(hs, errors);
@@ -478,7 +468,7 @@ TEST_CASE("dpmpp with eta > 0: the output law on Gaussian data is the exact law 
     INFO(config.dump());
     State x = x_T;
     PhiloxNoise noise(5);
-    integrate(*make(config), *schedule, model, times, x, &noise);
+    integrate(*test::make_solver(config), *schedule, model, times, x, &noise);
     for (int axis = 0; axis < 2; ++axis) {
       int next = 0;
       const auto ref = affine_reference(*schedule, mu[axis], sd[axis], next);
@@ -515,7 +505,7 @@ TEST_CASE("dpmpp with eta > 0: the chain's law approaches the true marginal at w
     const double slope = test::log_log_slope(hs, errors);
     INFO(config.dump() << ": weak errors " << errors[0] << " " << errors[1] << " " << errors[2] << " "
                        << errors[3] << ", slope " << slope);
-    CHECK(make(config)->traits().order == 1);
+    CHECK(test::make_solver(config)->traits().order == 1);
     CHECK(slope > 0.9);
     CHECK(errors.back() < errors.front() / 4);
   }
@@ -535,7 +525,7 @@ TEST_CASE("dpmpp with eta = 1 converges strongly on one Brownian-tree path") {
     for (int steps : {16, 32, 64, 128}) {
       BrownianTreeNoise noise(3, t_lo, t_hi, depth);
       State x = x_T;
-      integrate(*make({{"name", name}, {"eta", 1}}), *schedule, model,
+      integrate(*test::make_solver({{"name", name}, {"eta", 1}}), *schedule, model,
                 TimeUniformGrid({t_hi, t_lo, steps}).times(*schedule), x, &noise);
       hs.push_back(1.0 / steps);
       errors.push_back(test::rms_diff(x, x_exact));
@@ -559,7 +549,7 @@ TEST_CASE("dpmpp: a final step to t = 0 returns the data prediction, without NaN
     INFO(config.dump());
     State y = x_s;
     PhiloxNoise noise(1);
-    const Summary summary = integrate(*make(config), *schedule, model, {0.5, 0.0}, y, &noise);
+    const Summary summary = integrate(*test::make_solver(config), *schedule, model, {0.5, 0.0}, y, &noise);
     CHECK(test::max_abs_diff(y, expected) < 1e-12);
     CHECK(summary.nfe == 1);
     CHECK(summary.draws == 0);
@@ -567,14 +557,14 @@ TEST_CASE("dpmpp: a final step to t = 0 returns the data prediction, without NaN
   // Whole runs to t = 0 on every schedule, from its t_max, stay finite.
   for (const json& sched : {json{{"name", "vp_linear"}}, json{{"name", "vp_cosine"}}, json{{"name", "vp_discrete"}}}) {
     std::shared_ptr<const Schedule> s = schedule_registry().create(sched, "schedule");
-    const GmmModel gmm = test_gmm(s);
+    const GmmModel gmm = test::test_gmm(s);
     for (const auto& times : {TimeUniformGrid({s->t_max(), 0.0, 25}).times(*s),
                               LogSnrGrid({s->t_max(), 0.0, 25, 1e-3}).times(*s)}) {
       for (const json& config : all_configs()) {
         INFO(sched.dump() << " " << config.dump());
         State x = test::standard_normal_rows(8, 2, 13);
         PhiloxNoise noise(2);
-        CHECK_NOTHROW(integrate(*make(config), *s, gmm, times, x, &noise));
+        CHECK_NOTHROW(integrate(*test::make_solver(config), *s, gmm, times, x, &noise));
         CHECK(x.allFinite());
       }
     }
@@ -583,7 +573,7 @@ TEST_CASE("dpmpp: a final step to t = 0 returns the data prediction, without NaN
   for (const char* name : {"dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"}) {
     State x = test::standard_normal_rows(8, 1, 14);
     PhiloxNoise noise(3);
-    CHECK_NOTHROW(integrate(*make({{"name", name}, {"eta", 4}}), *schedule, model,
+    CHECK_NOTHROW(integrate(*test::make_solver({{"name", name}, {"eta", 4}}), *schedule, model,
                             TimeUniformGrid({1.0, 0.0, 10}).times(*schedule), x, &noise));
     CHECK(x.allFinite());
   }
@@ -591,7 +581,7 @@ TEST_CASE("dpmpp: a final step to t = 0 returns the data prediction, without NaN
 
 TEST_CASE("dpmpp: NFE, draws and traits") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const int N = 10;
   const auto to_zero = TimeUniformGrid({1.0, 0.0, N}).times(*schedule);
   const auto to_small = TimeUniformGrid({1.0, 1e-3, N}).times(*schedule);
@@ -610,7 +600,7 @@ TEST_CASE("dpmpp: NFE, draws and traits") {
                           Expect{{{"name", "dpmpp_sde"}}, 2, 2, 0, 1, true},
                           Expect{{{"name", "dpmpp_sde"}, {"eta", 0}}, 2, 0, 0, 2, false}}) {
     INFO(e.config.dump());
-    const SolverTraits traits = make(e.config)->traits();
+    const SolverTraits traits = test::make_solver(e.config)->traits();
     CHECK(traits.name == e.config["name"]);
     CHECK(traits.evals_per_step == e.evals);
     CHECK(traits.warmup_steps == e.warmup);
@@ -619,43 +609,43 @@ TEST_CASE("dpmpp: NFE, draws and traits") {
     CHECK(traits.noise_use.empty() == !e.stochastic);
     State x = test::standard_normal_rows(4, 2, 15);
     PhiloxNoise noise(4);
-    Summary s = integrate(*make(e.config), *schedule, model, to_small, x, &noise);
+    Summary s = integrate(*test::make_solver(e.config), *schedule, model, to_small, x, &noise);
     CHECK(s.nfe == N * e.evals);
     CHECK(s.draws == static_cast<std::uint64_t>(N * e.draws_per_step));
     // The final step to t = 0 costs one evaluation and no draw.
     x = test::standard_normal_rows(4, 2, 15);
     PhiloxNoise noise2(4);
-    s = integrate(*make(e.config), *schedule, model, to_zero, x, &noise2);
+    s = integrate(*test::make_solver(e.config), *schedule, model, to_zero, x, &noise2);
     CHECK(s.nfe == (N - 1) * e.evals + 1);
     CHECK(s.draws == static_cast<std::uint64_t>((N - 1) * e.draws_per_step));
   }
   // A Brownian tree answers brownian() without counting draws.
   State x = test::standard_normal_rows(4, 2, 15);
   BrownianTreeNoise tree(1, 0.0, 1.0, 12);
-  const Summary s = integrate(*make({{"name", "dpmpp_sde"}}), *schedule, model, to_small, x, &tree);
+  const Summary s = integrate(*test::make_solver({{"name", "dpmpp_sde"}}), *schedule, model, to_small, x, &tree);
   CHECK(s.draws == 0);
   CHECK(s.nfe == 2 * N);
 }
 
 TEST_CASE("dpmpp: configuration errors name their paths") {
-  CHECK(test::config_error_path([] { make({{"name", "dpmpp_2m_sde"}, {"eta", -0.1}}); }) == "solver.eta");
-  CHECK(test::config_error_path([] { make({{"name", "dpmpp_3m_sde"}, {"eta", -1}}); }) == "solver.eta");
-  CHECK(test::config_error_path([] { make({{"name", "dpmpp_2s_ancestral"}, {"eta", -1}}); }) == "solver.eta");
-  CHECK(test::config_error_path([] { make({{"name", "dpmpp_sde"}, {"eta", -1}}); }) == "solver.eta");
-  CHECK(test::config_error_path([] { make({{"name", "dpmpp_2m_sde"}, {"solver_type", "rk4"}}); }) ==
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "dpmpp_2m_sde"}, {"eta", -0.1}}); }) == "solver.eta");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "dpmpp_3m_sde"}, {"eta", -1}}); }) == "solver.eta");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "dpmpp_2s_ancestral"}, {"eta", -1}}); }) == "solver.eta");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "dpmpp_sde"}, {"eta", -1}}); }) == "solver.eta");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "dpmpp_2m_sde"}, {"solver_type", "rk4"}}); }) ==
         "solver.solver_type");
   for (double r : {0.0, 1.0, 1.5, -0.2})
-    CHECK(test::config_error_path([r] { make({{"name", "dpmpp_sde"}, {"r", r}}); }) == "solver.r");
-  CHECK(test::config_error_path([] { make({{"name", "dpmpp_2m_sde"}, {"eta", "one"}}); }) == "solver.eta");
-  CHECK(test::config_error_path([] { make({{"name", "dpmpp_sde"}, {"solver_type", "heun"}}); }) ==
+    CHECK(test::config_error_path([r] { test::make_solver({{"name", "dpmpp_sde"}, {"r", r}}); }) == "solver.r");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "dpmpp_2m_sde"}, {"eta", "one"}}); }) == "solver.eta");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "dpmpp_sde"}, {"solver_type", "heun"}}); }) ==
         "solver.solver_type");
   // With noise the grid must decrease; at eta = 0 an increasing grid is an ODE inversion.
   auto schedule = std::make_shared<VpLinearSchedule>();
   const GaussianModel model(schedule, Eigen::VectorXd::Zero(1), Eigen::VectorXd::Ones(1));
   State x = State::Zero(2, 1);
   PhiloxNoise noise(0);
-  CHECK_THROWS_AS(integrate(*make({{"name", "dpmpp_2m_sde"}}), *schedule, model, {0.1, 0.5}, x, &noise), Error);
-  CHECK_THROWS_AS(integrate(*make({{"name", "dpmpp_sde"}}), *schedule, model, {0.1, 0.5}, x, &noise), Error);
+  CHECK_THROWS_AS(integrate(*test::make_solver({{"name", "dpmpp_2m_sde"}}), *schedule, model, {0.1, 0.5}, x, &noise), Error);
+  CHECK_THROWS_AS(integrate(*test::make_solver({{"name", "dpmpp_sde"}}), *schedule, model, {0.1, 0.5}, x, &noise), Error);
 }
 
 TEST_CASE("dpmpp at eta = 0 inverts: a forward run returns to its start") {
@@ -665,9 +655,9 @@ TEST_CASE("dpmpp at eta = 0 inverts: a forward run returns to its start") {
   for (const char* name : {"dpmpp_2m_sde", "dpmpp_3m_sde", "dpmpp_2s_ancestral", "dpmpp_sde"}) {
     State x = x0;
     auto up = TimeUniformGrid({0.05, 0.9, 400}).times(*schedule);
-    integrate(*make({{"name", name}, {"eta", 0}}), *schedule, model, up, x, nullptr);
+    integrate(*test::make_solver({{"name", name}, {"eta", 0}}), *schedule, model, up, x, nullptr);
     std::reverse(up.begin(), up.end());
-    integrate(*make({{"name", name}, {"eta", 0}}), *schedule, model, up, x, nullptr);
+    integrate(*test::make_solver({{"name", name}, {"eta", 0}}), *schedule, model, up, x, nullptr);
     INFO(name);
     CHECK(test::max_abs_diff(x, x0) < 1e-4);
   }

@@ -14,19 +14,18 @@
 #include "diffsde/scores/analytic.hpp"
 #include "diffsde/solvers/k_diffusion.hpp"
 #include "support/exact.hpp"
+#include "support/fixtures.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
 
 namespace {
 
-std::unique_ptr<Solver> make(const json& j) { return solver_registry().create(j, "solver"); }
 
-double max_abs(const State& a) { return a.abs().maxCoeff(); }
 
 State run(const json& config, const Schedule& schedule, const Model& model, const std::vector<double>& times,
           State x, std::uint64_t seed = 5, Summary* summary = nullptr) {
-  auto solver = make(config);
+  auto solver = test::make_solver(config);
   PhiloxNoise noise(seed);
   const Summary s = integrate(*solver, schedule, model, times, x, &noise);
   if (summary) *summary = s;
@@ -84,10 +83,10 @@ TEST_CASE("euler equals ddim at eta = 0") {
                             KarrasGrid({1.0, 1e-3, 10}).times(*schedule)}) {
     const State a = run({{"name", "euler"}}, *schedule, model, times, x_T);
     const State b = run({{"name", "ddim"}, {"eta", 0}}, *schedule, model, times, x_T);
-    CHECK(max_abs(a - b) < 1e-12 * (1 + max_abs(b)));
+    CHECK(test::max_abs(a - b) < 1e-12 * (1 + test::max_abs(b)));
   }
-  CHECK_FALSE(make({{"name", "euler"}})->traits().stochastic);
-  CHECK(make({{"name", "euler"}})->traits().order == 1);
+  CHECK_FALSE(test::make_solver({{"name", "euler"}})->traits().stochastic);
+  CHECK(test::make_solver({{"name", "euler"}})->traits().order == 1);
 }
 
 TEST_CASE("euler_ancestral equals ddim with the same eta, draw for draw") {
@@ -102,14 +101,14 @@ TEST_CASE("euler_ancestral equals ddim with the same eta, draw for draw") {
       const State a = run({{"name", "euler_ancestral"}, {"eta", eta}, {"s_noise", 1}}, *schedule, model, times,
                           x_T, 11, &sa);
       const State b = run({{"name", "ddim"}, {"eta", eta}}, *schedule, model, times, x_T, 11, &sb);
-      CHECK(max_abs(a - b) < 1e-11 * (1 + max_abs(b)));
+      CHECK(test::max_abs(a - b) < 1e-11 * (1 + test::max_abs(b)));
       CHECK(sa.nfe == sb.nfe);
     }
   }
-  auto t = make({{"name", "euler_ancestral"}})->traits();
+  auto t = test::make_solver({{"name", "euler_ancestral"}})->traits();
   CHECK(t.stochastic);
   CHECK_FALSE(t.noise_use.empty());
-  CHECK_FALSE(make({{"name", "euler_ancestral"}, {"eta", 0}})->traits().stochastic);
+  CHECK_FALSE(test::make_solver({{"name", "euler_ancestral"}, {"eta", 0}})->traits().stochastic);
 }
 
 TEST_CASE("k-diffusion ODE samplers converge at their declared orders on the exact flow") {
@@ -122,17 +121,17 @@ TEST_CASE("k-diffusion ODE samplers converge at their declared orders on the exa
       {{{"name", "lms"}, {"order", 1}}, 1}, {{{"name", "lms"}, {"order", 2}}, 2},
       {{{"name", "lms"}, {"order", 3}}, 3}, {{{"name", "lms"}, {"order", 4}}, 4}};
   for (const auto& [config, order] : cases) {
-    const auto traits = make(config)->traits();
+    const auto traits = test::make_solver(config)->traits();
     CHECK_FALSE(traits.stochastic);
     CHECK(traits.order == order);
     std::vector<double> hs, errors;
     for (int steps : {40, 80, 160, 320}) {
       State x = x_T;
-      auto solver = make(config);
+      auto solver = test::make_solver(config);
       const Summary s = integrate(*solver, *p.schedule, p.model, order_grid(p, steps, traits), x, nullptr);
       CHECK(s.nfe == static_cast<long>(traits.evals_per_step) * steps);
       hs.push_back((p.t_start - p.t_end) / steps);
-      errors.push_back(max_abs(x - x_exact));
+      errors.push_back(test::max_abs(x - x_exact));
     }
     const double slope = test::log_log_slope(hs, errors);
     INFO(config.dump() << ": observed order " << slope << "; errors " << errors[0] << " " << errors[3]);
@@ -146,7 +145,7 @@ TEST_CASE("heun with churn stays finite and samples Gaussian data at many steps"
   const GaussianModel model(schedule, mu, sd);
   const long n = 4000;
   const State x_T = test::standard_normal_rows(n, 2, 7);
-  auto solver = make({{"name", "heun"}, {"s_churn", 10}});
+  auto solver = test::make_solver({{"name", "heun"}, {"s_churn", 10}});
   CHECK(solver->traits().stochastic);
   CHECK(solver->traits().order == 1);
   const auto times = TimeUniformGrid({1.0, 0.0, 200}).times(*schedule);
@@ -163,9 +162,9 @@ TEST_CASE("heun with churn stays finite and samples Gaussian data at many steps"
   }
   // The churn differs from the deterministic run, and a restricted churn range changes less.
   const State x0 = run({{"name", "heun"}}, *schedule, model, times, x_T);
-  CHECK(max_abs(x - x0) > 1e-3);
+  CHECK(test::max_abs(x - x0) > 1e-3);
   const State x_none = run({{"name", "heun"}, {"s_churn", 10}, {"s_tmin", 1e6}}, *schedule, model, times, x_T);
-  CHECK(max_abs(x_none - x0) == 0.0);
+  CHECK(test::max_abs(x_none - x0) == 0.0);
 }
 
 TEST_CASE("k-diffusion samplers take a final step to t = 0 and start at t_max without NaN") {
@@ -190,24 +189,24 @@ TEST_CASE("k-diffusion samplers take a final step to t = 0 and start at t_max wi
       // euler's final step returns the predicted x0, as ddim's does.
       const State a = run({{"name", "euler"}}, *schedule, model, times, x_T);
       const State b = run({{"name", "ddim"}}, *schedule, model, times, x_T);
-      CHECK(max_abs(a - b) < 1e-10 * (1 + max_abs(b)));
+      CHECK(test::max_abs(a - b) < 1e-10 * (1 + test::max_abs(b)));
     }
   }
 }
 
 TEST_CASE("k-diffusion config errors name their JSON paths") {
   using test::config_error_path;
-  CHECK(config_error_path([] { make({{"name", "euler_ancestral"}, {"eta", -0.1}}); }) == "solver.eta");
-  CHECK(config_error_path([] { make({{"name", "dpm2_ancestral"}, {"eta", -1}}); }) == "solver.eta");
-  CHECK(config_error_path([] { make({{"name", "euler_ancestral"}, {"s_noise", -1}}); }) == "solver.s_noise");
-  CHECK(config_error_path([] { make({{"name", "heun"}, {"s_noise", -1}}); }) == "solver.s_noise");
-  CHECK(config_error_path([] { make({{"name", "heun"}, {"s_churn", -1}}); }) == "solver.s_churn");
-  CHECK(config_error_path([] { make({{"name", "heun"}, {"s_tmin", 2}, {"s_tmax", 1}}); }) == "solver.s_tmax");
-  CHECK(config_error_path([] { make({{"name", "lms"}, {"order", 0}}); }) == "solver.order");
-  CHECK(config_error_path([] { make({{"name", "lms"}, {"order", 5}}); }) == "solver.order");
-  CHECK(config_error_path([] { make({{"name", "euler"}, {"eta", 1}}); }) == "solver.eta");
-  CHECK(make({{"name", "lms"}})->traits().warmup_steps == 3);
-  CHECK(make({{"name", "heun"}})->traits().evals_per_step == 2);
+  CHECK(config_error_path([] { test::make_solver({{"name", "euler_ancestral"}, {"eta", -0.1}}); }) == "solver.eta");
+  CHECK(config_error_path([] { test::make_solver({{"name", "dpm2_ancestral"}, {"eta", -1}}); }) == "solver.eta");
+  CHECK(config_error_path([] { test::make_solver({{"name", "euler_ancestral"}, {"s_noise", -1}}); }) == "solver.s_noise");
+  CHECK(config_error_path([] { test::make_solver({{"name", "heun"}, {"s_noise", -1}}); }) == "solver.s_noise");
+  CHECK(config_error_path([] { test::make_solver({{"name", "heun"}, {"s_churn", -1}}); }) == "solver.s_churn");
+  CHECK(config_error_path([] { test::make_solver({{"name", "heun"}, {"s_tmin", 2}, {"s_tmax", 1}}); }) == "solver.s_tmax");
+  CHECK(config_error_path([] { test::make_solver({{"name", "lms"}, {"order", 0}}); }) == "solver.order");
+  CHECK(config_error_path([] { test::make_solver({{"name", "lms"}, {"order", 5}}); }) == "solver.order");
+  CHECK(config_error_path([] { test::make_solver({{"name", "euler"}, {"eta", 1}}); }) == "solver.eta");
+  CHECK(test::make_solver({{"name", "lms"}})->traits().warmup_steps == 3);
+  CHECK(test::make_solver({{"name", "heun"}})->traits().evals_per_step == 2);
 }
 
 TEST_CASE("dpm2_ancestral at eta = 0 is dpm2, and a solver object reruns identically") {
@@ -217,13 +216,13 @@ TEST_CASE("dpm2_ancestral at eta = 0 is dpm2, and a solver object reruns identic
   const auto times = KarrasGrid({1.0, 0.0, 12, 1e-3}).times(*schedule);
   const State a = run({{"name", "dpm2_ancestral"}, {"eta", 0}}, *schedule, model, times, x_T);
   const State b = run({{"name", "dpm2"}}, *schedule, model, times, x_T);
-  CHECK(max_abs(a - b) == 0.0);
+  CHECK(test::max_abs(a - b) == 0.0);
   for (const json& config : {json{{"name", "lms"}}, json{{"name", "heun"}, {"s_churn", 5}}}) {
-    auto solver = make(config);
+    auto solver = test::make_solver(config);
     State x1 = x_T, x2 = x_T;
     PhiloxNoise n1(4), n2(4);
     integrate(*solver, *schedule, model, times, x1, &n1);
     integrate(*solver, *schedule, model, times, x2, &n2);
-    CHECK(max_abs(x1 - x2) == 0.0);
+    CHECK(test::max_abs(x1 - x2) == 0.0);
   }
 }

@@ -24,6 +24,7 @@
 #include "diffsde/solvers/pc.hpp"
 #include "diffsde/solvers/reverse_diffusion.hpp"
 #include "support/exact.hpp"
+#include "support/fixtures.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
@@ -74,9 +75,6 @@ State initial_state(long n, int dim, std::uint64_t seed, long first_sample = 0) 
   return x;
 }
 
-std::unique_ptr<Solver> make_solver(const json& config) {
-  return solver_registry().create(config, "solver");
-}
 
 // One-axis Gaussian data and the exact solution of the linear reverse SDE on one
 // Brownian-tree path (tests/support/exact.hpp).
@@ -222,7 +220,7 @@ TEST_CASE("reverse_diffusion refuses an increasing grid and is registered") {
   PhiloxNoise noise(0);
   ReverseDiffusionSolver solver;
   CHECK_THROWS_AS(integrate(solver, *schedule, model, {0.1, 0.5}, x, &noise), Error);
-  const SolverTraits traits = make_solver("reverse_diffusion")->traits();
+  const SolverTraits traits = test::make_solver("reverse_diffusion")->traits();
   CHECK(traits.name == "reverse_diffusion");
   CHECK(traits.stochastic);
   CHECK(traits.order == 1);
@@ -244,8 +242,8 @@ TEST_CASE("pc without a corrector is its predictor, bit for bit") {
   if (solver_registry().find("ddpm") != nullptr) predictors.push_back("ddpm");
   for (const auto& name : predictors) {
     INFO("predictor " << name);
-    auto pc = make_solver({{"name", "pc"}, {"predictor", name}, {"corrector", "none"}});
-    auto alone = make_solver(name);
+    auto pc = test::make_solver({{"name", "pc"}, {"predictor", name}, {"corrector", "none"}});
+    auto alone = test::make_solver(name);
     State x_pc = initial_state(300, 2, 21), x_alone = x_pc;
     PhiloxNoise noise_pc(21), noise_alone(21);
     const Summary s_pc = integrate(*pc, *schedule, model, times, x_pc, &noise_pc);
@@ -271,7 +269,7 @@ TEST_CASE("pc counts NFE and draws: n_steps corrector draws, then the predictor'
   for (const auto& name : predictors)
     for (int n_steps : {1, 3}) {
       INFO("predictor " << name << ", n_steps " << n_steps);
-      auto pc = make_solver({{"name", "pc"}, {"predictor", name}, {"n_steps", n_steps}});
+      auto pc = test::make_solver({{"name", "pc"}, {"predictor", name}, {"n_steps", n_steps}});
       const SolverTraits traits = pc->traits();
       CHECK(traits.stochastic);
       CHECK(traits.order == 1);
@@ -325,7 +323,7 @@ TEST_CASE("One pc step is n_steps Langevin steps at t0, then the predictor step"
     for (long j = 0; j < n; ++j) philox_normals(8, NoiseStream::solver, j, n_steps, z.row(j).data(), 3);
     x = (2 - std::sqrt(1 - b)) * x + b * g + std::sqrt(b) * z;
 
-    auto pc = make_solver({{"name", "pc"}, {"snr", snr}, {"n_steps", n_steps}, {"step_size", rule}});
+    auto pc = test::make_solver({{"name", "pc"}, {"snr", snr}, {"n_steps", n_steps}, {"step_size", rule}});
     State y = x_start;
     PhiloxNoise noise(8);
     const Summary summary = integrate(*pc, *schedule, model, {t0, t1}, y, &noise);
@@ -349,7 +347,7 @@ TEST_CASE("pc's output law (sigma rule) equals the exact law of its linear chain
   const long n = 40000;
   State x = initial_state(n, 2, 12);
   PhiloxNoise noise(12);
-  auto pc = make_solver({{"name", "pc"}, {"snr", snr}, {"n_steps", 2}});
+  auto pc = test::make_solver({{"name", "pc"}, {"snr", snr}, {"n_steps", 2}});
   const Summary summary = integrate(*pc, *schedule, model, times, x, &noise);
   CHECK(summary.nfe == 90);
   CHECK(summary.draws == 90);
@@ -421,7 +419,7 @@ TEST_CASE("pc's sample_norms and batch_norms leave a sample with zero score unch
   const State expected = (2 - std::sqrt(1 - b)) * x_start + std::sqrt(b) * z;
   for (const char* rule : {"sample_norms", "batch_norms"}) {
     INFO("step_size " << rule);
-    auto pc = make_solver({{"name", "pc"}, {"step_size", rule}});
+    auto pc = test::make_solver({{"name", "pc"}, {"step_size", rule}});
     State x = x_start;
     PhiloxNoise noise(2);
     integrate(*pc, schedule, model, {t0, t1}, x, &noise);
@@ -439,7 +437,7 @@ TEST_CASE("pc's sigma and sample_norms step sizes do not depend on the batch") {
   const long n = 40, first = 13, m = 7;
   for (const char* rule : {"sigma", "sample_norms", "batch_norms"}) {
     INFO("step_size " << rule);
-    auto pc = make_solver({{"name", "pc"}, {"step_size", rule}});
+    auto pc = test::make_solver({{"name", "pc"}, {"step_size", rule}});
     State whole = initial_state(n, 4, 6);
     PhiloxNoise noise(6);
     integrate(*pc, *schedule, model, times, whole, &noise);
@@ -470,7 +468,7 @@ TEST_CASE("pc with the Langevin corrector approaches the data law as steps grow"
   // Relative variance error of both axes together, and the largest mean error in standard
   // deviations, for a given solver and number of steps.
   auto errors = [&](const json& config, int steps, double& var_err, double& mean_err) {
-    auto solver = make_solver(config);
+    auto solver = test::make_solver(config);
     State x = initial_state(n, 2, 31);
     PhiloxNoise noise(31);
     integrate(*solver, *schedule, model, TimeUniformGrid({1.0, t_end, steps}).times(*schedule), x, &noise);
@@ -510,7 +508,7 @@ TEST_CASE("pc's sample_norms rule biases the law in low dimension, as documented
   const GaussianModel model(schedule, Eigen::VectorXd::Constant(d, 0.3), Eigen::VectorXd::Constant(d, 0.5));
   const double t_end = 1e-3;
   const long n = 2000;
-  auto pc = make_solver({{"name", "pc"}, {"step_size", "sample_norms"}});
+  auto pc = test::make_solver({{"name", "pc"}, {"step_size", "sample_norms"}});
   State x = initial_state(n, d, 17);
   PhiloxNoise noise(17);
   integrate(*pc, *schedule, model, TimeUniformGrid({1.0, t_end, 200}).times(*schedule), x, &noise);
@@ -527,16 +525,16 @@ TEST_CASE("pc's sample_norms rule biases the law in low dimension, as documented
 }
 
 TEST_CASE("pc configuration errors name their JSON path") {
-  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"predictor", "heun"}}); }) == "solver.predictor");
-  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"predictor", "pc"}}); }) == "solver.predictor");
-  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"corrector", "ald"}}); }) == "solver.corrector");
-  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"snr", 0.0}}); }) == "solver.snr");
-  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"snr", -0.1}}); }) == "solver.snr");
-  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"n_steps", 0}}); }) == "solver.n_steps");
-  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"n_steps", 1.5}}); }) == "solver.n_steps");
-  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"step_size", "adaptive"}}); }) == "solver.step_size");
-  CHECK(test::config_error_path([] { make_solver({{"name", "pc"}, {"snr", 0.1}, {"n_steps", 2}}); }) == "(none)");
-  CHECK_THROWS_AS(PcSolver(make_solver("euler_maruyama"), PcSolver::Options{PcSolver::Corrector::langevin,
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "pc"}, {"predictor", "heun"}}); }) == "solver.predictor");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "pc"}, {"predictor", "pc"}}); }) == "solver.predictor");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "pc"}, {"corrector", "ald"}}); }) == "solver.corrector");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "pc"}, {"snr", 0.0}}); }) == "solver.snr");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "pc"}, {"snr", -0.1}}); }) == "solver.snr");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "pc"}, {"n_steps", 0}}); }) == "solver.n_steps");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "pc"}, {"n_steps", 1.5}}); }) == "solver.n_steps");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "pc"}, {"step_size", "adaptive"}}); }) == "solver.step_size");
+  CHECK(test::config_error_path([] { test::make_solver({{"name", "pc"}, {"snr", 0.1}, {"n_steps", 2}}); }) == "(none)");
+  CHECK_THROWS_AS(PcSolver(test::make_solver("euler_maruyama"), PcSolver::Options{PcSolver::Corrector::langevin,
                                                                             PcSolver::StepSize::sigma, 0.0, 1}),
                   Error);
   CHECK_THROWS_AS(PcSolver(nullptr, PcSolver::Options{}), Error);
@@ -547,7 +545,7 @@ TEST_CASE("pc refuses an increasing grid") {
   const GaussianModel model(schedule, Eigen::VectorXd::Zero(1), Eigen::VectorXd::Ones(1));
   State x = State::Zero(2, 1);
   PhiloxNoise noise(0);
-  auto pc = make_solver("pc");
+  auto pc = test::make_solver("pc");
   CHECK_THROWS_AS(integrate(*pc, *schedule, model, {0.1, 0.5}, x, &noise), Error);
 }
 
@@ -561,7 +559,7 @@ TEST_CASE("pc's registry variants build and run") {
     INFO("variant " << variant.dump());
     if (variant.value("predictor", "") == "ddpm" && solver_registry().find("ddpm") == nullptr) continue;
     variant["name"] = "pc";
-    auto pc = make_solver(variant);
+    auto pc = test::make_solver(variant);
     State x = initial_state(10, 2, 1);
     PhiloxNoise noise(1);
     const auto times = TimeUniformGrid({1.0, 1e-3, 5}).times(*schedule);

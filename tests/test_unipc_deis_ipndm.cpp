@@ -20,24 +20,12 @@
 #include "diffsde/solvers/ipndm.hpp"
 #include "diffsde/solvers/unipc.hpp"
 #include "support/exact.hpp"
+#include "support/fixtures.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
 
 namespace {
-
-std::unique_ptr<Solver> make(const json& j) { return solver_registry().create(j, "solver"); }
-
-double max_abs(const State& a) { return a.abs().maxCoeff(); }
-
-GmmModel test_gmm(std::shared_ptr<const Schedule> schedule) {
-  Eigen::VectorXd w(2);
-  w << 0.3, 0.7;
-  Eigen::MatrixXd means(2, 2), stds(2, 2);
-  means << -1, 0.5, 1.5, -0.5;
-  stds << 0.3, 0.6, 0.5, 0.2;
-  return GmmModel(std::move(schedule), w, means, stds);
-}
 
 struct Setup {
   std::shared_ptr<VpLinearSchedule> schedule = std::make_shared<VpLinearSchedule>(0.1, 20.0);
@@ -86,16 +74,16 @@ double observed_order(const Setup& s, const json& config, bool in_lambda, double
   const double t_start = 1.0;
   const State x_T = test::standard_normal_rows(64, 2, 1);
   const State x_exact = s.problem.pf_ode_flow(x_T, t_start, t_end);
-  const auto traits = make(config)->traits();
+  const auto traits = test::make_solver(config)->traits();
   std::vector<double> hs, errors;
   for (int steps : steps_list) {
-    auto solver = make(config);
+    auto solver = test::make_solver(config);
     State x = x_T;
     integrate(*solver, *s.schedule, s.model,
               refinement_grid(*s.schedule, t_start, t_end, steps, traits.warmup_steps, traits.order, in_lambda), x,
               nullptr);
     hs.push_back(1.0 / steps);
-    errors.push_back(max_abs(x - x_exact));
+    errors.push_back(test::max_abs(x - x_exact));
   }
   *errors_out = errors;
   return test::log_log_slope(hs, errors);
@@ -104,7 +92,7 @@ double observed_order(const Setup& s, const json& config, bool in_lambda, double
 // x after running the solver `config` over `times`, through the registry.
 State run(const json& config, const Schedule& schedule, const Model& model, const std::vector<double>& times,
           State x, Summary* summary = nullptr) {
-  auto solver = make(config);
+  auto solver = test::make_solver(config);
   const Summary sum = integrate(*solver, schedule, model, times, x, nullptr);
   if (summary) *summary = sum;
   return x;
@@ -120,7 +108,7 @@ TEST_CASE("unipc, deis and ipndm converge at their declared orders on the exact 
   configs.push_back({{"name", "unipc"}, {"order", 3}});
   for (bool in_lambda : {false, true}) {
     for (const json& config : configs) {
-      const auto traits = make(config)->traits();
+      const auto traits = test::make_solver(config)->traits();
       std::vector<double> errors;
       // Uniform in t the lambda steps near t_end grow fast, and the lambda-based methods
       // reach their asymptotic rate only once the t step is well below t_end: t_end = 0.1
@@ -143,7 +131,7 @@ TEST_CASE("unipc, deis and ipndm converge at their declared orders on the exact 
 
 TEST_CASE("The first-order cases equal DDIM(eta=0)") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const State x_T = test::standard_normal_rows(32, 2, 3);
   for (double t_end : {1e-3, 0.0}) {
     const auto times = LogSnrGrid({1.0, t_end, 12, 1e-3}).times(*schedule);
@@ -156,13 +144,13 @@ TEST_CASE("The first-order cases equal DDIM(eta=0)") {
   const std::vector<double> one_step = {0.8, 0.3};
   const State ddim = run({{"name", "ddim"}}, *schedule, model, one_step, x_T);
   CHECK((run({{"name", "unipc"}, {"order", 1}, {"prediction", "noise"}}, *schedule, model, one_step, x_T) == ddim).all());
-  CHECK(max_abs(run({{"name", "unipc"}, {"order", 3}}, *schedule, model, one_step, x_T) - ddim) <
-        1e-13 * (1 + max_abs(ddim)));
+  CHECK(test::max_abs(run({{"name", "unipc"}, {"order", 3}}, *schedule, model, one_step, x_T) - ddim) <
+        1e-13 * (1 + test::max_abs(ddim)));
 }
 
 TEST_CASE("unipc order 1: DDIM predictor and the UniC-1 corrector as written in the paper") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const State x_T = test::standard_normal_rows(16, 2, 4);
   const std::vector<double> times = {0.9, 0.6, 0.35};
   for (const char* variant : {"bh1", "bh2"}) {
@@ -198,7 +186,7 @@ TEST_CASE("unipc order 1: DDIM predictor and the UniC-1 corrector as written in 
       Summary summary;
       const State got = run({{"name", "unipc"}, {"order", 1}, {"variant", variant}, {"prediction", prediction}},
                             *schedule, model, times, x_T, &summary);
-      CHECK(max_abs(got - expected) < 1e-12 * (1 + max_abs(expected)));
+      CHECK(test::max_abs(got - expected) < 1e-12 * (1 + test::max_abs(expected)));
       CHECK(summary.nfe == 2);
     }
   }
@@ -224,7 +212,7 @@ TEST_CASE("ipndm's variable-step weights are the classic iPNDM ones on uniform s
   // On a grid uniform in rho = sigma/alpha the solver is classic iPNDM, written out here:
   // eps' = sum_j c_j eps_j with the constant weights, x_t = (alpha_t/alpha_s) x - sigma_t expm1(h) eps'.
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const double rho_start = std::exp(-schedule->lambda(0.9)), rho_end = std::exp(-schedule->lambda(0.05));
   const int steps = 9;
   std::vector<double> times;
@@ -246,7 +234,7 @@ TEST_CASE("ipndm's variable-step weights are the classic iPNDM ones on uniform s
     y = schedule->alpha(tt) / schedule->alpha(ts) * y - schedule->sigma(tt) * std::expm1(h) * combined;
   }
   const State x = run({{"name", "ipndm"}}, *schedule, model, times, x_T);
-  CHECK(max_abs(x - y) < 1e-10 * (1 + max_abs(y)));
+  CHECK(test::max_abs(x - y) < 1e-10 * (1 + test::max_abs(y)));
 }
 
 TEST_CASE("deis weights are the exact integrals of the Lagrange basis against the kernel") {
@@ -279,12 +267,12 @@ TEST_CASE("deis weights are the exact integrals of the Lagrange basis against th
 
 TEST_CASE("unipc, deis and ipndm cost one evaluation per step") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   std::vector<json> configs = listed_variants();
   for (const char* name : {"unipc", "deis", "ipndm"}) configs.push_back({{"name", name}});
   for (const json& config : configs) {
-    CHECK(make(config)->traits().evals_per_step == 1);
-    CHECK(make(config)->traits().warmup_steps == config.value("order", config["name"] == "unipc" ? 2 : config["name"] == "deis" ? 3 : 4) - 1);
+    CHECK(test::make_solver(config)->traits().evals_per_step == 1);
+    CHECK(test::make_solver(config)->traits().warmup_steps == config.value("order", config["name"] == "unipc" ? 2 : config["name"] == "deis" ? 3 : 4) - 1);
     for (int steps : {1, 2, 3, 7}) {
       Summary summary;
       run(config, *schedule, model, TimeUniformGrid({1.0, 1e-3, steps}).times(*schedule),
@@ -307,18 +295,18 @@ TEST_CASE("A final step to t = 0 is a finite DDIM step") {
                               LogSnrGrid({1.0, 0.0, 40, 1e-3}).times(*s.schedule)}) {
       const State x = run(config, *s.schedule, s.model, times, x_T);
       const State ddim = run({{"name", "ddim"}}, *s.schedule, s.model, times, x_T);
-      INFO(config.dump() << ": error " << max_abs(x - x_exact) << ", ddim's " << max_abs(ddim - x_exact));
+      INFO(config.dump() << ": error " << test::max_abs(x - x_exact) << ", ddim's " << test::max_abs(ddim - x_exact));
       CHECK(x.allFinite());
       // The last step is first order, but the state it starts from is more accurate than
       // DDIM's: no worse than DDIM all the way.
-      CHECK(max_abs(x - x_exact) <= max_abs(ddim - x_exact) * (1 + 1e-12));
+      CHECK(test::max_abs(x - x_exact) <= test::max_abs(ddim - x_exact) * (1 + 1e-12));
     }
   }
 }
 
 TEST_CASE("unipc, deis and ipndm depend on the grid times only") {
   auto schedule = std::make_shared<VpLinearSchedule>();
-  const GmmModel model = test_gmm(schedule);
+  const GmmModel model = test::test_gmm(schedule);
   const State x_T = test::standard_normal_rows(16, 2, 8);
   const json uniform = {{"name", "time_uniform"}, {"t_start", 1.0}, {"t_end", 1e-3}, {"steps", 15}};
   const auto times = grid_registry().create(uniform, "grid")->times(*schedule);
@@ -331,7 +319,7 @@ TEST_CASE("unipc, deis and ipndm depend on the grid times only") {
 }
 
 TEST_CASE("unipc, deis and ipndm config errors name their paths") {
-  auto bad = [](const json& config) { return test::config_error_path([&] { make(config); }); };
+  auto bad = [](const json& config) { return test::config_error_path([&] { test::make_solver(config); }); };
   CHECK(bad({{"name", "unipc"}, {"order", 0}}) == "solver.order");
   CHECK(bad({{"name", "unipc"}, {"order", 4}}) == "solver.order");
   CHECK(bad({{"name", "unipc"}, {"variant", "bh3"}}) == "solver.variant");
