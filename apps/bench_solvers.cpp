@@ -5,6 +5,10 @@
 // Both with NFE and the solver's own time per step, model time excluded.
 //
 //   diffsde_bench [--batch 4096] [--steps 5,10,20,50] [--solver NAME ...]
+//   diffsde_bench --throughput   first-order solvers against a hand-written loop
+//   diffsde_bench --scaling [--solver NAME ...] [--repeats 5]
+//                 every registered solver (defaults): samples x steps per second at batch
+//                 1, 256 and 65,536, and at 65,536 on 1 and 2 threads side by side
 #include <CLI/CLI.hpp>
 #include <Eigen/Eigenvalues>
 #include <algorithm>
@@ -154,6 +158,77 @@ void print_throughput() {
   std::printf(" |\n");
 }
 
+// Samples x steps per second of one solver configuration at one batch size and thread
+// count, best of `repeats` runs (fewer once 2 s have been spent, more until 0.2 s
+// have). Fixed-step solvers: batch x grid steps. Adaptive solvers (grid {1, 1e-3}):
+// batch x step attempts, or, where each sample steps on its own, the attempts summed
+// over the samples.
+struct Rate {
+  double samples_steps_per_second = 0;
+  int threads = 1;  // threads the run used
+};
+
+Rate scaling_rate(const json& config, const Schedule& schedule, const Model& model, long batch,
+                  int steps, int threads, int repeats) {
+  auto solver = solver_registry().create(config, "solver");
+  const SolverTraits traits = solver->traits();
+  const std::vector<double> times = traits.adaptive
+                                        ? std::vector<double>{1.0, 1e-3}
+                                        : TimeUniformGrid({1.0, 1e-3, steps}).times(schedule);
+  State x_T(batch, 2);
+  for (long j = 0; j < batch; ++j)
+    philox_normals(0, NoiseStream::init, static_cast<std::uint64_t>(j), 0, x_T.row(j).data(), 2);
+  DriverOptions options;
+  options.threads = threads;
+  Rate best;
+  double spent = 0;
+  for (int r = 0; (r < repeats && spent < 2.0) || spent < 0.2; ++r) {
+    // ggf needs a Brownian tree; the others draw Philox noise.
+    PhiloxNoise philox(1);
+    BrownianTreeNoise tree(1, 1e-3, 1.0, 20);
+    NoiseSource& noise = config["name"] == "ggf" ? static_cast<NoiseSource&>(tree) : philox;
+    State x = x_T;
+    const Summary s = integrate(*solver, schedule, model, times, x, &noise, {}, options);
+    spent += s.seconds;
+    double work = static_cast<double>(batch) * static_cast<double>(s.steps);
+    if (traits.adaptive)
+      work = static_cast<double>(s.accepted + s.rejected) *
+             (traits.per_sample_steps ? 1.0 : static_cast<double>(batch));
+    const double rate = work / std::max(s.seconds, 1e-12);
+    if (rate > best.samples_steps_per_second) best = {rate, s.threads};
+  }
+  return best;
+}
+
+void print_scaling(const std::vector<std::string>& only, int repeats) {
+  auto schedule = std::make_shared<VpLinearSchedule>();
+  const GmmModel gmm = GmmModel::builtin_2d(schedule);
+  std::printf("# samples x steps per second (M) on the built-in 2-D GMM, float64, time_uniform "
+              "grid t = 1 -> 1e-3;\n# batch 1: 20000 steps, 256: 1000 steps, 65536: 20 steps "
+              "(adaptive: their own steps); best of >= %d runs\n",
+              repeats);
+  std::printf("| solver | batch 1 | batch 256 | batch 65536, 1 thread | batch 65536, 2 threads | "
+              "2 / 1 threads |\n| --- | --- | --- | --- | --- | --- |\n");
+  for (const auto& entry : solver_registry().entries()) {
+    if (!only.empty() && std::find(only.begin(), only.end(), entry.name) == only.end()) continue;
+    const json config = {{"name", entry.name}};
+    try {
+      const Rate one = scaling_rate(config, *schedule, gmm, 1, 20000, 1, repeats);
+      const Rate mid = scaling_rate(config, *schedule, gmm, 256, 1000, 1, repeats);
+      const Rate big1 = scaling_rate(config, *schedule, gmm, 65536, 20, 1, repeats);
+      const Rate big2 = scaling_rate(config, *schedule, gmm, 65536, 20, 2, repeats);
+      std::printf("| %s | %.2f | %.1f | %.1f | %.1f%s | %.2f |\n", entry.name.c_str(),
+                  one.samples_steps_per_second / 1e6, mid.samples_steps_per_second / 1e6,
+                  big1.samples_steps_per_second / 1e6, big2.samples_steps_per_second / 1e6,
+                  big2.threads == 1 ? " (1 thread: batch-coupled)" : "",
+                  big2.samples_steps_per_second / big1.samples_steps_per_second);
+    } catch (const Error& e) {
+      std::printf("| %s | failed: %s | | | | |\n", entry.name.c_str(), e.what());
+    }
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -166,9 +241,19 @@ int main(int argc, char** argv) {
   app.add_option("--solver", only, "only these solver names");
   bool throughput_only = false;
   app.add_flag("--throughput", throughput_only, "print samples x steps per second instead");
+  bool scaling = false;
+  int repeats = 5;
+  app.add_flag("--scaling", scaling,
+               "every solver's samples x steps per second at batch 1, 256 and 65536, and 1 vs 2 "
+               "threads at 65536");
+  app.add_option("--repeats", repeats, "--scaling: runs per figure (the best is printed)");
   CLI11_PARSE(app, argc, argv);
   if (throughput_only) {
     print_throughput();
+    return 0;
+  }
+  if (scaling) {
+    print_scaling(only, std::max(1, repeats));
     return 0;
   }
 

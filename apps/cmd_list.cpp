@@ -48,6 +48,8 @@ json solver_entries_json() {
     j["strong_order"] = std::isnan(traits.strong_order) ? json(nullptr) : json(traits.strong_order);
     j["evals_per_step"] = traits.evals_per_step;
     j["adaptive"] = traits.adaptive;
+    j["batch_coupled"] = traits.batch_coupled;
+    j["per_sample_steps"] = traits.per_sample_steps;
     if (!traits.noise_use.empty()) j["noise_use"] = traits.noise_use;
   }
   return out;
@@ -63,7 +65,9 @@ void print_entries(const json& entries, const std::string& heading) {
                 << ", order " << e["order"].dump();
       if (!e["strong_order"].is_null()) std::cout << ", strong order " << e["strong_order"].dump();
       std::cout << ", " << e["evals_per_step"].dump() << " evaluation(s) per step"
-                << (e["adaptive"].get<bool>() ? ", adaptive" : "") << "\n";
+                << (e["adaptive"].get<bool>() ? ", adaptive" : "")
+                << (e["per_sample_steps"].get<bool>() ? " per sample" : "")
+                << (e["batch_coupled"].get<bool>() ? ", batch-coupled (one thread)" : "") << "\n";
     }
     for (const auto& s : e["param_specs"]) {
       std::cout << "      " << std::left << std::setw(14) << s["name"].get<std::string>() << " "

@@ -10,6 +10,7 @@
 #include "commands.hpp"
 #include "diffsde/config.hpp"
 #include "diffsde/error.hpp"
+#include "diffsde/image.hpp"
 #include "diffsde/io.hpp"
 #include "diffsde/npy.hpp"
 
@@ -28,8 +29,10 @@ std::string format_vector(const json& v) {
 }
 
 int run_sample(const std::string& config_path, const std::string& out_path,
-               const std::string& summary_path, bool print_config) {
-  const json config_json = config_path.empty() ? default_sample_config() : read_json_file(config_path);
+               const std::string& summary_path, bool print_config, int threads,
+               std::string grid_path) {
+  json config_json = config_path.empty() ? default_sample_config() : read_json_file(config_path);
+  if (threads >= 0) config_json["threads"] = threads;
   if (print_config) {
     std::cout << config_json.dump(2) << "\n";
     return 0;
@@ -42,15 +45,28 @@ int run_sample(const std::string& config_path, const std::string& out_path,
   } catch (const ConfigError& e) {
     throw ConfigError(e.path(), e.message() + (config_path.empty() ? "" : " (in " + config_path + ")"));
   }
+  // Image models: a PNG grid of the samples, beside the .npy unless --grid says where.
+  const std::vector<int> shape = job.model->shape();
+  const bool image = shape.size() == 3 && (shape[0] == 1 || shape[0] == 3);
+  if (!grid_path.empty() && !image)
+    throw ConfigError("--grid", "needs an image model (per-sample shape [1 or 3, H, W]); this model's "
+                                "shape has " + std::to_string(shape.size()) + " axes");
+  if (grid_path.empty() && image && !out_path.empty()) {
+    const auto dot = out_path.rfind('.');
+    const auto slash = out_path.rfind('/');
+    grid_path = (dot != std::string::npos && (slash == std::string::npos || dot > slash) ? out_path.substr(0, dot)
+                                                                                          : out_path) + ".png";
+  }
   std::cout << "sampling " << job.x.rows() << " x " << job.x.cols() << " with " << job.solver->traits().name
             << " on " << job.schedule->name() << ", " << job.grid->name() << " grid of "
             << job.times.size() - 1 << " steps from t = " << job.times.front()
             << " to t = " << job.times.back() << (config_path.empty() ? " (embedded default config)" : "")
-            << "\n";
+            << (config.threads != 1 ? ", threads " + std::to_string(config.threads) : "") << "\n";
   const Summary summary = run_sample_job(job);
   const json s = summary_json(job, summary);
   if (!out_path.empty()) write_npy(out_path, job.x);
   if (!summary_path.empty()) write_file_atomic(summary_path, s.dump(2) + "\n");
+  if (!grid_path.empty()) write_png_grid(grid_path, job.x, shape);
 
   std::cout << summary.brief_report() << "\n";
   const double rate = static_cast<double>(job.x.rows()) * static_cast<double>(summary.steps) /
@@ -71,6 +87,7 @@ int run_sample(const std::string& config_path, const std::string& out_path,
   }
   if (!out_path.empty()) std::cout << "wrote " << out_path << "\n";
   if (!summary_path.empty()) std::cout << "wrote " << summary_path << "\n";
+  if (!grid_path.empty()) std::cout << "wrote " << grid_path << " (a grid of the samples)\n";
   return 0;
 }
 
@@ -79,16 +96,24 @@ int run_sample(const std::string& config_path, const std::string& out_path,
 void add_sample_command(CLI::App& app, Commands& commands) {
   auto* sample = app.add_subcommand("sample", "Sample from a JSON config (or the embedded default)");
   struct Options {
-    std::string config_path, out_path, summary_path;
+    std::string config_path, out_path, summary_path, grid_path;
     bool print_config = false;
+    int threads = -1;  // -1: the config's
   };
   auto o = std::make_shared<Options>();
   sample->add_option("config", o->config_path, "Config file (JSON); omitted: the embedded default");
   sample->add_option("--out", o->out_path, "Write the samples (float64 .npy, batch x dim) here");
   sample->add_option("--summary", o->summary_path, "Write the run summary (JSON) here");
   sample->add_flag("--print-config", o->print_config, "Print the config that would run, then exit");
+  sample->add_option("--grid", o->grid_path,
+                     "Image models: write the PNG grid of the samples here (default: beside --out)");
+  sample->add_option("--threads", o->threads,
+                     "Threads to integrate the batch on (0: all cores); overrides the config's "
+                     "`threads`. The samples do not depend on it")
+      ->check(CLI::Range(0, DriverOptions::kMaxThreads));
   commands.push_back({sample, [o] {
-                        return run_sample(o->config_path, o->out_path, o->summary_path, o->print_config);
+                        return run_sample(o->config_path, o->out_path, o->summary_path,
+                                          o->print_config, o->threads, o->grid_path);
                       }});
 }
 

@@ -5,6 +5,9 @@
 
 #include "commands.hpp"
 #include "diffsde/error.hpp"
+#ifdef DIFFSDE_HAVE_TORCH
+#include "diffsde/scores/torch_model.hpp"
+#endif
 
 int main(int argc, char** argv) {
   using namespace diffsde;
@@ -12,9 +15,17 @@ int main(int argc, char** argv) {
   CLI::App app{"diffsde: diffusion-model sampling as numerical integration of the VP-SDE"};
   app.require_subcommand(1);
 
+#ifdef DIFFSDE_HAVE_TORCH
+  enable_torch_models();
+#endif
   Commands commands;
   add_list_command(app, commands);
   add_sample_command(app, commands);
+  add_likelihood_command(app, commands);
+  add_train_command(app, commands);
+  add_sweep_command(app, commands);
+  add_merge_command(app, commands);
+  add_report_command(app, commands);
 
   try {
     app.parse(argc, argv);

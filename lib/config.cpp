@@ -24,8 +24,9 @@ json default_sample_config() {
 
 namespace {
 
-const std::vector<std::string> kSampleKeys = {"schedule", "model", "grid",  "solver", "batch",
-                                              "seed",     "first_sample", "init", "noise"};
+const std::vector<std::string> kSampleKeys = {"schedule", "model", "grid",  "solver",
+                                              "batch",    "seed",  "first_sample", "init",
+                                              "noise",    "threads"};
 
 std::uint64_t non_negative_integer(const json& v, const std::string& path) {
   if (v.is_number_unsigned()) return v.get<std::uint64_t>();
@@ -85,6 +86,13 @@ SampleConfig parse_sample_config(const json& config, const std::string& base_dir
   if (config.contains("seed")) out.seed = non_negative_integer(config.at("seed"), "seed");
   if (config.contains("first_sample"))
     out.first_sample = non_negative_integer(config.at("first_sample"), "first_sample");
+  if (config.contains("threads")) {
+    const auto n = non_negative_integer(config.at("threads"), "threads");
+    if (n > static_cast<std::uint64_t>(DriverOptions::kMaxThreads))
+      throw ConfigError("threads", "must be between 0 (all cores) and " +
+                                       std::to_string(DriverOptions::kMaxThreads));
+    out.threads = static_cast<int>(n);
+  }
   if (config.contains("init")) {
     const json& v = config.at("init");
     if (!v.is_string()) throw ConfigError("init", "expected the path of a .npy file");
@@ -163,8 +171,10 @@ SampleJob build_sample_job(const SampleConfig& config) {
 }
 
 Summary run_sample_job(SampleJob& job, const std::vector<Observer*>& observers) {
+  DriverOptions options;
+  options.threads = job.config.threads;
   return integrate(*job.solver, *job.schedule, *job.model, job.times, job.x, job.noise.get(),
-                   observers);
+                   observers, options);
 }
 
 nlohmann::json summary_json(const SampleJob& job, const Summary& summary) {
@@ -178,6 +188,7 @@ nlohmann::json summary_json(const SampleJob& job, const Summary& summary) {
               {"rejected", summary.rejected},
               {"draws", summary.draws},
               {"seconds", summary.seconds},
+              {"threads", summary.threads},
               {"t_start", summary.t_start},
               {"t_end", summary.t_end},
               {"batch", job.x.rows()},

@@ -86,6 +86,12 @@ void NoiseSource::brownian(double t0, double t1, StateRef out) {
   out *= std::sqrt(std::abs(t1 - t0));
 }
 
+std::unique_ptr<NoiseSource> NoiseSource::row_block(std::uint64_t /*batch*/,
+                                                    std::uint64_t /*first_row*/,
+                                                    std::uint64_t /*rows*/) const {
+  return nullptr;
+}
+
 // ----------------------------------------------------------------------------------------
 PhiloxNoise::PhiloxNoise(std::uint64_t seed, std::uint64_t first_sample, NoiseStream stream)
     : seed_(seed), first_sample_(first_sample), stream_(stream) {}
@@ -93,6 +99,15 @@ PhiloxNoise::PhiloxNoise(std::uint64_t seed, std::uint64_t first_sample, NoiseSt
 void PhiloxNoise::normal(StateRef out) {
   fill_normals(seed_, stream_, first_sample_, draw_index(draws_, "philox noise"), out);
   ++draws_;
+}
+
+// Row r of the batch is sample first_sample + r, whatever the batch.
+std::unique_ptr<NoiseSource> PhiloxNoise::row_block(std::uint64_t /*batch*/,
+                                                    std::uint64_t first_row,
+                                                    std::uint64_t /*rows*/) const {
+  auto block = std::make_unique<PhiloxNoise>(seed_, first_sample_ + first_row, stream_);
+  block->draws_ = draws_;
+  return block;
 }
 
 // ----------------------------------------------------------------------------------------
@@ -187,6 +202,15 @@ void BrownianTreeNoise::normal(StateRef out) {
   ++draws_;
 }
 
+std::unique_ptr<NoiseSource> BrownianTreeNoise::row_block(std::uint64_t /*batch*/,
+                                                          std::uint64_t first_row,
+                                                          std::uint64_t /*rows*/) const {
+  auto block =
+      std::make_unique<BrownianTreeNoise>(seed_, t_lo_, t_hi_, depth_, first_sample_ + first_row);
+  block->draws_ = draws_;
+  return block;
+}
+
 namespace {
 void check_in_range(double t, double lo, double hi) {
   if (!(t >= lo && t <= hi))
@@ -269,9 +293,14 @@ void BrownianTreeNoise::brownian_rows(double t0, double t1, std::uint64_t row0,
 
 // ----------------------------------------------------------------------------------------
 ReplayNoise::ReplayNoise(State data, std::size_t batch, std::size_t dim, std::string origin)
-    : data_(std::move(data)), batch_(batch), dim_(dim), origin_(std::move(origin)) {
-  if (static_cast<std::size_t>(data_.cols()) != batch_ * dim_)
-    throw Error("replay noise " + origin_ + ": each draw has " + std::to_string(data_.cols()) +
+    : data_(std::make_shared<const State>(std::move(data))),
+      batch_(batch),
+      dim_(dim),
+      row0_(0),
+      rows_(batch),
+      origin_(std::move(origin)) {
+  if (static_cast<std::size_t>(data_->cols()) != batch_ * dim_)
+    throw Error("replay noise " + origin_ + ": each draw has " + std::to_string(data_->cols()) +
                 " values but batch x dim = " + std::to_string(batch_) + " x " +
                 std::to_string(dim_) + " needs " + std::to_string(batch_ * dim_));
 }
@@ -292,21 +321,31 @@ std::unique_ptr<ReplayNoise> ReplayNoise::from_npy(const std::string& path) {
   return std::make_unique<ReplayNoise>(std::move(data), batch, dim, path);
 }
 
+std::unique_ptr<NoiseSource> ReplayNoise::row_block(std::uint64_t batch, std::uint64_t first_row,
+                                                    std::uint64_t rows) const {
+  if (batch != rows_ || first_row > rows_ || rows > rows_ - first_row) return nullptr;
+  auto block = std::make_unique<ReplayNoise>(*this);
+  block->row0_ = row0_ + static_cast<std::size_t>(first_row);
+  block->rows_ = static_cast<std::size_t>(rows);
+  return block;
+}
+
 void ReplayNoise::normal(StateRef out) {
   const auto rows = static_cast<std::size_t>(out.rows());
   const auto cols = static_cast<std::size_t>(out.cols());
-  if (rows != batch_ || cols != dim_)
+  if (rows != rows_ || cols != dim_)
     throw Error("replay noise " + origin_ + ": draws have shape (batch, dim) = " +
-                shape_string(batch_, dim_) + " but " + shape_string(rows, cols) + " was requested");
+                shape_string(rows_, dim_) + " but " + shape_string(rows, cols) + " was requested");
   if (draws_ >= available())
     throw Error("replay noise " + origin_ + " has " + std::to_string(available()) +
                 " draws; draw " + std::to_string(draws_ + 1) + " requested");
-  if (batch_ * dim_ == 0) {
+  if (rows_ * dim_ == 0) {
     ++draws_;
     return;
   }
-  const double* src = &data_(static_cast<Eigen::Index>(draws_), 0);
-  for (std::size_t i = 0; i < batch_; ++i)
+  const double* src =
+      &(*data_)(static_cast<Eigen::Index>(draws_), static_cast<Eigen::Index>(row0_ * dim_));
+  for (std::size_t i = 0; i < rows_; ++i)
     for (std::size_t j = 0; j < dim_; ++j)
       out(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = src[i * dim_ + j];
   ++draws_;

@@ -1,4 +1,5 @@
-// NumPy .npy reader and writer for little-endian float64/float32 C-order arrays.
+// NumPy .npy reader and writer for little-endian float64/float32 C-order arrays; the
+// reader also takes uint8 ('|u1', e.g. 8-bit images), converted to double.
 //
 // Format: NEP 1 / numpy.lib.format (https://numpy.org/doc/stable/reference/generated/
 // numpy.lib.format.html): the magic "\x93NUMPY", a major and minor version byte, the
@@ -222,7 +223,7 @@ enum class ByteOrder { little, native, big };
 
 // Maps a descr to a dtype, or throws naming what is unsupported.
 NpyDtype parse_descr(const std::string& file, const std::string& descr) {
-  const std::string supported = " (only float64 '<f8' and float32 '<f4')";
+  const std::string supported = " (only float64 '<f8', float32 '<f4' and uint8 '|u1')";
   std::string body = descr;
   ByteOrder order = ByteOrder::native;
   if (!body.empty() && (body[0] == '<' || body[0] == '>' || body[0] == '=' || body[0] == '|')) {
@@ -231,6 +232,7 @@ NpyDtype parse_descr(const std::string& file, const std::string& descr) {
                              : ByteOrder::native;
     body = body.substr(1);
   }
+  if (body == "u1") return NpyDtype::uint8;  // one byte: the byte order does not matter
   if (body != "f8" && body != "f4")
     throw IoError(file, "unsupported dtype '" + descr + "'" + supported);
   const bool little =
@@ -303,7 +305,7 @@ NpyArray read_npy(const std::string& path) {
       throw IoError(path, "shape " + shape_repr(a.shape) + " is too large");
     count *= d;
   }
-  const std::size_t item = dtype == NpyDtype::float64 ? 8 : 4;
+  const std::size_t item = dtype == NpyDtype::float64 ? 8 : dtype == NpyDtype::float32 ? 4 : 1;
   if (count > std::numeric_limits<std::size_t>::max() / item)
     throw IoError(path, "shape " + shape_repr(a.shape) + " is too large");
   const std::size_t expected = count * item;
@@ -317,7 +319,11 @@ NpyArray read_npy(const std::string& path) {
                             " needs " + std::to_string(expected) + " bytes)");
 
   a.data.resize(count);
-  if (dtype == NpyDtype::float64) {
+  if (dtype == NpyDtype::uint8) {
+    std::vector<unsigned char> bytes(count);
+    read_exact(f.get(), path, bytes.data(), expected, expected, 0, "data");
+    for (std::size_t i = 0; i < count; ++i) a.data[i] = static_cast<double>(bytes[i]);
+  } else if (dtype == NpyDtype::float64) {
     read_exact(f.get(), path, a.data.data(), expected, expected, 0, "data");
     if (!host_little_endian()) byteswap_in_place(a.data.data(), count);
   } else {
@@ -363,6 +369,7 @@ std::string npy_header(const std::vector<std::size_t>& shape, NpyDtype dtype) {
 }  // namespace
 
 void write_npy(const std::string& path, const NpyArray& array, NpyDtype dtype) {
+  if (dtype == NpyDtype::uint8) throw IoError(path, "uint8 .npy files are read, not written");
   std::size_t count = 1;
   for (std::size_t d : array.shape) {
     if (d != 0 && count > std::numeric_limits<std::size_t>::max() / d)

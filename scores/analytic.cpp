@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <sstream>
 #include <vector>
 
@@ -82,6 +83,22 @@ void check_out(const char* who, Eigen::Index rows, Eigen::Index cols, const Cons
   }
 }
 
+// eps_jvp's arguments: v and both outputs have the shape of x.
+void check_jvp_args(const char* who, const ConstStateRef& x, const ConstStateRef& v,
+                    const StateRef& eps_out, const StateRef& jvp_out) {
+  const auto check = [&](const char* what, Eigen::Index rows, Eigen::Index cols) {
+    if (rows != x.rows() || cols != x.cols()) {
+      std::ostringstream msg;
+      msg << who << ": " << what << " is " << rows << " x " << cols << ", expected " << x.rows()
+          << " x " << x.cols() << " (the shape of x)";
+      throw Error(msg.str());
+    }
+  };
+  check("v", v.rows(), v.cols());
+  check("eps_out", eps_out.rows(), eps_out.cols());
+  check("jvp_out", jvp_out.rows(), jvp_out.cols());
+}
+
 // sum_j log(v_j) as a log of running products (one log per ~100 factors instead of one
 // per factor), folding the product into the sum before it can leave double range.
 double sum_log(const double* v, Eigen::Index n) {
@@ -96,7 +113,7 @@ double sum_log(const double* v, Eigen::Index n) {
   return sum + std::log(product);
 }
 
-std::string shape(Eigen::Index rows, Eigen::Index cols) {
+std::string shape_text(Eigen::Index rows, Eigen::Index cols) {
   return std::to_string(rows) + " x " + std::to_string(cols);
 }
 
@@ -347,6 +364,17 @@ void GaussianModel::eps(const ConstStateRef& x, double t, StateRef out) const {
   out = (x.rowwise() - g.mu).rowwise() * g.coef;
 }
 
+void GaussianModel::eps_jvp(const ConstStateRef& x, double t, const ConstStateRef& v,
+                            StateRef eps_out, StateRef jvp_out) const {
+  check_x("GaussianModel::eps_jvp", x, dim());
+  check_jvp_args("GaussianModel::eps_jvp", x, v, eps_out, jvp_out);
+  const AlphaSigma as = alpha_sigma(*schedule_, t, "GaussianModel::eps_jvp");
+  // eps is affine in x with the diagonal Jacobian sigma / var_j.
+  const GaussianAt g = gaussian_at(mean_, std_, as, as.sigma);
+  eps_out = (x.rowwise() - g.mu).rowwise() * g.coef;
+  jvp_out = v.rowwise() * g.coef;
+}
+
 void GaussianModel::score(const ConstStateRef& x, double t, StateRef out) const {
   check_x("GaussianModel::score", x, dim());
   check_out("GaussianModel::score", out.rows(), out.cols(), x);
@@ -383,12 +411,12 @@ GmmModel::GmmModel(std::shared_ptr<const Schedule> schedule, Eigen::VectorXd wei
   const Eigen::Index K = weights_.size();
   if (K == 0) throw Error("GmmModel: no components (weights is empty)");
   if (means_.rows() != K)
-    throw Error("GmmModel: means is " + shape(means_.rows(), means_.cols()) + ", expected " +
+    throw Error("GmmModel: means is " + shape_text(means_.rows(), means_.cols()) + ", expected " +
                 std::to_string(K) + " rows (one per weight)");
   if (means_.cols() == 0) throw Error("GmmModel: means has no columns (dim must be >= 1)");
   if (stds_.rows() != K || stds_.cols() != means_.cols())
-    throw Error("GmmModel: stds is " + shape(stds_.rows(), stds_.cols()) + ", expected " +
-                shape(K, means_.cols()) + " (the shape of means)");
+    throw Error("GmmModel: stds is " + shape_text(stds_.rows(), stds_.cols()) + ", expected " +
+                shape_text(K, means_.cols()) + " (the shape of means)");
   for (Eigen::Index k = 0; k < K; ++k) {
     if (!(weights_(k) > 0.0) || !std::isfinite(weights_(k))) {
       std::ostringstream msg;
@@ -435,6 +463,65 @@ void GmmModel::eps(const ConstStateRef& x, double t, StateRef out) const {
   const AlphaSigma as = alpha_sigma(*schedule_, t, "GmmModel::eps");
   if (x.rows() == 0) return;
   run_mixture(weights_, means_, stds_, as, x, as.sigma, &out, nullptr);
+}
+
+// The Jacobian of the mixture's eps. With a_k = P_k (x - mu_k) (P_k = diag(prec_k)),
+// G = sum_k r_k a_k and grad r_k = r_k (G - a_k) (from r_k = softmax_k(l_k), grad l_k = -a_k):
+//   dG/dx = sum_k [r_k P_k + a_k grad r_k^T] = sum_k r_k P_k + G G^T - sum_k r_k a_k a_k^T,
+// the Hessian of -log p_t (symmetric). eps = sigma G, so J v = sigma dG/dx v. eps_out comes
+// from the same kernel as eps() (bit for bit); the product is a scalar loop over rows, with
+// the responsibilities computed with the largest l_k subtracted, as in the kernel.
+void GmmModel::eps_jvp(const ConstStateRef& x, double t, const ConstStateRef& v,
+                       StateRef eps_out, StateRef jvp_out) const {
+  check_x("GmmModel::eps_jvp", x, dim());
+  check_jvp_args("GmmModel::eps_jvp", x, v, eps_out, jvp_out);
+  const AlphaSigma as = alpha_sigma(*schedule_, t, "GmmModel::eps_jvp");
+  if (x.rows() == 0) return;
+  run_mixture(weights_, means_, stds_, as, x, as.sigma, &eps_out, nullptr);
+
+  const Eigen::Index K = means_.rows(), d = means_.cols();
+  // Constants (2 K d + K), then per row: a (K d), r (K), a_k . v (K), G (d).
+  const Eigen::Index constants = round_up8(2 * K * d + K);
+  double* buffer = scratch(static_cast<std::size_t>(constants + K * d + 2 * K + d));
+  const MixtureAt m = mixture_at(buffer, weights_, means_, stds_, as);
+  double* a = buffer + constants;
+  double* r = a + K * d;
+  double* av = r + K;
+  double* g = av + K;
+  for (Eigen::Index row = 0; row < x.rows(); ++row) {
+    double l_max = -std::numeric_limits<double>::infinity();
+    for (Eigen::Index k = 0; k < K; ++k) {
+      double q = 0.0;
+      for (Eigen::Index j = 0; j < d; ++j) {
+        const double diff = x(row, j) - m.mu[k * d + j];
+        a[k * d + j] = m.prec[k * d + j] * diff;
+        q += a[k * d + j] * diff;
+      }
+      r[k] = m.c[k] - 0.5 * q;  // l_k for now
+      l_max = std::max(l_max, r[k]);
+    }
+    double total = 0.0;
+    for (Eigen::Index k = 0; k < K; ++k) total += (r[k] = std::exp(r[k] - l_max));
+    for (Eigen::Index k = 0; k < K; ++k) r[k] /= total;
+    double gv = 0.0;
+    for (Eigen::Index j = 0; j < d; ++j) {
+      double gj = 0.0;
+      for (Eigen::Index k = 0; k < K; ++k) gj += r[k] * a[k * d + j];
+      g[j] = gj;
+      gv += gj * v(row, j);
+    }
+    for (Eigen::Index k = 0; k < K; ++k) {
+      double s = 0.0;
+      for (Eigen::Index j = 0; j < d; ++j) s += a[k * d + j] * v(row, j);
+      av[k] = s;
+    }
+    for (Eigen::Index j = 0; j < d; ++j) {
+      double hv = g[j] * gv;
+      for (Eigen::Index k = 0; k < K; ++k)
+        hv += r[k] * (m.prec[k * d + j] * v(row, j) - a[k * d + j] * av[k]);
+      jvp_out(row, j) = as.sigma * hv;
+    }
+  }
 }
 
 void GmmModel::score(const ConstStateRef& x, double t, StateRef out) const {

@@ -8,6 +8,7 @@
 #include "diffsde/model.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/scores/analytic.hpp"
+#include "diffsde/scores/torch_model.hpp"
 
 namespace diffsde {
 
@@ -106,7 +107,24 @@ json matrix_json(const Eigen::MatrixXd& m) {
   return rows;
 }
 
+ModelFactory& torchscript_factory() {
+  static ModelFactory factory;
+  return factory;
+}
+
+std::unique_ptr<Model> make_torchscript(const Params& params, const BuildContext& ctx) {
+  if (!torchscript_factory())
+    throw ConfigError(params.path_of("name"),
+                      "this program was built without LibTorch, so TorchScript models are not "
+                      "available (install libtorch-dev and configure with -DDIFFSDE_WITH_TORCH=ON; "
+                      "applications call diffsde::enable_torch_models() from diffsde::torch)");
+  return torchscript_factory()(params, ctx);
+}
+
 }  // namespace
+
+void set_torchscript_factory(ModelFactory factory) { torchscript_factory() = std::move(factory); }
+bool torch_models_enabled() { return static_cast<bool>(torchscript_factory()); }
 
 namespace builtin {
 
@@ -135,6 +153,30 @@ void register_models(Registry<Model>& registry) {
                   "component standard deviations (> 0), K x dim, or 1 x dim shared by all "
                   "components"}},
                 make_gmm});
+
+  registry.add({"torchscript",
+                "A TorchScript network file predicting eps, x0 or v from (x (B, *shape), t (B,)); "
+                "needs the LibTorch build",
+                {{"path", ParamType::string, nullptr, "the TorchScript file (.pt)"},
+                 {"shape", ParamType::numbers, nullptr,
+                  "per-sample shape, e.g. [1, 28, 28]; unset: from the file's diffsde.json metadata"},
+                 {"device", ParamType::string, "cpu", "where the network runs: cpu, cuda or cuda:N"},
+                 {"dtype", ParamType::string, "float32", "the network's dtype",
+                  {"float32", "float64"}},
+                 {"time_input", ParamType::string, nullptr,
+                  "what the network takes as t: continuous t, or the discrete index t N - 1 of a "
+                  "DDPM-trained network; unset: metadata, else continuous",
+                  {"continuous", "discrete"}},
+                 {"discrete_steps", ParamType::integer, nullptr,
+                  "N for discrete time input; unset: the vp_discrete schedule's N, else metadata"},
+                 {"prediction", ParamType::string, nullptr,
+                  "what the network predicts (converted to eps); unset: metadata, else eps",
+                  {"eps", "x0", "v"}},
+                 {"max_batch", ParamType::integer, 0,
+                  "evaluate larger batches in chunks of this many rows (0: whole batch)"},
+                 {"threads", ParamType::integer, 0,
+                  "LibTorch intra-op threads (0: LibTorch's default)"}},
+                make_torchscript});
 }
 
 }  // namespace builtin

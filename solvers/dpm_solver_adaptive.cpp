@@ -34,6 +34,7 @@ SolverTraits DpmSolverAdaptive::traits() const {
   t.name = "dpm_solver_adaptive";
   t.stochastic = false;
   t.adaptive = true;
+  t.batch_coupled = true;  // one step size for the whole batch
   t.order = options_.order;
   t.evals_per_step = options_.order;  // per attempt (order - 1 after a rejection)
   return t;

@@ -23,6 +23,7 @@ SolverTraits GgfSolver::traits() const {
   t.name = "ggf";
   t.stochastic = true;
   t.adaptive = true;
+  t.per_sample_steps = true;
   t.order = 1;  // weak
   t.evals_per_step = 2;
   t.noise_use =

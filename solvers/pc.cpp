@@ -7,6 +7,12 @@
 
 namespace diffsde {
 
+std::unique_ptr<Solver> PcSolver::clone() const {
+  auto predictor = predictor_->clone();
+  if (!predictor) return nullptr;
+  return std::make_unique<PcSolver>(std::move(predictor), options_);
+}
+
 PcSolver::PcSolver(std::unique_ptr<Solver> predictor, Options options)
     : predictor_(std::move(predictor)), options_(options) {
   if (!predictor_) throw Error("pc: needs a predictor");
@@ -20,6 +26,8 @@ SolverTraits PcSolver::traits() const {
   SolverTraits t;
   t.name = "pc";
   t.stochastic = true;
+  t.batch_coupled = p.batch_coupled || (options_.corrector == Corrector::langevin &&
+                                        options_.step_size == StepSize::batch_norms);
   if (options_.corrector == Corrector::none) {
     t.stochastic = p.stochastic;
     t.order = p.order;

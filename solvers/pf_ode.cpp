@@ -339,11 +339,16 @@ PfOdeSolver::PfOdeSolver(PfOdeOptions options) : options_(options) {
 
 PfOdeSolver::~PfOdeSolver() = default;
 
+std::unique_ptr<Solver> PfOdeSolver::clone() const {
+  return std::make_unique<PfOdeSolver>(options_);
+}
+
 SolverTraits PfOdeSolver::traits() const {
   SolverTraits t;
   t.name = "pf_ode";
   t.stochastic = false;
   t.adaptive = is_adaptive(options_.stepper);
+  t.batch_coupled = t.adaptive;  // one step size for the whole batch
   // Fixed steppers: evaluations per grid interval. Adaptive ones: per attempted step.
   switch (options_.stepper) {
     case PfOdeStepper::euler:

@@ -103,7 +103,8 @@ SraTableau SraTableau::sra3() {
 }
 
 SraSolver::SraSolver(const std::string& tableau)
-    : tableau_(tableau == "sra3" ? SraTableau::sra3() : SraTableau::sra1()),
+    : tableau_name_(tableau),
+      tableau_(tableau == "sra3" ? SraTableau::sra3() : SraTableau::sra1()),
       fallback_(SraTableau::sra1()) {
   if (tableau != "sra1" && tableau != "sra3")
     throw Error("sra: unknown tableau '" + tableau + "' (sra1 or sra3)");
@@ -127,6 +128,7 @@ SolverTraits SraSolver::traits() const {
 void SraSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
   check_decreasing(times, "sra");
   f_.assign(static_cast<std::size_t>(tableau_.stages), State(x.rows(), x.cols()));
+  g1_.assign(static_cast<std::size_t>(std::max(tableau_.stages, fallback_.stages)), 0.0);
   for (State* s : {&h_, &eps_, &dw_, &i10_, &w0_, &wa_, &wb_}) s->resize(x.rows(), x.cols());
 }
 
@@ -173,14 +175,13 @@ void SraSolver::run_tableau(SolverContext& context, const SraTableau& tab, doubl
   const Schedule& sch = context.schedule();
   const double h = t1 - t0, k = t0 - t1;
   const auto s = static_cast<std::size_t>(tab.stages);
-  std::vector<double> g1(s);
-  for (std::size_t j = 0; j < s; ++j) g1[j] = std::sqrt(sch.beta(t0 + tab.c1[j] * h));
+  for (std::size_t j = 0; j < s; ++j) g1_[j] = std::sqrt(sch.beta(t0 + tab.c1[j] * h));
   for (std::size_t i = 0; i < s; ++i) {
     h_ = x;
     double noise = 0;
     for (std::size_t j = 0; j < i; ++j) {
       if (tab.a0[i][j] != 0) h_ += (h * tab.a0[i][j]) * f_[j];
-      noise += tab.b0[i][j] * g1[j];
+      noise += tab.b0[i][j] * g1_[j];
     }
     if (noise != 0) h_ += (noise / k) * i10_;
     drift(context, h_, sch.at(t0 + tab.c0[i] * h), eps_, f_[i], "sra");
@@ -188,8 +189,8 @@ void SraSolver::run_tableau(SolverContext& context, const SraTableau& tab, doubl
   double c_dw = 0, c_i10 = 0;
   for (std::size_t i = 0; i < s; ++i) {
     x += (h * tab.alpha[i]) * f_[i];
-    c_dw += tab.beta1[i] * g1[i];
-    c_i10 += tab.beta2[i] * g1[i];
+    c_dw += tab.beta1[i] * g1_[i];
+    c_i10 += tab.beta2[i] * g1_[i];
   }
   x += c_dw * dw_ + (c_i10 / k) * i10_;
 }

@@ -20,7 +20,7 @@ expect_error() {
   "$bin" sample "$work/$name.json" --out "$work/$name.npy" > "$work/$name.out" 2> "$work/$name.err"
   local rc=$?
   [ "$rc" -eq "$rc_expected" ]; check "$name: exit code $rc, expected $rc_expected" $?
-  grep -qF -- "$needle" "$work/$name.err"; check "$name: stderr lacks '$needle': $(cat "$work/$name.err")" $?
+  grep -qF -- "$needle" "$work/$name.err"; rc=$?; check "$name: stderr lacks '$needle': $(cat "$work/$name.err")" $rc
   [ ! -e "$work/$name.npy" ]; check "$name: output file was written" $?
 }
 
@@ -29,7 +29,7 @@ good='{"schedule":{"name":"vp_linear"},"model":{"name":"gmm","weights":[0.5,0.5]
 # A good run writes a 16 x 2 float64 .npy and a summary with the required keys.
 printf '%s' "$good" > "$work/good.json"
 "$bin" sample "$work/good.json" --out "$work/good.npy" --summary "$work/good_summary.json" > "$work/good.out" 2>&1
-check "good config runs: $(cat "$work/good.out")" $?
+rc=$?; check "good config runs: $(cat "$work/good.out")" $rc
 head -c 128 "$work/good.npy" | grep -qF "'shape': (16, 2)"; check "good.npy has shape (16, 2)" $?
 for key in nfe steps seconds accepted rejected; do
   grep -q "\"$key\"" "$work/good_summary.json"; check "summary has $key" $?
@@ -39,6 +39,13 @@ grep -q '"nfe": 50' "$work/good_summary.json"; check "summary nfe is 50" $?
 # The same run again gives the same bytes (reproducible to the last bit).
 "$bin" sample "$work/good.json" --out "$work/good2.npy" > /dev/null 2>&1
 cmp -s "$work/good.npy" "$work/good2.npy"; check "two runs give identical samples" $?
+
+# Any thread count gives the same bytes, from the config's `threads` or from --threads.
+"$bin" sample "$work/good.json" --out "$work/good3.npy" --threads 3 > /dev/null 2>&1
+cmp -s "$work/good.npy" "$work/good3.npy"; check "--threads 3 gives identical samples" $?
+printf '%s' "${good/\"batch\":16/\"batch\":16,\"threads\":2}" > "$work/threads.json"
+"$bin" sample "$work/threads.json" --out "$work/good4.npy" > /dev/null 2>&1
+cmp -s "$work/good.npy" "$work/good4.npy"; check "threads 2 gives identical samples" $?
 
 # The embedded default runs without a config file.
 "$bin" sample --print-config | grep -q '"euler_maruyama"'; check "embedded default config" $?
@@ -64,9 +71,10 @@ expect_error unknown_key 2 "solvr: unknown key" "${good/\"solver\"/\"solvr\"}"
 expect_error unknown_solver 2 "solver.name: unknown solver 'nope'; known: " "${good/euler_maruyama/nope}"
 expect_error unknown_param 2 "schedule.beta2: unknown parameter" "${good/\"name\":\"vp_linear\"/\"name\":\"vp_linear\",\"beta2\":3}"
 expect_error wrong_type 2 "grid.steps: expected an integer" "${good/\"steps\":50/\"steps\":\"many\"}"
+expect_error bad_threads 2 "threads: must be between 0" "${good/\"batch\":16/\"batch\":16,\"threads\":5000}"
 expect_error bad_value 2 "grid.steps" "${good/\"steps\":50/\"steps\":0}"
 expect_error bad_shape 2 "model.means" "${good/\"means\":\[\[-1,0\],\[1,0\]\]/\"means\":[[-1,0]]}"
-expect_error missing_model 2 "model: is required" "${good/\"model\"/\"modl\"}"
+expect_error missing_model 2 "modl: unknown key" "${good/\"model\"/\"modl\"}"
 expect_error bad_batch 2 "batch" "${good/\"batch\":16/\"batch\":-3}"
 expect_error missing_init 2 "no_such_file.npy" "${good/\"seed\":0/\"seed\":0,\"init\":\"no_such_file.npy\"}"
 expect_error bad_json 2 "line 1, column" '{"schedule": {"name": "vp_linear",}}'
@@ -92,8 +100,18 @@ printf '%s' "${good/\"seed\":0/\"seed\":0,\"init\":\"nan.npy\"}" > "$work/nan.js
 echo "keep me" > "$work/kept.npy"
 "$bin" sample "$work/nan.json" --out "$work/kept.npy" 2> "$work/nan.err"
 [ $? -eq 1 ]; check "NaN run exits 1" $?
-grep -qF "step 0 (t = 1)" "$work/nan.err"; check "NaN error names step and t: $(cat "$work/nan.err")" $?
+grep -qF "step 0 (t = 1)" "$work/nan.err"; rc=$?; check "NaN error names step and t: $(cat "$work/nan.err")" $rc
 [ "$(cat "$work/kept.npy")" = "keep me" ]; check "existing output kept" $?
+
+# train: trains with LibTorch; without it, exits 2 and says how to get it.
+printf '%s' '{"data":{"name":"moons"},"network":{"name":"mlp","hidden":8,"layers":1,"embedding":8},"steps":2,"batch":8}' > "$work/tiny_train.json"
+"$bin" train "$work/tiny_train.json" --out "$work/tiny.pt" > "$work/train.out" 2> "$work/train.err"
+rc=$?
+if [ "$rc" -eq 0 ]; then
+  [ -s "$work/tiny.pt" ]; check "train wrote the model" $?
+else
+  [ "$rc" -eq 2 ] && grep -qF "without LibTorch" "$work/train.err"; rc=$?; check "train without LibTorch: rc $rc, $(cat "$work/train.err")" $rc
+fi
 
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -17,29 +17,14 @@
 
 #include "diffsde/error.hpp"
 #include "diffsde/npy.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace diffsde;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh folder under the system temp dir, removed with everything in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("diffsde_test_npy_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::size_t entries() const {
-    return static_cast<std::size_t>(std::distance(fs::directory_iterator(path), {}));
-  }
-};
+using diffsde::test::TempDir;
 
 std::string slurp(const std::string& file) {
   std::ifstream in(file, std::ios::binary);
@@ -212,7 +197,7 @@ TEST_CASE("Malformed npy files give an IoError naming the file and the problem",
       {"big-endian", npy_bytes("{'descr': '>f8', 'fortran_order': False, 'shape': (2, 3), }", d6),
        "unsupported dtype '>f8': big-endian"},
       {"int dtype", npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (2, 3), }", d6),
-       "unsupported dtype '<i8' (only float64 '<f8' and float32 '<f4')"},
+       "unsupported dtype '<i8' (only float64 '<f8', float32 '<f4' and uint8 '|u1')"},
       {"structured dtype",
        npy_bytes("{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (2,), }", d6),
        "structured dtypes are not supported"},

@@ -4,7 +4,7 @@
 //   {"schedule": {"name": "vp_linear"}, "model": {"name": "gmm", ...},
 //    "grid": {"name": "time_uniform", "steps": 50, "t_start": 1, "t_end": 1e-3},
 //    "solver": {"name": "euler_maruyama"}, "batch": 16, "seed": 0,
-//    "init": "x_T.npy", "noise": "draws.npy"}
+//    "init": "x_T.npy", "noise": "draws.npy", "threads": 2}
 #pragma once
 
 #include <cstdint>
@@ -37,6 +37,9 @@ struct SampleConfig {
   // (on the grid's time span), {"name": "replay", "path": "draws.npy"}; a bare string
   // is the path of a replay file.
   nlohmann::json noise;
+  // Threads to integrate the batch on (DriverOptions::threads; 0: all cores). The
+  // samples do not depend on it.
+  int threads = 1;
   // Relative file names are resolved against this folder (the config file's).
   std::string base_dir;
 };

@@ -10,7 +10,10 @@
 
 namespace diffsde {
 
-// What a run cost.
+// What a run cost. The counts are those of the whole batch on one thread, whatever the
+// number of threads: for a split run the driver takes them from one row block (every
+// block makes the same evaluations, steps and draws) or, for solvers that step each
+// sample on its own (SolverTraits::per_sample_steps), adds up the blocks' counts.
 struct Summary {
   std::string solver;
   long steps = 0;        // grid intervals done
@@ -20,7 +23,9 @@ struct Summary {
   std::uint64_t draws = 0;  // normal draws made from the noise source
   double seconds = 0;    // wall time of the integration
   double t_start = 0, t_end = 0;
-  // One line: "euler_maruyama: 50 steps, 50 NFE, 0 rejected, 50 draws, 0.0123 s".
+  int threads = 1;       // threads the run used (row blocks integrated side by side)
+  // One line: "euler_maruyama: 50 steps, 50 NFE, 50 accepted, 0 rejected, 50 draws,
+  // 0.0123 s", then ", 2 threads" when more than one.
   std::string brief_report() const;
 };
 
@@ -33,7 +38,9 @@ class Observer {
   virtual void on_finish(const Summary& /*summary*/) {}
 };
 
-// Keeps x at every grid time (the start included).
+// Keeps x at every grid time (the start included). Observers always see the whole
+// batch: a run on several threads gathers the row blocks after every step before
+// calling them.
 class TrajectoryObserver final : public Observer {
  public:
   void on_start(double t, const State& x) override;
@@ -49,10 +56,29 @@ class TrajectoryObserver final : public Observer {
 struct DriverOptions {
   // Stop with a NumericalError naming the step and t when x has a NaN or Inf.
   bool check_finite = true;
+  // Threads to integrate the batch on; 0: std::thread::hardware_concurrency(). The rows
+  // are split into that many contiguous blocks (at most one per row), each integrated
+  // on its own thread by its own copy of the solver (Solver::clone) with the noise
+  // source's rows of that block (NoiseSource::row_block). The samples, the summary's
+  // counts and the noise source's draw count come out bit for bit as on one thread. One
+  // thread is used when the solver couples the batch (SolverTraits::batch_coupled) or
+  // cannot be cloned, or when the noise source cannot give row blocks.
+  int threads = 1;
+  static constexpr int kMaxThreads = 1024;
+
+  // True when usable; otherwise false with the reason in *error.
+  bool is_valid(std::string* error = nullptr) const;
 };
 
 // Integrates x from times.front() to times.back() with `solver`. A stochastic solver
-// needs a noise source. Throws NumericalError on a non-finite state.
+// needs a noise source. Throws NumericalError on a non-finite state (on several
+// threads: the one of the first failing step, and of its first failing sample, as on
+// one thread; x then holds each block where it stopped).
+//
+// With more than one thread the model's eps is called from several threads at once (on
+// different rows), so it must be safe to call concurrently; the analytic models are.
+// Without observers each block runs through the whole grid on its own thread; with
+// observers the blocks advance one step at a time and are gathered into x in between.
 Summary integrate(Solver& solver, const Schedule& schedule, const Model& model,
                   const std::vector<double>& times, State& x, NoiseSource* noise,
                   const std::vector<Observer*>& observers = {},

@@ -1,9 +1,12 @@
 // The model interface: a noise prediction eps(x, t) for a batch at one time.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "diffsde/error.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/state.hpp"
 
@@ -15,9 +18,26 @@ class Model {
   virtual std::string name() const = 0;
   // Flattened size of one sample (the number of columns of the state).
   virtual int dim() const = 0;
+  // Per-sample shape (its product is dim()), e.g. {1, 28, 28} for an image network.
+  virtual std::vector<int> shape() const { return {dim()}; }
   // Noise prediction for every row of x at time t, written to out (same shape as x).
   // Must not depend on which other rows are in the batch.
   virtual void eps(const ConstStateRef& x, double t, StateRef out) const = 0;
+
+  // Jacobian-vector products of eps, for likelihoods (the divergence of the PF-ODE drift).
+  // True when eps_jvp is implemented (exactly: in closed form or by automatic
+  // differentiation, never by finite differences).
+  virtual bool has_jvp() const { return false; }
+  // For every row r, with J_r = d eps / d x at (x.row(r), t) (dim x dim):
+  //   eps_out.row(r) = eps(x.row(r), t),  jvp_out.row(r) = J_r v.row(r).
+  // x, v, eps_out and jvp_out are all batch x dim; the outputs must not alias x or v.
+  // Rows are independent, as for eps. The default throws Error naming the model.
+  virtual void eps_jvp(const ConstStateRef& /*x*/, double /*t*/, const ConstStateRef& /*v*/,
+                       StateRef /*eps_out*/, StateRef /*jvp_out*/) const {
+    throw Error("model '" + name() +
+                "' has no Jacobian-vector product of eps (eps_jvp); use a model that provides "
+                "one, or the finite-difference fallback");
+  }
 };
 
 // A model whose marginal densities p_t are known in closed form (analytic data
@@ -34,6 +54,10 @@ class AnalyticModel : public Model {
   // Mean and (diagonal-free) covariance of the data distribution p_0.
   virtual Eigen::VectorXd data_mean() const = 0;
   virtual Eigen::MatrixXd data_covariance() const = 0;
+  // n exact samples of the data distribution p_0: row i is sample first_sample + i,
+  // a function of (seed, that index) alone (Philox, NoiseStream::data), so any split of
+  // the rows gives the same samples.
+  virtual State sample_data(long n, std::uint64_t seed, std::uint64_t first_sample = 0) const = 0;
 
  protected:
   std::shared_ptr<const Schedule> schedule_;

@@ -17,6 +17,10 @@ enum class NoiseStream : std::uint32_t {
   init = 1,           // the initial x_T
   brownian_tree = 2,  // nodes of the Brownian tree
   user = 3,           // free for tests and applications
+  data = 4,           // exact data samples of analytic models (AnalyticModel::sample_data)
+  probe = 4,          // Hutchinson trace probes of the likelihood (draw = probe index)
+  dequantize = 5,     // uniform dequantization of 8-bit data in likelihoods
+  vlb = 6,            // the x_t draws of the variational bound's Monte Carlo terms
 };
 
 // Fills out[0..n) with standard normals for (seed, stream, sample, draw):
@@ -39,6 +43,17 @@ class NoiseSource {
   std::uint64_t draws() const { return draws_; }
   // Starts again from draw 0.
   virtual void reset() { draws_ = 0; }
+  // Counts n draws as made without making them (after the row blocks of a split run
+  // made them), so that the next draw follows on.
+  void skip(std::uint64_t n) { draws_ += n; }
+
+  // A source for rows first_row .. first_row + rows - 1 of a batch of `batch` rows, at
+  // this source's draw count: its draws, increments and tree values are exactly those
+  // rows of what this source would give that batch, bit for bit. The driver integrates
+  // a batch in such row blocks on several threads. nullptr where the source cannot
+  // (the default; the driver then uses one thread).
+  virtual std::unique_ptr<NoiseSource> row_block(std::uint64_t batch, std::uint64_t first_row,
+                                                 std::uint64_t rows) const;
 
  protected:
   std::uint64_t draws_ = 0;
@@ -51,6 +66,8 @@ class PhiloxNoise final : public NoiseSource {
                        NoiseStream stream = NoiseStream::solver);
   std::string name() const override { return "philox"; }
   void normal(StateRef out) override;
+  std::unique_ptr<NoiseSource> row_block(std::uint64_t batch, std::uint64_t first_row,
+                                         std::uint64_t rows) const override;
 
  private:
   std::uint64_t seed_, first_sample_;
@@ -69,6 +86,8 @@ class BrownianTreeNoise final : public NoiseSource {
   std::string name() const override { return "brownian_tree"; }
   void normal(StateRef out) override;
   void brownian(double t0, double t1, StateRef out) override;
+  std::unique_ptr<NoiseSource> row_block(std::uint64_t batch, std::uint64_t first_row,
+                                         std::uint64_t rows) const override;
   // W(t) - W(t_lo) for every sample; W(t_lo) = 0.
   void value(double t, StateRef out) const;
   // The same for a sub-batch: row r of `out` is sample first_sample + row0 + r (used by
@@ -87,7 +106,7 @@ class BrownianTreeNoise final : public NoiseSource {
 
 // Replays standard-normal draws from an array of shape (draws, batch, dim): draw k
 // is slice k. Running out of draws, or a batch/dim that does not match, is an Error
-// naming the source file.
+// naming the source file. Row blocks share the array.
 class ReplayNoise final : public NoiseSource {
  public:
   // data: draws x (batch * dim), row k = slice k flattened in C order.
@@ -95,11 +114,15 @@ class ReplayNoise final : public NoiseSource {
   static std::unique_ptr<ReplayNoise> from_npy(const std::string& path);
   std::string name() const override { return "replay"; }
   void normal(StateRef out) override;
-  std::size_t available() const { return static_cast<std::size_t>(data_.rows()); }
+  // Only for a batch of the file's batch size.
+  std::unique_ptr<NoiseSource> row_block(std::uint64_t batch, std::uint64_t first_row,
+                                         std::uint64_t rows) const override;
+  std::size_t available() const { return static_cast<std::size_t>(data_->rows()); }
 
  private:
-  State data_;
-  std::size_t batch_, dim_;
+  std::shared_ptr<const State> data_;
+  std::size_t batch_, dim_;    // the file's batch and dim
+  std::size_t row0_, rows_;    // the rows of the file's batch this source gives
   std::string origin_;
 };
 

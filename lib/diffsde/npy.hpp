@@ -10,7 +10,8 @@
 
 namespace diffsde {
 
-enum class NpyDtype { float64, float32 };
+// uint8 is read (converted to double), never written.
+enum class NpyDtype { float64, float32, uint8 };
 
 struct NpyArray {
   std::vector<std::size_t> shape;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,15 @@ struct SolverTraits {
   int warmup_steps = 0;
   // Where the noise goes, for reproducing runs of other frameworks from replayed draws.
   std::string noise_use;
+  // A sample's result depends on the other samples of its batch (one step size for the
+  // whole batch, norms averaged over the batch). The driver never splits such a run
+  // across threads.
+  bool batch_coupled = false;
+  // Steps each sample on its own (per-sample step sizes, the model called per sample):
+  // NFE and accepted/rejected counts are sums over the samples, so a run split into row
+  // blocks adds up its blocks' counts. Otherwise every block makes the same evaluations
+  // and steps as the whole batch.
+  bool per_sample_steps = false;
 };
 
 // What a solver may use during a run. Counts model evaluations and accepted/rejected
@@ -72,6 +82,10 @@ class Solver {
  public:
   virtual ~Solver() = default;
   virtual SolverTraits traits() const = 0;
+  // A new solver with the same parameters and no run state, for integrating another
+  // block of the batch on another thread. nullptr (the default) where the solver cannot
+  // be re-made: the driver then runs it on one thread.
+  virtual std::unique_ptr<Solver> clone() const { return nullptr; }
   // Called once before the first step: allocate work arrays for x's shape, reset any
   // history. `times` is the whole grid.
   virtual void init(SolverContext& /*context*/, const State& /*x*/,

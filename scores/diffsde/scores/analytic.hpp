@@ -18,10 +18,15 @@ class GaussianModel final : public AnalyticModel {
   std::string name() const override { return "gaussian"; }
   int dim() const override { return static_cast<int>(mean_.size()); }
   void eps(const ConstStateRef& x, double t, StateRef out) const override;
+  // J = d eps / d x = diag(sigma / var_j): jvp_j = sigma v_j / var_j.
+  bool has_jvp() const override { return true; }
+  void eps_jvp(const ConstStateRef& x, double t, const ConstStateRef& v, StateRef eps_out,
+               StateRef jvp_out) const override;
   void log_density(const ConstStateRef& x, double t, Eigen::Ref<BatchVector> out) const override;
   void score(const ConstStateRef& x, double t, StateRef out) const override;
   Eigen::VectorXd data_mean() const override { return mean_; }
   Eigen::MatrixXd data_covariance() const override;
+  State sample_data(long n, std::uint64_t seed, std::uint64_t first_sample = 0) const override;
   const Eigen::VectorXd& mean() const { return mean_; }
   const Eigen::VectorXd& std() const { return std_; }
 
@@ -41,10 +46,16 @@ class GmmModel final : public AnalyticModel {
   std::string name() const override { return "gmm"; }
   int dim() const override { return static_cast<int>(means_.cols()); }
   void eps(const ConstStateRef& x, double t, StateRef out) const override;
+  // J = sigma [sum_k r_k P_k + G G^T - sum_k r_k a_k a_k^T] (see analytic.cpp), applied to
+  // v without forming J: O(K dim) per row.
+  bool has_jvp() const override { return true; }
+  void eps_jvp(const ConstStateRef& x, double t, const ConstStateRef& v, StateRef eps_out,
+               StateRef jvp_out) const override;
   void log_density(const ConstStateRef& x, double t, Eigen::Ref<BatchVector> out) const override;
   void score(const ConstStateRef& x, double t, StateRef out) const override;
   Eigen::VectorXd data_mean() const override;
   Eigen::MatrixXd data_covariance() const override;
+  State sample_data(long n, std::uint64_t seed, std::uint64_t first_sample = 0) const override;
   const Eigen::VectorXd& weights() const { return weights_; }
   const Eigen::MatrixXd& means() const { return means_; }
   const Eigen::MatrixXd& stds() const { return stds_; }

@@ -64,6 +64,7 @@ class DdimSolver final : public Solver {
 
   explicit DdimSolver(Options options);
   SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<DdimSolver>(options_); }
   void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
 

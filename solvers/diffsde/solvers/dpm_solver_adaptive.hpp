@@ -41,6 +41,9 @@ class DpmSolverAdaptive final : public Solver {
 
   explicit DpmSolverAdaptive(Options options);
   SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override {
+    return std::make_unique<DpmSolverAdaptive>(options_);
+  }
   void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
 

@@ -13,6 +13,7 @@ namespace diffsde {
 class EulerMaruyamaSolver final : public Solver {
  public:
   SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<EulerMaruyamaSolver>(); }
   void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
 

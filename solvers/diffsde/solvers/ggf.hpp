@@ -24,6 +24,7 @@ class GgfSolver final : public Solver {
  public:
   explicit GgfSolver(GgfOptions options = {});
   SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<GgfSolver>(opt_); }
   void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
 

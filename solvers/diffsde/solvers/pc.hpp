@@ -44,6 +44,8 @@ class PcSolver final : public Solver {
   // snr <= 0 or n_steps < 1.
   PcSolver(std::unique_ptr<Solver> predictor, Options options);
   SolverTraits traits() const override;
+  // A PcSolver around a clone of the predictor (nullptr if the predictor has none).
+  std::unique_ptr<Solver> clone() const override;
   void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
 

@@ -68,6 +68,8 @@ class PfOdeSolver final : public Solver {
 
   const PfOdeOptions& options() const { return options_; }
   SolverTraits traits() const override;
+  // A new solver with the same options (the engine is made afresh by init).
+  std::unique_ptr<Solver> clone() const override;
   // Checks the grid (strictly monotone, every time > 0; uniform for
   // adams_bashforth_moulton), allocates the stepper's work arrays and resets its history
   // and step size.

@@ -27,6 +27,9 @@ ReverseDiffusionCoefficients reverse_diffusion_coefficients(const ScheduleAt& s0
 class ReverseDiffusionSolver final : public Solver {
  public:
   SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override {
+    return std::make_unique<ReverseDiffusionSolver>();
+  }
   void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
 

@@ -16,6 +16,9 @@ namespace diffsde {
 class StochasticHeunSolver final : public Solver {
  public:
   SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override {
+    return std::make_unique<StochasticHeunSolver>();
+  }
   void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
 
@@ -37,14 +40,19 @@ class SraSolver final : public Solver {
  public:
   explicit SraSolver(const std::string& tableau = "sra1");
   SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override {
+    return std::make_unique<SraSolver>(tableau_name_);
+  }
   void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
 
  private:
   void increments(SolverContext& context, double t0, double t1);
   void run_tableau(SolverContext& context, const SraTableau& tab, double t0, double t1, State& x);
+  std::string tableau_name_;
   SraTableau tableau_, fallback_;
   std::vector<State> f_;
+  std::vector<double> g1_;  // diffusion coefficient sqrt(beta) at each stage time
   State h_, eps_, dw_, i10_, w0_, wa_, wb_;
 };
 

@@ -1,0 +1,499 @@
+// PF-ODE likelihoods (see likelihood.hpp and docs/likelihood.md).
+//
+// Each sample's augmented ODE is small (d + K values), so its state is a plain
+// std::vector<double> under odeint's default range algebra: this translation unit needs
+// none of odeint's Eigen adapter, which stays in solvers/pf_ode.cpp alone.
+#include "diffsde/likelihood.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <boost/numeric/odeint/stepper/adams_bashforth_moulton.hpp>
+#include <boost/numeric/odeint/stepper/bulirsch_stoer.hpp>
+#include <boost/numeric/odeint/stepper/controlled_runge_kutta.hpp>
+#include <boost/numeric/odeint/stepper/euler.hpp>
+#include <boost/numeric/odeint/stepper/runge_kutta4.hpp>
+#include <boost/numeric/odeint/stepper/runge_kutta_cash_karp54.hpp>
+#include <boost/numeric/odeint/stepper/runge_kutta_dopri5.hpp>
+#include <boost/numeric/odeint/stepper/runge_kutta_fehlberg78.hpp>
+#include <chrono>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "diffsde/error.hpp"
+#include "diffsde/noise.hpp"
+
+namespace diffsde {
+
+namespace odeint = boost::numeric::odeint;
+
+namespace {
+
+constexpr double kLog2Pi = 1.8378770664093454835606594728112;  // log(2 pi)
+constexpr double kLn2 = 0.69314718055994530941723212145818;
+
+template <class Enum>
+Enum from_string(const std::string& s, const std::vector<Enum>& all, const char* what) {
+  std::string known;
+  for (Enum e : all) {
+    if (to_string(e) == s) return e;
+    known += (known.empty() ? "" : ", ") + to_string(e);
+  }
+  throw Error("unknown " + std::string(what) + " '" + s + "'; known: " + known);
+}
+
+using Vec = std::vector<double>;
+
+// ---------------------------------------------------------------------------------
+// The augmented right-hand side of one sample: y = (x, D_1..D_m), m = 1 (exact trace) or
+// K (Hutchinson). One evaluation is one eps_jvp call on `rows` copies of x, one direction
+// per row: the unit vectors (exact) or the sample's probes.
+class AugmentedRhs {
+ public:
+  AugmentedRhs(const Model& model, const Schedule& schedule, const LikelihoodOptions& options)
+      : model_(model), schedule_(schedule), options_(options), d_(model.dim()) {
+    const bool exact = options.trace == TraceMethod::exact;
+    rows_ = exact ? d_ : options.probes;
+    accumulators_ = exact ? 1 : options.probes;
+    x_.resize(rows_, d_);
+    v_.resize(rows_, d_);
+    eps_.resize(rows_, d_);
+    jvp_.resize(rows_, d_);
+    if (exact) v_.matrix().setIdentity();
+  }
+
+  int size() const { return d_ + accumulators_; }
+  int accumulators() const { return accumulators_; }
+
+  // Draws the probes of sample `sample` (Hutchinson): probe k is draw k of the probe stream.
+  void set_sample(std::uint64_t sample) {
+    nfe_ = 0;
+    if (options_.trace == TraceMethod::exact) return;
+    for (int k = 0; k < rows_; ++k) {
+      philox_normals(options_.seed, NoiseStream::probe, sample, static_cast<std::uint32_t>(k),
+                     v_.row(k).data(), d_);
+      if (options_.distribution == ProbeDistribution::rademacher)
+        for (int j = 0; j < d_; ++j) v_(k, j) = v_(k, j) < 0.0 ? -1.0 : 1.0;
+    }
+  }
+
+  void operator()(const Vec& y, Vec& dydt, double t) {
+    const ScheduleAt s = schedule_.at(t);
+    const Eigen::Map<const Eigen::Array<double, 1, Eigen::Dynamic>> x(y.data(), d_);
+    x_.rowwise() = x;
+    if (options_.jvp == JvpMethod::model)
+      model_.eps_jvp(x_, t, v_, eps_, jvp_);
+    else
+      eps_jvp_finite_difference(model_, x_, t, v_, eps_, jvp_, options_.fd_step);
+    ++nfe_;
+    const double half_beta = 0.5 * s.beta;
+    const double c = half_beta / s.sigma;  // beta / (2 sigma)
+    for (int j = 0; j < d_; ++j)
+      dydt[static_cast<std::size_t>(j)] =
+          -half_beta * y[static_cast<std::size_t>(j)] + c * eps_(0, j);
+    // The identity part of div f is exact (-beta/2 d); only tr(d eps/dx) is estimated.
+    const double linear = -half_beta * static_cast<double>(d_);
+    if (options_.trace == TraceMethod::exact) {
+      dydt[static_cast<std::size_t>(d_)] = linear + c * jvp_.matrix().trace();
+    } else {
+      for (int k = 0; k < accumulators_; ++k)
+        dydt[static_cast<std::size_t>(d_ + k)] = linear + c * (v_.row(k) * jvp_.row(k)).sum();
+    }
+  }
+
+  long nfe() const { return nfe_; }
+
+ private:
+  const Model& model_;
+  const Schedule& schedule_;
+  const LikelihoodOptions& options_;
+  int d_, rows_ = 0, accumulators_ = 0;
+  State x_, v_, eps_, jvp_;
+  long nfe_ = 0;
+};
+
+// odeint copies systems by value; this one refers to the thread's right-hand side.
+struct RhsRef {
+  AugmentedRhs* rhs;
+  void operator()(const Vec& y, Vec& dydt, double t) const { (*rhs)(y, dydt, t); }
+};
+
+struct StepCounts {
+  long accepted = 0, rejected = 0;
+};
+
+// A step that failed: where, and why (turned into a NumericalError naming the sample).
+struct StepFailure {
+  long step;
+  double t;
+  std::string message;
+};
+
+bool all_finite(const Vec& y) {
+  for (double v : y)
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------
+// Engines: one odeint stepper each, reused across the samples of one thread.
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // Integrates y from t0 to t1 (> t0), landing exactly on t1; restarts all history first.
+  virtual StepCounts integrate(RhsRef rhs, Vec& y, double t0, double t1) = 0;
+};
+
+// One do_step per uniform interval.
+template <class Stepper, bool kHistory>
+class FixedEngine final : public Engine {
+ public:
+  explicit FixedEngine(long steps) : steps_(steps) {}
+  StepCounts integrate(RhsRef rhs, Vec& y, double t0, double t1) override {
+    if constexpr (kHistory) stepper_.reset();
+    const double h = (t1 - t0) / static_cast<double>(steps_);
+    for (long i = 0; i < steps_; ++i) {
+      const double t = t0 + static_cast<double>(i) * h;
+      const double t_next = i + 1 == steps_ ? t1 : t0 + static_cast<double>(i + 1) * h;
+      stepper_.do_step(rhs, y, t, t_next - t);
+      if (!all_finite(y)) throw StepFailure{i + 1, t_next, "the augmented state is not finite"};
+    }
+    return {steps_, 0};
+  }
+
+ private:
+  long steps_;
+  Stepper stepper_;
+};
+
+// Controlled steps with try_step, the last one clipped to land on t1 (as pf_ode does).
+template <class Stepper, bool kReset>
+class AdaptiveEngine final : public Engine {
+ public:
+  template <class... Args>
+  explicit AdaptiveEngine(double h_init, Args&&... args)
+      : stepper_(std::forward<Args>(args)...), h_init_(h_init) {}
+
+  StepCounts integrate(RhsRef rhs, Vec& y, double t0, double t1) override {
+    if constexpr (kReset) stepper_.reset();
+    StepCounts counts;
+    double t = t0;
+    double dt = std::min(h_init_, t1 - t0);
+    long attempts = 0;
+    while (t != t1) {
+      if (++attempts > kMaxAttempts)
+        throw StepFailure{counts.accepted, t,
+                          "more than " + std::to_string(kMaxAttempts) +
+                              " step attempts; the tolerance may be too tight for this model"};
+      const double remaining = t1 - t;
+      const bool last = dt >= remaining;
+      double dt_try = last ? remaining : dt;
+      if (stepper_.try_step(rhs, y, t, dt_try) == odeint::success) {
+        ++counts.accepted;
+        if (!all_finite(y))
+          throw StepFailure{counts.accepted, last ? t1 : t, "the augmented state is not finite"};
+        if (last) t = t1;  // exactly
+        dt = last ? std::max(dt, dt_try) : dt_try;
+      } else {
+        ++counts.rejected;
+        dt = dt_try;
+        if (!(dt > kMinRelativeStep * std::max(1.0, std::fabs(t))))
+          throw StepFailure{counts.accepted, t,
+                            "step size underflow (dt = " + format_double(dt) +
+                                "): the error estimate stays too large (non-finite values, "
+                                "or a tolerance below rounding)"};
+      }
+    }
+    return counts;
+  }
+
+ private:
+  static constexpr long kMaxAttempts = 1000000;
+  static constexpr double kMinRelativeStep = 16 * std::numeric_limits<double>::epsilon();
+  Stepper stepper_;
+  double h_init_;
+};
+
+using Checker =
+    odeint::default_error_checker<double, odeint::range_algebra, odeint::default_operations>;
+template <class ErrorStepper>
+using Controlled = odeint::controlled_runge_kutta<ErrorStepper, Checker>;
+
+std::unique_ptr<Engine> make_engine(const LikelihoodOptions& o) {
+  const Checker checker(o.ode.atol, o.ode.rtol);
+  const double h = o.ode.h_init;
+  switch (o.ode.stepper) {
+    case PfOdeStepper::euler:
+      return std::make_unique<FixedEngine<odeint::euler<Vec>, false>>(o.steps);
+    case PfOdeStepper::rk4:
+      return std::make_unique<FixedEngine<odeint::runge_kutta4<Vec>, false>>(o.steps);
+    case PfOdeStepper::adams_bashforth_moulton:
+      return std::make_unique<FixedEngine<odeint::adams_bashforth_moulton<4, Vec>, true>>(o.steps);
+    case PfOdeStepper::cash_karp54:
+      return std::make_unique<
+          AdaptiveEngine<Controlled<odeint::runge_kutta_cash_karp54<Vec>>, false>>(h, checker);
+    case PfOdeStepper::dopri5:
+      return std::make_unique<AdaptiveEngine<Controlled<odeint::runge_kutta_dopri5<Vec>>, true>>(
+          h, checker);
+    case PfOdeStepper::fehlberg78:
+      return std::make_unique<
+          AdaptiveEngine<Controlled<odeint::runge_kutta_fehlberg78<Vec>>, false>>(h, checker);
+    case PfOdeStepper::bulirsch_stoer:
+      return std::make_unique<AdaptiveEngine<odeint::bulirsch_stoer<Vec>, true>>(h, o.ode.atol,
+                                                                                 o.ode.rtol);
+  }
+  throw Error("likelihood: unknown stepper");
+}
+
+// Mean and standard error of the mean of n values.
+std::pair<double, double> mean_stderr(const double* v, int n) {
+  double mean = 0.0;
+  for (int i = 0; i < n; ++i) mean += v[i];
+  mean /= n;
+  if (n < 2) return {mean, 0.0};
+  double ss = 0.0;
+  for (int i = 0; i < n; ++i) ss += (v[i] - mean) * (v[i] - mean);
+  return {mean, std::sqrt(ss / (n - 1) / n)};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+// Names
+
+std::string to_string(TraceMethod method) {
+  return method == TraceMethod::exact ? "exact" : "hutchinson";
+}
+std::string to_string(ProbeDistribution distribution) {
+  return distribution == ProbeDistribution::rademacher ? "rademacher" : "gaussian";
+}
+std::string to_string(JvpMethod method) {
+  return method == JvpMethod::model ? "model" : "finite_difference";
+}
+std::string to_string(DataKind kind) {
+  return kind == DataKind::continuous ? "continuous" : "image8";
+}
+TraceMethod trace_method_from_string(const std::string& s) {
+  return from_string(s, std::vector<TraceMethod>{TraceMethod::exact, TraceMethod::hutchinson},
+                     "trace method");
+}
+ProbeDistribution probe_distribution_from_string(const std::string& s) {
+  return from_string(
+      s, std::vector<ProbeDistribution>{ProbeDistribution::rademacher, ProbeDistribution::gaussian},
+      "probe distribution");
+}
+JvpMethod jvp_method_from_string(const std::string& s) {
+  return from_string(s, std::vector<JvpMethod>{JvpMethod::model, JvpMethod::finite_difference},
+                     "jvp method");
+}
+DataKind data_kind_from_string(const std::string& s) {
+  return from_string(s, std::vector<DataKind>{DataKind::continuous, DataKind::image8}, "data kind");
+}
+
+// ---------------------------------------------------------------------------------
+// Options
+
+bool LikelihoodOptions::is_valid(std::string* error) const {
+  auto fail = [&](const std::string& message) {
+    if (error != nullptr) *error = message;
+    return false;
+  };
+  std::string ode_error;
+  if (!ode.is_valid(&ode_error)) return fail(ode_error);
+  if (!is_adaptive(ode.stepper) && steps < 1)
+    return fail("steps must be >= 1, got " + std::to_string(steps));
+  if (!(t_min > 0) || !std::isfinite(t_min))
+    return fail("t_min must be finite and > 0 (the ODE divides by sigma(t), 0 at t = 0), got " +
+                format_double(t_min));
+  if (!std::isfinite(t_max)) return fail("t_max must be finite, got " + format_double(t_max));
+  if (trace == TraceMethod::hutchinson && probes < 2)
+    return fail("probes must be >= 2 (a standard error needs two), got " + std::to_string(probes));
+  if (jvp == JvpMethod::finite_difference && (!(fd_step > 0) || !std::isfinite(fd_step)))
+    return fail("fd_step must be finite and > 0, got " + format_double(fd_step));
+  if (threads < 1) return fail("threads must be >= 1, got " + std::to_string(threads));
+  return true;
+}
+
+// ---------------------------------------------------------------------------------
+// Helpers
+
+double standard_normal_log_density(const double* x, int dim) {
+  double ss = 0.0;
+  for (int j = 0; j < dim; ++j) ss += x[j] * x[j];
+  return -0.5 * (static_cast<double>(dim) * kLog2Pi + ss);
+}
+
+double dequantization_offset_nats(int dim, DataKind kind) {
+  return kind == DataKind::image8 ? static_cast<double>(dim) * std::log(127.5) : 0.0;
+}
+
+double bits_per_dim(double nll, int dim, DataKind kind) {
+  return (nll + dequantization_offset_nats(dim, kind)) / (static_cast<double>(dim) * kLn2);
+}
+
+std::vector<int> image8_levels(const State& data) {
+  std::vector<int> levels(static_cast<std::size_t>(data.size()));
+  for (Eigen::Index r = 0; r < data.rows(); ++r) {
+    for (Eigen::Index c = 0; c < data.cols(); ++c) {
+      const double x = data(r, c);
+      const double k = std::nearbyint((x + 1.0) * 127.5);
+      if (!std::isfinite(x) || k < 0 || k > 255 || std::fabs(x - (k / 127.5 - 1.0)) > 1e-6)
+        throw Error("row " + std::to_string(r) + ", column " + std::to_string(c) + ": value " +
+                    format_double(x) +
+                    " is not an 8-bit level k / 127.5 - 1 (k = 0..255) within 1e-6");
+      levels[static_cast<std::size_t>(r * data.cols() + c)] = static_cast<int>(k);
+    }
+  }
+  return levels;
+}
+
+State dequantize_image8(const State& data, std::uint64_t seed, std::uint64_t first_sample) {
+  const std::vector<int> levels = image8_levels(data);
+  State out(data.rows(), data.cols());
+  std::vector<double> z(static_cast<std::size_t>(data.cols()));
+  for (Eigen::Index r = 0; r < data.rows(); ++r) {
+    philox_normals(seed, NoiseStream::dequantize, first_sample + static_cast<std::uint64_t>(r), 0,
+                   z.data(), static_cast<int>(data.cols()));
+    for (Eigen::Index c = 0; c < data.cols(); ++c) {
+      // Phi(z) is uniform on (0, 1); the bin of level k is [k - 1/2, k + 1/2) / 127.5 - 1.
+      const double u = 0.5 * std::erfc(-z[static_cast<std::size_t>(c)] / std::sqrt(2.0));
+      const int k = levels[static_cast<std::size_t>(r * data.cols() + c)];
+      out(r, c) = (static_cast<double>(k) + u - 0.5) / 127.5 - 1.0;
+    }
+  }
+  return out;
+}
+
+void eps_jvp_finite_difference(const Model& model, const ConstStateRef& x, double t,
+                               const ConstStateRef& v, StateRef eps_out, StateRef jvp_out,
+                               double fd_step) {
+  if (v.rows() != x.rows() || v.cols() != x.cols() || eps_out.rows() != x.rows() ||
+      eps_out.cols() != x.cols() || jvp_out.rows() != x.rows() || jvp_out.cols() != x.cols())
+    throw Error("eps_jvp_finite_difference: x, v, eps_out and jvp_out must have one shape");
+  model.eps(x, t, eps_out);
+  const Eigen::Index n = x.rows();
+  BatchVector norm = v.matrix().rowwise().norm().array();
+  BatchVector h(n);
+  State plus(n, x.cols()), minus(n, x.cols());
+  for (Eigen::Index r = 0; r < n; ++r) {
+    h(r) = fd_step * (1.0 + x.row(r).abs().maxCoeff());
+    const double scale = norm(r) > 0 ? h(r) / norm(r) : 0.0;
+    plus.row(r) = x.row(r) + scale * v.row(r);
+    minus.row(r) = x.row(r) - scale * v.row(r);
+  }
+  model.eps(plus, t, plus);
+  model.eps(minus, t, minus);
+  for (Eigen::Index r = 0; r < n; ++r)
+    jvp_out.row(r) = (plus.row(r) - minus.row(r)) * (norm(r) / (2.0 * h(r)));
+}
+
+// ---------------------------------------------------------------------------------
+// The likelihood
+
+LikelihoodResult pf_ode_likelihood(const Model& model, const Schedule& schedule, const State& data,
+                                   const LikelihoodOptions& options) {
+  std::string error;
+  if (!options.is_valid(&error)) throw Error("likelihood: " + error);
+  const int d = model.dim();
+  if (data.cols() != d)
+    throw Error("likelihood: the data has " + std::to_string(data.cols()) +
+                " columns, the model's dim is " + std::to_string(d));
+  if (options.jvp == JvpMethod::model && !model.has_jvp())
+    throw Error("likelihood: model '" + model.name() +
+                "' has no Jacobian-vector product (eps_jvp); the finite-difference fallback "
+                "(jvp: finite_difference) can stand in for it");
+  const double t_max = options.t_max > 0 ? options.t_max : schedule.t_max();
+  if (!(t_max > options.t_min) || t_max > schedule.t_max())
+    throw Error("likelihood: need t_min < t_max <= the schedule's t_max = " +
+                format_double(schedule.t_max()) + ", got t_min = " + format_double(options.t_min) +
+                " and t_max = " + format_double(t_max));
+
+  const auto start = std::chrono::steady_clock::now();
+  const Eigen::Index n = data.rows();
+  LikelihoodResult result;
+  result.t_min = options.t_min;
+  result.t_max = t_max;
+  result.x = options.data == DataKind::image8
+                 ? dequantize_image8(data, options.seed, options.first_sample)
+                 : data;
+  const int m = options.trace == TraceMethod::exact ? 1 : options.probes;
+  result.nll.resize(n);
+  result.nll_stderr.resize(n);
+  result.bpd.resize(n);
+  result.bpd_stderr.resize(n);
+  result.prior_logp.resize(n);
+  result.delta_logp.resize(n);
+  result.probe_nll.resize(n, m);
+  result.x_T.resize(n, d);
+  result.nfe.assign(static_cast<std::size_t>(n), 0);
+  result.accepted.assign(static_cast<std::size_t>(n), 0);
+  result.rejected.assign(static_cast<std::size_t>(n), 0);
+
+  std::atomic<Eigen::Index> next{0};
+  std::mutex failure_mutex;
+  Eigen::Index failed_row = n;
+  std::exception_ptr failure;
+
+  auto work = [&]() {
+    AugmentedRhs rhs(model, schedule, options);
+    const std::unique_ptr<Engine> engine = make_engine(options);
+    Vec y(static_cast<std::size_t>(rhs.size()));
+    for (Eigen::Index r = next++; r < n; r = next++) {
+      const std::uint64_t sample = options.first_sample + static_cast<std::uint64_t>(r);
+      try {
+        rhs.set_sample(sample);
+        std::fill(y.begin(), y.end(), 0.0);
+        for (int j = 0; j < d; ++j) y[static_cast<std::size_t>(j)] = result.x(r, j);
+        StepCounts counts;
+        try {
+          counts = engine->integrate(RhsRef{&rhs}, y, options.t_min, t_max);
+        } catch (const StepFailure& f) {
+          throw NumericalError(f.step, f.t,
+                               "likelihood of data row " + std::to_string(r) + " (sample " +
+                                   std::to_string(sample) + "): " + f.message);
+        }
+        const double prior = standard_normal_log_density(y.data(), d);
+        for (int k = 0; k < m; ++k)
+          result.probe_nll(r, k) = -(prior + y[static_cast<std::size_t>(d + k)]);
+        const auto [nll, se] = mean_stderr(&result.probe_nll(r, 0), m);
+        result.nll(r) = nll;
+        result.nll_stderr(r) = se;
+        result.bpd(r) = bits_per_dim(nll, d, options.data);
+        result.bpd_stderr(r) = se / (static_cast<double>(d) * kLn2);
+        result.prior_logp(r) = prior;
+        result.delta_logp(r) = -nll - prior;
+        for (int j = 0; j < d; ++j) result.x_T(r, j) = y[static_cast<std::size_t>(j)];
+        result.nfe[static_cast<std::size_t>(r)] = rhs.nfe();
+        result.accepted[static_cast<std::size_t>(r)] = counts.accepted;
+        result.rejected[static_cast<std::size_t>(r)] = counts.rejected;
+      } catch (...) {
+        // Keep the failure of the lowest row, so that the error does not depend on threads.
+        const std::lock_guard<std::mutex> lock(failure_mutex);
+        if (r < failed_row) {
+          failed_row = r;
+          failure = std::current_exception();
+        }
+        return;
+      }
+    }
+  };
+
+  const int threads =
+      static_cast<int>(std::min<Eigen::Index>(options.threads, std::max<Eigen::Index>(n, 1)));
+  if (threads <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    for (int i = 0; i < threads; ++i) pool.emplace_back(work);
+    for (auto& thread : pool) thread.join();
+  }
+  if (failure) std::rethrow_exception(failure);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace diffsde

@@ -1,0 +1,78 @@
+// Networks as models: a TorchScript file (or module) predicting eps, x0 or v from
+// (x, t). This header includes no LibTorch header; the implementation lives in the
+// diffsde_torch library (target diffsde::torch), the only code that includes torch.
+//
+// The module's forward takes (x: Tensor (B, *shape), t: Tensor (B,)) and returns a
+// tensor of x's shape. Files written by `diffsde train` carry their settings in an
+// extra file "diffsde.json" of the archive (shape, time_input, prediction, ...), which
+// fill in whatever the model's config leaves unset.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "diffsde/model.hpp"
+#include "diffsde/parameterization.hpp"
+#include "diffsde/registry.hpp"
+
+namespace diffsde {
+
+struct TorchModelOptions {
+  std::string path;                  // TorchScript file (for the error messages too)
+  std::vector<int> shape;            // per-sample shape; empty: from the file's metadata
+  std::string device = "cpu";        // "cpu", "cuda" or "cuda:N"
+  std::string dtype = "float32";     // "float32" | "float64": the network's dtype
+  std::string time_input;            // "continuous" (t) | "discrete" (t N - 1); "": metadata
+  int discrete_steps = 0;            // N for discrete time input; 0: schedule or metadata
+  std::string prediction;            // "eps" | "x0" | "v"; "": metadata, else eps
+  int max_batch = 0;                 // split larger batches into chunks (0: never)
+  int threads = 0;                   // LibTorch intra-op threads (0: leave as is)
+};
+
+class TorchScriptModel final : public Model {
+ public:
+  // Loads options.path; IoError naming the file when it does not load, ConfigError-free.
+  TorchScriptModel(std::shared_ptr<const Schedule> schedule, TorchModelOptions options);
+  ~TorchScriptModel() override;
+  TorchScriptModel(const TorchScriptModel&) = delete;
+  TorchScriptModel& operator=(const TorchScriptModel&) = delete;
+
+  std::string name() const override { return "torchscript"; }
+  int dim() const override;
+  std::vector<int> shape() const override;
+  void eps(const ConstStateRef& x, double t, StateRef out) const override;
+  // J v by automatic differentiation (two reverse passes), in the network's dtype.
+  bool has_jvp() const override;
+  void eps_jvp(const ConstStateRef& x, double t, const ConstStateRef& v, StateRef eps_out,
+               StateRef jvp_out) const override;
+
+  // The settings in effect (options merged with the file's metadata).
+  const TorchModelOptions& options() const;
+  // The file's "diffsde.json" metadata (null when it has none).
+  const nlohmann::json& metadata() const;
+  // The network's input time for model time t: t, or t N - 1 for discrete input.
+  double network_time(double t) const;
+  // Seconds spent inside forward() and evaluations made, for benchmarks.
+  double forward_seconds() const;
+  long forward_calls() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Makes the "torchscript" model entry of model_registry() work. Defined in
+// diffsde_torch; the command line calls it at start-up, applications that link
+// diffsde::torch call it once before building models from JSON.
+void enable_torch_models();
+// Defined in the core library: the factory behind the "torchscript" entry (empty
+// until enable_torch_models() sets it), and whether it is set.
+using ModelFactory = std::function<std::unique_ptr<Model>(const Params&, const BuildContext&)>;
+void set_torchscript_factory(ModelFactory factory);
+bool torch_models_enabled();
+
+}  // namespace diffsde
