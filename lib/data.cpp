@@ -1,7 +1,6 @@
 // Data sources: toys, analytic problems, Fashion-MNIST IDX files and .npy arrays.
 #include "diffsde/data.hpp"
 
-#include <Random123/philox.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -24,33 +23,12 @@ int DataSource::dim() const {
   return std::accumulate(shape_.begin(), shape_.end(), 1, std::multiplies<int>());
 }
 
-void philox_uniforms(std::uint64_t seed, std::uint32_t key, std::uint64_t sample,
-                     std::uint32_t draw, double* out, int n) {
-  if (n <= 0) return;
-  using Philox = r123::Philox4x32;
-  Philox rng;
-  const Philox::key_type k = {
-      {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32)}};
-  Philox::ctr_type ctr = {{0u, draw, static_cast<std::uint32_t>(sample),
-                           (key << 16) | static_cast<std::uint32_t>((sample >> 32) & 0xffffu)}};
-  const int pairs = (n + 1) / 2;
-  for (int p = 0; p < pairs; ++p) {
-    ctr[0] = static_cast<std::uint32_t>(p);
-    const Philox::ctr_type bits = rng(ctr, k);
-    const std::uint64_t u0 = (static_cast<std::uint64_t>(bits[1]) << 32) | bits[0];
-    const std::uint64_t u1 = (static_cast<std::uint64_t>(bits[3]) << 32) | bits[2];
-    out[2 * p] = static_cast<double>(u0 >> 11) * 0x1.0p-53;
-    if (2 * p + 1 < n) out[2 * p + 1] = static_cast<double>(u1 >> 11) * 0x1.0p-53;
-  }
-}
-
 namespace {
 
 using nlohmann::json;
 
-// Stream keys of the data draws (NoiseStream uses 0..3).
-constexpr std::uint32_t kDataUniforms = 16;
-constexpr NoiseStream kDataNormals = static_cast<NoiseStream>(17);
+constexpr NoiseStream kDataUniforms = NoiseStream::data_uniform;
+constexpr NoiseStream kDataNormals = NoiseStream::data_normal;
 
 constexpr double kPi = 3.14159265358979323846;
 

@@ -50,9 +50,14 @@ void fill_normals(std::uint64_t seed, NoiseStream stream, std::uint64_t first_sa
 
 }  // namespace
 
-void philox_normals(std::uint64_t seed, NoiseStream stream, std::uint64_t sample,
-                    std::uint32_t draw, double* out, int n) {
-  if (n < 0) throw Error("philox_normals: negative count " + std::to_string(n));
+namespace {
+
+// Calls emit(p, u0, u1) with the two 64-bit uniforms of pair p = 0 .. pairs-1 of the
+// counter (pair index, draw, sample, stream), Philox4x32-10 keyed by the seed.
+template <class Emit>
+void philox_pairs(const char* what, std::uint64_t seed, NoiseStream stream, std::uint64_t sample,
+                  std::uint32_t draw, int n, Emit emit) {
+  if (n < 0) throw Error(std::string(what) + ": negative count " + std::to_string(n));
   if (n == 0) return;
   if (sample > kMaxSample)
     throw Error("noise sample index " + std::to_string(sample) +
@@ -72,12 +77,30 @@ void philox_normals(std::uint64_t seed, NoiseStream stream, std::uint64_t sample
     ctr[0] = static_cast<std::uint32_t>(p);
     const Philox::ctr_type bits = rng(ctr, key);
     // Two 64-bit uniforms from the four 32-bit words (low word first).
-    const std::uint64_t u0 = (static_cast<std::uint64_t>(bits[1]) << 32) | bits[0];
-    const std::uint64_t u1 = (static_cast<std::uint64_t>(bits[3]) << 32) | bits[2];
-    const r123::double2 z = r123::boxmuller(u0, u1);
-    out[2 * p] = z.x;
-    if (2 * p + 1 < n) out[2 * p + 1] = z.y;  // odd n: the last pair's second value is dropped
+    emit(p, (static_cast<std::uint64_t>(bits[1]) << 32) | bits[0],
+         (static_cast<std::uint64_t>(bits[3]) << 32) | bits[2]);
   }
+}
+
+}  // namespace
+
+void philox_normals(std::uint64_t seed, NoiseStream stream, std::uint64_t sample,
+                    std::uint32_t draw, double* out, int n) {
+  philox_pairs("philox_normals", seed, stream, sample, draw, n,
+               [&](int p, std::uint64_t u0, std::uint64_t u1) {
+                 const r123::double2 z = r123::boxmuller(u0, u1);
+                 out[2 * p] = z.x;
+                 if (2 * p + 1 < n) out[2 * p + 1] = z.y;  // odd n: the last pair's second value is dropped
+               });
+}
+
+void philox_uniforms(std::uint64_t seed, NoiseStream stream, std::uint64_t sample,
+                     std::uint32_t draw, double* out, int n) {
+  philox_pairs("philox_uniforms", seed, stream, sample, draw, n,
+               [&](int p, std::uint64_t u0, std::uint64_t u1) {
+                 out[2 * p] = static_cast<double>(u0 >> 11) * 0x1.0p-53;
+                 if (2 * p + 1 < n) out[2 * p + 1] = static_cast<double>(u1 >> 11) * 0x1.0p-53;
+               });
 }
 
 // ----------------------------------------------------------------------------------------

@@ -1,16 +1,8 @@
 #!/usr/bin/env bash
 # The command line as a user meets it: exit codes, error messages that name the place,
 # and no partial or clobbered output when a run fails.
-set -u
-bin="$1"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-passes=0
+source "$(dirname "$0")/cli_common.sh" "$1"
 
-check() {  # check NAME CONDITION-RESULT
-  if [ "$2" -eq 0 ]; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi
-}
 
 # expect_error NAME EXPECTED_RC NEEDLE CONFIG_JSON: runs sample on the config, expects the
 # exit code and a message containing NEEDLE, and that the output file was not written.

@@ -2,16 +2,8 @@
 # `diffsde likelihood` as a user meets it: one JSON line per row with the required keys,
 # split runs that reproduce a whole run byte for byte, the VLB method, and bad input that
 # names its place, exits 2 and writes nothing.
-set -u
-bin="$1"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-passes=0
+source "$(dirname "$0")/cli_common.sh" "$1"
 
-check() {  # check NAME CONDITION-RESULT
-  if [ "$2" -eq 0 ]; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi
-}
 
 # write_npy FILE ROWS COLS V1 V2 ...: a float64 C-order .npy, with the standard library only.
 write_npy() {

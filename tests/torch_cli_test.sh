@@ -1,13 +1,7 @@
 #!/usr/bin/env bash
 # The LibTorch command line: train a tiny network, sample it by path alone (the
 # metadata fills in the rest), PNG grids for image models, errors that name the place.
-set -u
-bin="$1"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-passes=0
-check() { if [ "$2" -eq 0 ]; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi; }
+source "$(dirname "$0")/cli_common.sh" "$1"
 
 # A 2-D model: train, then sample it with nothing but its path.
 printf '%s' '{"data":{"name":"8gaussians"},"network":{"name":"mlp","hidden":16,"layers":1,"embedding":8},"steps":20,"batch":32,"log_every":10,"threads":1}' > "$work/t.json"

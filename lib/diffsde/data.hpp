@@ -54,8 +54,4 @@ struct IdxImages {
 IdxImages read_idx_images(const std::string& path);
 std::vector<unsigned char> read_idx_labels(const std::string& path);
 
-// Uniform doubles in [0, 1) keyed like philox_normals: (seed, stream key, sample, draw).
-void philox_uniforms(std::uint64_t seed, std::uint32_t key, std::uint64_t sample,
-                     std::uint32_t draw, double* out, int n);
-
 }  // namespace diffsde

@@ -17,10 +17,14 @@ enum class NoiseStream : std::uint32_t {
   init = 1,           // the initial x_T
   brownian_tree = 2,  // nodes of the Brownian tree
   user = 3,           // free for tests and applications
-  data = 4,           // exact data samples of analytic models (AnalyticModel::sample_data)
   probe = 4,          // Hutchinson trace probes of the likelihood (draw = probe index)
   dequantize = 5,     // uniform dequantization of 8-bit data in likelihoods
   vlb = 6,            // the x_t draws of the variational bound's Monte Carlo terms
+  data = 7,           // exact data samples of analytic models (AnalyticModel::sample_data)
+  data_uniform = 8,   // data sources: the uniforms of toys and of row picks (data.hpp)
+  data_normal = 9,    // data sources: the normals of toys and mixtures
+  train_time = 10,    // training: the uniform behind each sample's t
+  train_noise = 11,   // training: each sample's eps
 };
 
 // Fills out[0..n) with standard normals for (seed, stream, sample, draw):
@@ -28,6 +32,9 @@ enum class NoiseStream : std::uint32_t {
 // per two values, Box-Muller on 64-bit uniforms (Random123).
 void philox_normals(std::uint64_t seed, NoiseStream stream, std::uint64_t sample,
                     std::uint32_t draw, double* out, int n);
+// The same counters, as uniform doubles in [0, 1) (53 random bits each).
+void philox_uniforms(std::uint64_t seed, NoiseStream stream, std::uint64_t sample,
+                     std::uint32_t draw, double* out, int n);
 
 class NoiseSource {
  public:

@@ -32,9 +32,8 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-// Keys of the training draws (see philox_uniforms / philox_normals).
-constexpr std::uint32_t kTimeKey = 18;
-constexpr NoiseStream kEpsStream = static_cast<NoiseStream>(19);
+constexpr NoiseStream kTimeKey = NoiseStream::train_time;
+constexpr NoiseStream kEpsStream = NoiseStream::train_noise;
 
 const std::vector<ParamSpec>& train_specs() {
   static const std::vector<ParamSpec> specs = {
