@@ -382,8 +382,11 @@ TrainResult train(const json& config, const std::string& base_dir, const std::st
       static_cast<torch::optim::AdamOptions&>(group.options()).lr(lr);
     optimizer.step();
     if (s.ema > 0) {
+      // Warm-up: decay min(ema, (1 + k) / (10 + k)) at step k, so that the average is not
+      // dominated by the initial weights early on (0.999^1000 would still leave 37 % of them).
+      const double decay = std::min(s.ema, (1.0 + static_cast<double>(step)) / (10.0 + static_cast<double>(step)));
       torch::NoGradGuard no_grad;
-      for (std::size_t i = 0; i < params.size(); ++i) ema[i].mul_(s.ema).add_(params[i].detach(), 1.0 - s.ema);
+      for (std::size_t i = 0; i < params.size(); ++i) ema[i].mul_(decay).add_(params[i].detach(), 1.0 - decay);
     } else {
       torch::NoGradGuard no_grad;
       for (std::size_t i = 0; i < params.size(); ++i) ema[i].copy_(params[i].detach());
