@@ -9,6 +9,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -83,8 +84,9 @@ void do_step(Solver& solver, SolverContext& context, const std::string& name,
 }
 
 // Runs job(k) for k = 0 .. n - 1 once per call of run(): job(0) on the calling thread,
-// the others on threads that live as long as this object, so that a run of many rounds
-// (one per step) starts its threads once. job must not throw.
+// the others on threads that live as long as this object, so that many rounds (one per
+// step, or one per run of a reused Integrator) start their threads once. job must not
+// throw.
 class ForkJoin {
  public:
   ForkJoin(int n, std::function<void(int)> job) : job_(std::move(job)) {
@@ -99,6 +101,8 @@ class ForkJoin {
   ForkJoin(const ForkJoin&) = delete;
   ForkJoin& operator=(const ForkJoin&) = delete;
   ~ForkJoin() { stop(); }
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   void run() {
     {
@@ -151,58 +155,21 @@ class ForkJoin {
   bool stop_ = false;
 };
 
-// One row block of a split run: its rows, solver, noise, context and state, and how
-// it ended.
+// One row block of a split run. Its solver copy and state are kept from run to run (so a
+// reused Integrator allocates nothing after its first run of a given shape); its noise
+// rows, context and outcome are the current run's.
 struct Block {
   Eigen::Index row0 = 0, rows = 0;
-  std::unique_ptr<Solver> own_solver;  // clones; block 0 uses the caller's solver
+  std::unique_ptr<Solver> own_solver;  // a clone; block 0 uses the caller's solver
   Solver* solver = nullptr;
-  std::unique_ptr<NoiseSource> noise;
-  std::unique_ptr<SolverContext> context;
   State x;
+  std::unique_ptr<NoiseSource> noise;
+  std::optional<SolverContext> context;
   std::uint64_t draws_before = 0;
-  // The step that threw (-1: init), or none; the first failure ends the block's run.
+  // The step that threw (-1: init); the first failure ends the block's run.
   long failed_step = std::numeric_limits<long>::max();
   std::exception_ptr error;
 };
-
-int resolve_threads(int threads) {
-  if (threads != 0) return threads;
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-}
-
-// The row blocks of a split run, or an empty vector where the run cannot be split.
-std::vector<Block> make_blocks(Solver& solver, const SolverTraits& traits,
-                               const Schedule& schedule, const Model& model, const State& x,
-                               NoiseSource* noise, int threads) {
-  std::vector<Block> blocks;
-  const Eigen::Index batch = x.rows();
-  const auto n = static_cast<Eigen::Index>(std::min<Eigen::Index>(threads, batch));
-  if (n <= 1 || traits.batch_coupled) return blocks;
-  blocks.resize(static_cast<std::size_t>(n));
-  for (Eigen::Index k = 0; k < n; ++k) {
-    Block& b = blocks[static_cast<std::size_t>(k)];
-    b.row0 = batch * k / n;
-    b.rows = batch * (k + 1) / n - b.row0;
-    if (k == 0) {
-      b.solver = &solver;
-    } else {
-      b.own_solver = solver.clone();
-      if (!b.own_solver) return {};
-      b.solver = b.own_solver.get();
-    }
-    if (noise != nullptr) {
-      b.noise = noise->row_block(static_cast<std::uint64_t>(batch),
-                                 static_cast<std::uint64_t>(b.row0),
-                                 static_cast<std::uint64_t>(b.rows));
-      if (!b.noise) return {};
-      b.draws_before = b.noise->draws();
-    }
-    b.context = std::make_unique<SolverContext>(schedule, model, b.noise.get());
-    b.x = x.middleRows(b.row0, b.rows);
-  }
-  return blocks;
-}
 
 // The first failure in the order of a one-thread run: lowest step, then lowest block.
 const Block* first_failure(const std::vector<Block>& blocks) {
@@ -214,91 +181,170 @@ const Block* first_failure(const std::vector<Block>& blocks) {
 
 using Clock = std::chrono::steady_clock;
 
-Summary integrate_split(std::vector<Block>& blocks, const SolverTraits& traits,
-                        const std::vector<double>& times, State& x, NoiseSource* noise,
-                        const std::vector<Observer*>& observers, const DriverOptions& options,
-                        Summary summary, Clock::time_point start) {
-  const std::size_t steps = times.size() - 1;
-  const bool lockstep = !observers.empty();
+}  // namespace
 
-  // What job(k) does in the current round: init (kInit) and, without observers, every
-  // step; with observers one step (the round's step index).
-  constexpr std::size_t kInit = std::numeric_limits<std::size_t>::max();
+struct Integrator::Impl {
+  Impl(Solver& s, const DriverOptions& o) : solver(s), options(o) {}
+
+  // Sets up the row blocks of this run; false where the run cannot be split.
+  bool prepare(const SolverTraits& traits, const Schedule& schedule, const Model& model,
+               const State& x, NoiseSource* noise);
+  // What thread k does in the current round.
+  void job(int k);
+  Summary run_split(const SolverTraits& traits, const std::vector<double>& times, State& x,
+                    NoiseSource* noise, const std::vector<Observer*>& observers,
+                    Summary summary, Clock::time_point start);
+
+  Solver& solver;
+  const DriverOptions options;
+  std::vector<Block> blocks;
+  std::unique_ptr<ForkJoin> pool;
+
+  // The current run, for job(): init (round_step == kInit) and, without observers, every
+  // step; with observers (lockstep) one step per round.
+  static constexpr std::size_t kInit = std::numeric_limits<std::size_t>::max();
+  const SolverTraits* traits = nullptr;
+  const std::vector<double>* times = nullptr;
+  State* x = nullptr;
+  bool lockstep = false;
   std::size_t round_step = kInit;
-  auto init = [&](Block& b) {
+};
+
+bool Integrator::Impl::prepare(const SolverTraits& run_traits, const Schedule& schedule,
+                               const Model& model, const State& x_in, NoiseSource* noise) {
+  const Eigen::Index batch = x_in.rows();
+  int threads = options.threads;
+  if (threads == 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const Eigen::Index n = std::min<Eigen::Index>(threads, batch);
+  if (n <= 1 || run_traits.batch_coupled) return false;
+  if (static_cast<Eigen::Index>(blocks.size()) != n) blocks.resize(static_cast<std::size_t>(n));
+  for (Eigen::Index k = 0; k < n; ++k) {
+    Block& b = blocks[static_cast<std::size_t>(k)];
+    b.row0 = batch * k / n;
+    b.rows = batch * (k + 1) / n - b.row0;
+    if (k == 0) {
+      b.solver = &solver;
+    } else {
+      if (!b.own_solver) b.own_solver = solver.clone();
+      if (!b.own_solver) return false;
+      b.solver = b.own_solver.get();
+    }
+    b.noise.reset();
+    b.draws_before = 0;
+    if (noise != nullptr) {
+      b.noise = noise->row_block(static_cast<std::uint64_t>(batch),
+                                 static_cast<std::uint64_t>(b.row0),
+                                 static_cast<std::uint64_t>(b.rows));
+      if (!b.noise) return false;
+      b.draws_before = b.noise->draws();
+    }
+    b.context.emplace(schedule, model, b.noise.get());
+    b.failed_step = std::numeric_limits<long>::max();
+    b.error = nullptr;
+  }
+  if (!pool || pool->size() != static_cast<int>(n))
+    pool = std::make_unique<ForkJoin>(static_cast<int>(n), [this](int k) { job(k); });
+  return true;
+}
+
+void Integrator::Impl::job(int k) {
+  Block& b = blocks[static_cast<std::size_t>(k)];
+  if (b.error) return;
+  // Every thread copies its block in and out of the caller's state itself (disjoint rows),
+  // so the copies run in parallel too.
+  auto init = [&] {
     try {
-      b.solver->init(*b.context, b.x, times);
+      b.x = x->middleRows(b.row0, b.rows);
+      b.solver->init(*b.context, b.x, *times);
     } catch (...) {
       b.failed_step = -1;
       b.error = std::current_exception();
     }
   };
-  auto step = [&](Block& b, std::size_t i) {
+  auto step = [&](std::size_t i) {
     try {
-      do_step(*b.solver, *b.context, traits.name, times, i, b.x, static_cast<long>(b.row0),
+      do_step(*b.solver, *b.context, traits->name, *times, i, b.x, static_cast<long>(b.row0),
               options.check_finite);
     } catch (...) {
       b.failed_step = static_cast<long>(i);
       b.error = std::current_exception();
     }
   };
-  auto job = [&](int k) {
-    Block& b = blocks[static_cast<std::size_t>(k)];
-    if (b.error) return;
-    if (!lockstep) {
-      init(b);
-      for (std::size_t i = 0; i < steps && !b.error; ++i) step(b, i);
-    } else if (round_step == kInit) {
-      init(b);
-    } else {
-      step(b, round_step);
-      x.middleRows(b.row0, b.rows) = b.x;  // disjoint rows of the caller's state
-    }
-  };
-
-  for (auto* o : observers) o->on_start(times.front(), x);
-  {
-    ForkJoin pool(static_cast<int>(blocks.size()), job);
-    pool.run();  // init (and, without observers, the whole grid)
-    for (std::size_t i = 0; lockstep && i < steps && first_failure(blocks) == nullptr; ++i) {
-      round_step = i;
-      pool.run();
-      if (first_failure(blocks) == nullptr)
-        for (auto* o : observers) o->on_step(static_cast<long>(i), times[i + 1], x);
-    }
+  if (!lockstep) {
+    init();
+    for (std::size_t i = 0; i + 1 < times->size() && !b.error; ++i) step(i);
+    if (b.x.rows() == b.rows) x->middleRows(b.row0, b.rows) = b.x;
+  } else if (round_step == kInit) {
+    init();
+  } else {
+    step(round_step);
+    x->middleRows(b.row0, b.rows) = b.x;
   }
-  if (!lockstep)
-    for (const Block& b : blocks) x.middleRows(b.row0, b.rows) = b.x;
-  if (const Block* failed = first_failure(blocks)) std::rethrow_exception(failed->error);
+}
 
-  summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  summary.steps = static_cast<long>(steps);
-  summary.threads = static_cast<int>(blocks.size());
-  const Block& b0 = blocks.front();
-  summary.nfe = b0.context->nfe();
-  summary.accepted = b0.context->accepted();
-  summary.rejected = b0.context->rejected();
-  if (traits.per_sample_steps) {
-    for (std::size_t k = 1; k < blocks.size(); ++k) {
+Summary Integrator::Impl::run_split(const SolverTraits& run_traits,
+                                    const std::vector<double>& run_times, State& run_x,
+                                    NoiseSource* noise, const std::vector<Observer*>& observers,
+                                    Summary summary, Clock::time_point start) {
+  traits = &run_traits;
+  times = &run_times;
+  x = &run_x;
+  lockstep = !observers.empty();
+  round_step = kInit;
+  const std::size_t steps = run_times.size() - 1;
+
+  for (auto* o : observers) o->on_start(run_times.front(), run_x);
+  pool->run();  // init (and, without observers, the whole grid)
+  for (std::size_t i = 0; lockstep && i < steps && first_failure(blocks) == nullptr; ++i) {
+    round_step = i;
+    pool->run();
+    if (first_failure(blocks) == nullptr)
+      for (auto* o : observers) o->on_step(static_cast<long>(i), run_times[i + 1], run_x);
+  }
+  const Block* failed = first_failure(blocks);
+  if (failed == nullptr) {
+    summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    summary.steps = static_cast<long>(steps);
+    summary.threads = static_cast<int>(blocks.size());
+    // Every block makes the whole batch's evaluations, steps and draws, except where each
+    // sample steps on its own: then the blocks' counts add up.
+    const std::size_t counted = run_traits.per_sample_steps ? blocks.size() : 1;
+    for (std::size_t k = 0; k < counted; ++k) {
       summary.nfe += blocks[k].context->nfe();
       summary.accepted += blocks[k].context->accepted();
       summary.rejected += blocks[k].context->rejected();
     }
+    if (!run_traits.adaptive) summary.accepted = summary.steps;
+    if (noise != nullptr) {
+      summary.draws = blocks.front().noise->draws() - blocks.front().draws_before;
+      noise->skip(summary.draws);
+    }
   }
-  if (!traits.adaptive) summary.accepted = summary.steps;
-  if (noise != nullptr) {
-    summary.draws = b0.noise->draws() - b0.draws_before;
-    noise->skip(summary.draws);
+  // The contexts and noise rows refer to this run's arguments.
+  std::exception_ptr error = failed != nullptr ? failed->error : nullptr;
+  for (Block& b : blocks) {
+    b.context.reset();
+    b.noise.reset();
+    b.error = nullptr;
   }
+  if (error) std::rethrow_exception(error);
   for (auto* o : observers) o->on_finish(summary);
   return summary;
 }
 
-}  // namespace
+Integrator::Integrator(Solver& solver, const DriverOptions& options)
+    : impl_(std::make_unique<Impl>(solver, options)) {
+  std::string invalid;
+  if (!options.is_valid(&invalid)) throw Error("integrate: " + invalid);
+}
 
-Summary integrate(Solver& solver, const Schedule& schedule, const Model& model,
-                  const std::vector<double>& times, State& x, NoiseSource* noise,
-                  const std::vector<Observer*>& observers, const DriverOptions& options) {
+Integrator::~Integrator() = default;
+
+Summary Integrator::run(const Schedule& schedule, const Model& model,
+                        const std::vector<double>& times, State& x, NoiseSource* noise,
+                        const std::vector<Observer*>& observers) {
+  Solver& solver = impl_->solver;
+  const DriverOptions& options = impl_->options;
   const SolverTraits traits = solver.traits();
   if (times.size() < 2) throw Error("integrate: the time grid needs at least 2 times");
   if (x.cols() != model.dim())
@@ -306,8 +352,6 @@ Summary integrate(Solver& solver, const Schedule& schedule, const Model& model,
                 model.name() + "' has dimension " + std::to_string(model.dim()));
   if (traits.stochastic && noise == nullptr)
     throw Error("integrate: solver '" + traits.name + "' is stochastic and needs a noise source");
-  std::string invalid;
-  if (!options.is_valid(&invalid)) throw Error("integrate: " + invalid);
 
   Summary summary;
   summary.solver = traits.name;
@@ -315,10 +359,12 @@ Summary integrate(Solver& solver, const Schedule& schedule, const Model& model,
   summary.t_end = times.back();
 
   const auto start = Clock::now();
-  std::vector<Block> blocks =
-      make_blocks(solver, traits, schedule, model, x, noise, resolve_threads(options.threads));
-  if (!blocks.empty())
-    return integrate_split(blocks, traits, times, x, noise, observers, options, summary, start);
+  if (impl_->prepare(traits, schedule, model, x, noise))
+    return impl_->run_split(traits, times, x, noise, observers, summary, start);
+  for (Block& b : impl_->blocks) {  // a run that cannot be split: drop what prepare() made
+    b.context.reset();
+    b.noise.reset();
+  }
 
   SolverContext context(schedule, model, noise);
   const std::uint64_t draws_before = noise != nullptr ? noise->draws() : 0;
@@ -336,6 +382,12 @@ Summary integrate(Solver& solver, const Schedule& schedule, const Model& model,
   summary.draws = noise != nullptr ? noise->draws() - draws_before : 0;
   for (auto* o : observers) o->on_finish(summary);
   return summary;
+}
+
+Summary integrate(Solver& solver, const Schedule& schedule, const Model& model,
+                  const std::vector<double>& times, State& x, NoiseSource* noise,
+                  const std::vector<Observer*>& observers, const DriverOptions& options) {
+  return Integrator(solver, options).run(schedule, model, times, x, noise, observers);
 }
 
 }  // namespace diffsde

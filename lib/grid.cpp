@@ -132,6 +132,24 @@ std::vector<double> KarrasGrid::times(const Schedule& schedule) const {
       [&schedule, rho](double y) { return schedule.t_of_lambda(-rho * std::log(y)); });
 }
 
+std::vector<double> DiscreteUniformGrid::times(const Schedule& schedule) const {
+  if (num_steps_ < 1) throw ConfigError("num_steps", "must be >= 1, got " + std::to_string(num_steps_));
+  if (steps_ < 1 || steps_ > num_steps_)
+    throw ConfigError("steps", "must lie in [1, num_steps = " + std::to_string(num_steps_) + "], got " +
+                                   std::to_string(steps_));
+  // DDIM's skip = N // S and seq = range(0, N, skip)[:S], run from its last entry down.
+  const int skip = num_steps_ / steps_;
+  const double n_total = static_cast<double>(num_steps_);
+  std::vector<double> t(static_cast<std::size_t>(steps_) + 1);
+  for (int i = 0; i < steps_; ++i)
+    t[static_cast<std::size_t>(i)] = static_cast<double>((steps_ - 1 - i) * skip + 1) / n_total;
+  t.back() = 0.0;
+  if (t.front() > schedule.t_max())
+    throw ConfigError("steps", "the first time " + format_double(t.front()) + " is beyond the schedule's t_max = " +
+                                   format_double(schedule.t_max()) + " (" + schedule.name() + ")");
+  return t;
+}
+
 namespace {
 
 // Checks of a custom list that need no schedule.
@@ -228,6 +246,20 @@ void register_grids(Registry<Grid>& registry) {
                   const double rho = p.number("rho");
                   if (!(rho > 0)) p.fail("rho", "must be > 0, got " + format_double(rho));
                   return std::make_unique<KarrasGrid>(read_span(p, true, context), rho);
+                }});
+
+  registry.add({"discrete_uniform",
+                "every floor(N/steps)-th step of an N-step discrete schedule, at t = (n + 1)/N, then a final "
+                "step to 0 (DDIM's 'uniform' skip)",
+                {{"steps", ParamType::integer, 50, "number of intervals S (the last one goes to t = 0); 1 to N"},
+                 {"num_steps", ParamType::integer, 1000, "number N of steps of the discrete schedule"}},
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Grid> {
+                  const long n = p.integer("num_steps");
+                  if (n < 1 || n > 100000000L) p.fail("num_steps", "must be between 1 and 100000000");
+                  const long steps = p.integer("steps");
+                  if (steps < 1 || steps > n)
+                    p.fail("steps", "must lie in [1, num_steps = " + std::to_string(n) + "], got " + std::to_string(steps));
+                  return std::make_unique<DiscreteUniformGrid>(static_cast<int>(steps), static_cast<int>(n));
                 }});
 
   registry.add({"custom",

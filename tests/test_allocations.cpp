@@ -189,6 +189,38 @@ TEST_CASE("The counting allocator sees Eigen's and the standard library's alloca
   CHECK(g_allocations.load() - before == 3);
 }
 
+TEST_CASE("A reused Integrator allocates no work arrays after its first run") {
+  if (!DIFFSDE_COUNT_ALLOCATIONS) {
+    WARN("allocations are not counted in this build (sanitizer or not glibc)");
+    return;
+  }
+  const Problem p;
+  const auto times = TimeUniformGrid({1.0, 1e-3, 10}).times(*p.schedule);
+  for (const char* name : {"euler_maruyama", "dpm_solver", "unipc"}) {
+    for (int threads : {1, 2}) {
+      INFO(name << ", threads " << threads);
+      // What a second run allocates does not depend on the batch: small objects only.
+      std::vector<long> counts;
+      for (long batch : {256L, 4096L}) {
+        auto solver = solver_registry().create(json{{"name", name}}, "solver");
+        DriverOptions options;
+        options.threads = threads;
+        Integrator integrator(*solver, options);
+        const State x_T = test::standard_normal_rows(batch, 2, 5);
+        for (int run = 0; run < 2; ++run) {
+          PhiloxNoise noise(3);
+          State x = x_T;
+          const long before = g_allocations.load();
+          integrator.run(*p.schedule, p.model, times, x, &noise);
+          if (run == 1) counts.push_back(g_allocations.load() - before);
+        }
+      }
+      CHECK(counts[0] == counts[1]);
+      CHECK(counts[0] < 20 * threads);
+    }
+  }
+}
+
 TEST_CASE("No solver allocates per step (batch 256, 10 vs 50 steps)") {
   if (!DIFFSDE_COUNT_ALLOCATIONS) {
     WARN("allocations are not counted in this build (sanitizer or not glibc)");

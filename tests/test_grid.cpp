@@ -268,3 +268,34 @@ TEST_CASE("grids from the registry", "[grid][registry]") {
   auto beyond = reg.create(json{{"name", "time_uniform"}, {"t_start", 1.0}}, "grid");
   CHECK(test::config_error_path([&] { beyond->times(VpCosineSchedule()); }) == "t_start");
 }
+
+TEST_CASE("discrete_uniform: DDIM's uniform skip over the discrete steps, then t = 0", "[grid]") {
+  auto& reg = grid_registry();
+  const VpDiscreteSchedule discrete = VpDiscreteSchedule::linear();  // 1000 linear betas
+  // S = 10 on N = 1000: skip 100, steps 900, 800, ..., 0 at t = (n + 1)/N, then 0.
+  const auto t = reg.create(json{{"name", "discrete_uniform"}, {"steps", 10}}, "grid")->times(discrete);
+  REQUIRE(t.size() == 11);
+  for (int i = 0; i < 10; ++i) CHECK(t[static_cast<std::size_t>(i)] == static_cast<double>((9 - i) * 100 + 1) / 1000.0);
+  CHECK(t.back() == 0.0);
+  // They are the schedule's knots: alpha_bar there is DDPM's cumulative product.
+  CHECK(t[9] == discrete.t_of_step(0));
+  CHECK(t[0] == discrete.t_of_step(900));
+  // S = N is every step, from t = 1.
+  const auto all = reg.create(json{{"name", "discrete_uniform"}, {"steps", 1000}}, "grid")->times(discrete);
+  REQUIRE(all.size() == 1001);
+  CHECK(all.front() == 1.0);
+  CHECK(strictly_monotone(all));
+  // S that does not divide N: skip = floor(N / S).
+  const auto odd = reg.create(json{{"name", "discrete_uniform"}, {"steps", 3}, {"num_steps", 10}}, "grid")
+                       ->times(discrete);
+  CHECK(odd == std::vector<double>{0.7, 0.4, 0.1, 0.0});
+  auto fails_at = [&](const json& j) {
+    return test::config_error_path([&] { reg.create(j, "grid"); });
+  };
+  CHECK(fails_at({{"name", "discrete_uniform"}, {"steps", 0}}) == "grid.steps");
+  CHECK(fails_at({{"name", "discrete_uniform"}, {"steps", 20}, {"num_steps", 10}}) == "grid.steps");
+  CHECK(fails_at({{"name", "discrete_uniform"}, {"num_steps", 0}}) == "grid.num_steps");
+  // vp_cosine ends before t = 1.
+  auto g = reg.create(json{{"name", "discrete_uniform"}, {"steps", 1000}}, "grid");
+  CHECK(test::config_error_path([&] { g->times(VpCosineSchedule()); }) == "steps");
+}

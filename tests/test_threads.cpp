@@ -445,3 +445,50 @@ TEST_CASE("The sample config's threads key: validated, and the samples do not de
     CHECK(test::config_error_path([&] { parse_sample_config(config); }) == "threads");
   }
 }
+
+TEST_CASE("A reused Integrator gives what fresh integrate calls give, run after run") {
+  auto schedule = std::make_shared<VpLinearSchedule>();
+  const GmmModel model = GmmModel::builtin_2d(schedule);
+  const auto times = TimeUniformGrid({1.0, 1e-2, 9}).times(*schedule);
+  for (const char* name : {"euler_maruyama", "dpm_solver", "ggf"}) {
+    INFO(name);
+    const NoiseKind kind = std::string(name) == "ggf" ? NoiseKind::tree : NoiseKind::philox;
+    auto solver = solver_registry().create(json{{"name", name}}, "solver");
+    DriverOptions options;
+    options.threads = 3;
+    Integrator integrator(*solver, options);
+    // Batches that change size between runs, and one too small to split three ways.
+    for (long batch : {10L, 10L, 4L, 2L, 17L}) {
+      INFO("batch " << batch);
+      const State x_T = test::standard_normal_rows(batch, 2, static_cast<std::uint64_t>(batch));
+      auto noise = make_noise(kind);
+      State x = x_T;
+      const Summary s = integrator.run(*schedule, model, times, x, noise.get());
+      CHECK(s.threads == std::min<long>(3, batch));
+      auto fresh_solver = solver_registry().create(json{{"name", name}}, "solver");
+      auto fresh_noise = make_noise(kind);
+      State y = x_T;
+      const Summary f = integrate(*fresh_solver, *schedule, model, times, y, fresh_noise.get());
+      CHECK(bitwise_equal(x, y));
+      CHECK(s.nfe == f.nfe);
+      CHECK(s.accepted == f.accepted);
+      CHECK(noise->draws() == fresh_noise->draws());
+    }
+  }
+  // A run that fails leaves the integrator usable.
+  const VpLinearSchedule vp;
+  const Zero zero;
+  ValueNanSolver solver;
+  DriverOptions options;
+  options.threads = 2;
+  Integrator integrator(solver, options);
+  const auto grid = TimeUniformGrid({1.0, 0.1, 9}).times(vp);
+  State bad = State::Zero(4, 2);
+  bad(3, 0) = 1000;
+  CHECK_THROWS_AS(integrator.run(vp, zero, grid, bad, nullptr), NumericalError);
+  State good = State::Zero(4, 2);
+  const Summary s = integrator.run(vp, zero, grid, good, nullptr);
+  CHECK(s.threads == 2);
+  CHECK(s.nfe == 9);
+  CHECK((good - (0.1 - 1.0)).abs().maxCoeff() < 1e-12);
+}

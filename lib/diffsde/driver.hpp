@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -83,5 +84,26 @@ Summary integrate(Solver& solver, const Schedule& schedule, const Model& model,
                   const std::vector<double>& times, State& x, NoiseSource* noise,
                   const std::vector<Observer*>& observers = {},
                   const DriverOptions& options = {});
+
+// integrate() for many runs with one solver and one set of options (a benchmark, a sweep
+// over seeds): keeps its threads, its copies of the solver and their row blocks' states
+// from run to run, so that after the first run of a given batch size no work array is
+// allocated again (as for a solver reused on one thread; fresh arrays cost page faults).
+// `solver` must outlive it. Throws Error on invalid options.
+class Integrator {
+ public:
+  explicit Integrator(Solver& solver, const DriverOptions& options = {});
+  ~Integrator();
+  Integrator(const Integrator&) = delete;
+  Integrator& operator=(const Integrator&) = delete;
+
+  // The same as integrate(solver, schedule, model, times, x, noise, observers, options).
+  Summary run(const Schedule& schedule, const Model& model, const std::vector<double>& times,
+              State& x, NoiseSource* noise, const std::vector<Observer*>& observers = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace diffsde

@@ -75,6 +75,20 @@ class KarrasGrid final : public Grid {
   double rho_;
 };
 
+// Every c-th step of an N-step discrete schedule, c = floor(N / steps): the DDIM paper's
+// "uniform" sub-sequence (Song et al. 2021, appendix D.2; diffusers' "leading" spacing).
+// Steps n_i = (steps - 1 - i) c, i = 0 .. steps-1, at t = (n_i + 1)/N (the knots of
+// vp_discrete), then a final step to t = 0: steps intervals in all.
+class DiscreteUniformGrid final : public Grid {
+ public:
+  DiscreteUniformGrid(int steps, int num_steps) : steps_(steps), num_steps_(num_steps) {}
+  std::string name() const override { return "discrete_uniform"; }
+  std::vector<double> times(const Schedule& schedule) const override;
+
+ private:
+  int steps_, num_steps_;
+};
+
 // An explicit list of times: strictly monotone, inside [0, t_max].
 class CustomGrid final : public Grid {
  public:
