@@ -1,4 +1,5 @@
-// `diffsde list [KIND] [--json]`: the registered solvers, schedules, grids and models.
+// `diffsde list [KIND] [--json]`: the registered solvers, schedules, grids, models and sweep
+// metrics.
 #include <cmath>
 #include <iomanip>
 #include <iostream>
@@ -9,6 +10,7 @@
 #include "commands.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/solver.hpp"
+#include "diffsde/sweep.hpp"
 
 namespace diffsde::cli {
 
@@ -90,11 +92,12 @@ int run_list(const std::string& kind, bool as_json) {
   if (every || kind == "schedules") add(entries_json(schedule_registry()));
   if (every || kind == "grids") add(entries_json(grid_registry()));
   if (every || kind == "models") add(entries_json(model_registry()));
+  if (every || kind == "metrics") add(entries_json(metric_registry()));
   if (as_json) {
     std::cout << all.dump(2) << "\n";
     return 0;
   }
-  for (const char* k : {"solver", "schedule", "grid", "model"}) {
+  for (const char* k : {"solver", "schedule", "grid", "model", "metric"}) {
     json part = json::array();
     for (const auto& e : all)
       if (e["kind"] == k) part.push_back(e);
@@ -106,11 +109,11 @@ int run_list(const std::string& kind, bool as_json) {
 }  // namespace
 
 void add_list_command(CLI::App& app, Commands& commands) {
-  auto* list = app.add_subcommand("list", "List the registered solvers, schedules, grids and models");
+  auto* list = app.add_subcommand("list", "List the registered solvers, schedules, grids, models and sweep metrics");
   auto kind = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
   list->add_option("kind", *kind, "What to list")
-      ->check(CLI::IsMember({"solvers", "schedules", "grids", "models"}));
+      ->check(CLI::IsMember({"solvers", "schedules", "grids", "models", "metrics"}));
   list->add_flag("--json", *as_json, "Print a JSON array");
   commands.push_back({list, [kind, as_json] { return run_list(*kind, *as_json); }});
 }

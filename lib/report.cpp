@@ -134,8 +134,12 @@ Report make_report(const std::vector<json>& lines, const std::string& metric) {
   for (const json* line_ptr : ordered) {
     const json& line = *line_ptr;
     const bool adaptive = line.value("adaptive", false) && line.contains("tolerance");
+    // A row on another grid names it: by its name when that differs from the common grid's.
     const std::string grid = line.value("grid_label", std::string());
-    const std::string label = line.value("label", std::string("?")) + (grid != report.grid ? " @ " + grid : "");
+    const std::string grid_name = grid.substr(0, grid.find('('));
+    const std::string label =
+        line.value("label", std::string("?")) +
+        (grid == report.grid ? "" : " @ " + (grid_name != report.grid.substr(0, report.grid.find('(')) ? grid_name : grid));
     const std::string row_key = label + (adaptive ? "|adaptive" : "");
     auto it = row_of.find(row_key);
     if (it == row_of.end()) {
@@ -326,7 +330,7 @@ void write_work_precision_plot(const Report& report, const std::string& png_path
          << "set logscale xy\n"
          << "set format y '%.0e'\n"
          << "set grid xtics ytics mxtics mytics\n"
-         << "set xlabel 'NFE (model evaluations)'\n"
+         << "set xlabel 'NFE (model evaluations per sample)'\n"
          << "set ylabel " << gp_quote(report.metric) << "\n"
          << "set title " << gp_quote("work-precision: " + report.metric + " against NFE") << "\n"
          << "set key outside right top font ',8' spacing 0.9\n"

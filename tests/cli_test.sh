@@ -102,7 +102,7 @@ rc=$?
 if [ "$rc" -eq 0 ]; then
   [ -s "$work/tiny.pt" ]; check "train wrote the model" $?
 else
-  [ "$rc" -eq 2 ] && grep -qF "without LibTorch" "$work/train.err"; rc=$?; check "train without LibTorch: rc $rc, $(cat "$work/train.err")" $rc
+  [ "$rc" -eq 2 ] && grep -qF "needs LibTorch" "$work/train.err"; rc=$?; check "train without LibTorch: rc $rc, $(cat "$work/train.err")" $rc
 fi
 
 echo "$passes passed, $failures failed"

@@ -9,6 +9,7 @@
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/solver.hpp"
+#include "diffsde/sweep.hpp"
 
 namespace {
 
@@ -50,4 +51,5 @@ TEST_CASE("Every registered name is documented") {
   check_documented(diffsde::schedule_registry(), "schedules_and_grids.md");
   check_documented(diffsde::grid_registry(), "schedules_and_grids.md");
   check_documented(diffsde::model_registry(), "models.md");
+  check_documented(diffsde::metric_registry(), "metrics.md");
 }
