@@ -6,6 +6,7 @@
 // folds into the file when all are done (see docs/sweeps.md).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
@@ -45,10 +46,16 @@ class MpiSession {
   MpiSession() {
 #ifdef DIFFSDE_HAVE_MPI
     if (launched_ranks() > 1 || std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr) {
-      MPI_Init(nullptr, nullptr);
+      // Worker threads take cells from the shared counter, one thread at a time.
+      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &thread_level_);
       active_ = true;
       MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
       MPI_Comm_size(MPI_COMM_WORLD, &size_);
+      // The cell counter: one long on rank 0, taken by atomic fetch-and-add.
+      MPI_Win_allocate(rank_ == 0 ? static_cast<MPI_Aint>(sizeof(long)) : 0, sizeof(long), MPI_INFO_NULL,
+                       MPI_COMM_WORLD, &counter_base_, &counter_);
+      if (rank_ == 0) *counter_base_ = 0;
+      MPI_Barrier(MPI_COMM_WORLD);
     }
 #else
     if (launched_ranks() > 1)
@@ -58,7 +65,10 @@ class MpiSession {
   }
   ~MpiSession() {
 #ifdef DIFFSDE_HAVE_MPI
-    if (active_) MPI_Finalize();
+    if (active_) {
+      MPI_Win_free(&counter_);
+      MPI_Finalize();
+    }
 #endif
   }
   MpiSession(const MpiSession&) = delete;
@@ -76,6 +86,38 @@ class MpiSession {
     return ok;
 #endif
   }
+  // True when threads may take cells while MPI is in use.
+  bool threads_ok() const {
+#ifdef DIFFSDE_HAVE_MPI
+    return !active_ || thread_level_ >= MPI_THREAD_SERIALIZED;
+#else
+    return true;
+#endif
+  }
+  // 0, 1, 2, ... across all ranks.
+  long next_task() const {
+#ifdef DIFFSDE_HAVE_MPI
+    long one = 1, previous = 0;
+    MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, counter_);
+    MPI_Fetch_and_op(&one, &previous, MPI_LONG, 0, 0, MPI_SUM, counter_);
+    MPI_Win_unlock(0, counter_);
+    return previous;
+#else
+    return 0;
+#endif
+  }
+  void broadcast(double* data, std::size_t count, int root) const {
+#ifdef DIFFSDE_HAVE_MPI
+    // In pieces below INT_MAX elements, MPI's count type.
+    constexpr std::size_t kPiece = std::size_t{1} << 30;
+    for (std::size_t done = 0; done < count; done += kPiece)
+      MPI_Bcast(data + done, static_cast<int>(std::min(kPiece, count - done)), MPI_DOUBLE, root, MPI_COMM_WORLD);
+#else
+    (void)data;
+    (void)count;
+    (void)root;
+#endif
+  }
   // Ends every rank (a rank failed after the work was split: the others would wait).
   [[noreturn]] void abort(int code) const {
 #ifdef DIFFSDE_HAVE_MPI
@@ -87,6 +129,11 @@ class MpiSession {
  private:
   bool active_ = false;
   int rank_ = 0, size_ = 1;
+#ifdef DIFFSDE_HAVE_MPI
+  int thread_level_ = MPI_THREAD_SINGLE;
+  MPI_Win counter_ = MPI_WIN_NULL;
+  long* counter_base_ = nullptr;
+#endif
 };
 
 std::pair<int, int> parse_shard(const std::string& text) {
@@ -147,6 +194,10 @@ int run_sweep_command(const SweepOptions& o) {
   options.rank = mpi.rank();
   options.ranks = mpi.size();
   options.all_ok = [&mpi](bool ok) { return mpi.all_ok(ok); };
+  options.broadcast = [&mpi](double* data, std::size_t count, int root) { mpi.broadcast(data, count, root); };
+  options.next_task = [&mpi] { return mpi.next_task(); };
+  if (o.threads > 1 && !mpi.threads_ok())
+    throw ConfigError("--threads", "this MPI library cannot be called from several threads; use --threads 1 with mpirun");
   options.progress = !o.quiet && ::isatty(STDERR_FILENO) != 0;
   options.log = talk ? &std::cerr : nullptr;
 

@@ -28,19 +28,6 @@ const std::vector<std::string> kSampleKeys = {"schedule", "model", "grid",  "sol
                                               "batch",    "seed",  "first_sample", "init",
                                               "noise",    "threads"};
 
-std::uint64_t non_negative_integer(const json& v, const std::string& path) {
-  if (v.is_number_unsigned()) return v.get<std::uint64_t>();
-  if (v.is_number_integer()) {
-    if (v.get<long long>() < 0) throw ConfigError(path, "must be >= 0");
-    return static_cast<std::uint64_t>(v.get<long long>());
-  }
-  if (v.is_number_float()) {
-    const double d = v.get<double>();
-    if (d >= 0 && d == std::floor(d) && d < 9e15) return static_cast<std::uint64_t>(d);
-  }
-  throw ConfigError(path, "expected a non-negative integer");
-}
-
 const std::vector<ParamSpec>& noise_specs(const std::string& name) {
   static const std::vector<ParamSpec> none;
   static const std::vector<ParamSpec> tree = {

@@ -20,19 +20,6 @@ const std::vector<std::string> kKeys = {"schedule",  "model", "method", "solver"
 const std::vector<std::string> kPfOdeKeys = {"solver", "t_min", "t_max", "trace"};
 const std::vector<std::string> kVlbKeys = {"vlb"};
 
-std::uint64_t non_negative_integer(const json& v, const std::string& path) {
-  if (v.is_number_unsigned()) return v.get<std::uint64_t>();
-  if (v.is_number_integer()) {
-    if (v.get<long long>() < 0) throw ConfigError(path, "must be >= 0");
-    return static_cast<std::uint64_t>(v.get<long long>());
-  }
-  if (v.is_number_float()) {
-    const double d = v.get<double>();
-    if (d >= 0 && d == std::floor(d) && d < 9e15) return static_cast<std::uint64_t>(d);
-  }
-  throw ConfigError(path, "expected a non-negative integer");
-}
-
 double finite_number(const json& v, const std::string& path) {
   if (!v.is_number()) throw ConfigError(path, "expected a number");
   const double d = v.get<double>();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "diffsde/error.hpp"
 #include "diffsde/noise.hpp"
@@ -109,6 +110,23 @@ double frechet_distance_features(const ConstStateRef& a, const ConstStateRef& b,
   if (fa.rows() != a.rows() || fb.rows() != b.rows())
     throw Error("frechet_distance_features: the feature map must give one row per sample");
   return frechet_distance(fa, fb);
+}
+
+namespace {
+FeatureMapLoader& feature_map_loader() {
+  static FeatureMapLoader loader;
+  return loader;
+}
+}  // namespace
+
+void set_feature_map_loader(FeatureMapLoader loader) { feature_map_loader() = std::move(loader); }
+bool feature_maps_enabled() { return static_cast<bool>(feature_map_loader()); }
+
+FeatureMap load_feature_map(const FeatureMapOptions& options) {
+  if (!feature_map_loader())
+    throw Error(options.path + ": reading a classifier's features needs LibTorch, and this program was built "
+                               "without it (install libtorch-dev and configure with -DDIFFSDE_WITH_TORCH=ON)");
+  return feature_map_loader()(options);
 }
 
 double wasserstein2_squared_1d(std::vector<double>& a, std::vector<double>& b) {

@@ -98,6 +98,19 @@ void check_type(const json& v, const ParamSpec& spec, const std::string& path) {
 
 }  // namespace
 
+std::uint64_t non_negative_integer(const json& v, const std::string& path) {
+  if (v.is_number_unsigned()) return v.get<std::uint64_t>();
+  if (v.is_number_integer()) {
+    if (v.get<long long>() < 0) throw ConfigError(path, "must be >= 0");
+    return static_cast<std::uint64_t>(v.get<long long>());
+  }
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (d >= 0 && d == std::floor(d) && d < 9e15) return static_cast<std::uint64_t>(d);
+  }
+  throw ConfigError(path, "expected a non-negative integer, got " + type_name(v));
+}
+
 Params::Params(const json& object, const std::vector<ParamSpec>& specs, std::string path)
     : values_(json::object()), path_(std::move(path)) {
   if (!object.is_object()) throw ConfigError(path_, "expected an object, got " + type_name(object));

@@ -25,6 +25,7 @@
 #include <tuple>
 
 #include "diffsde/config.hpp"
+#include "diffsde/data.hpp"
 #include "diffsde/driver.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/grid.hpp"
@@ -77,19 +78,6 @@ void check_keys(const json& object, const std::vector<std::string>& known, const
     for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
     throw ConfigError(join_path(path, item.key()), "unknown key; known: " + list);
   }
-}
-
-std::uint64_t non_negative_integer(const json& v, const std::string& path) {
-  if (v.is_number_unsigned()) return v.get<std::uint64_t>();
-  if (v.is_number_integer()) {
-    if (v.get<long long>() < 0) throw ConfigError(path, "must be >= 0");
-    return static_cast<std::uint64_t>(v.get<long long>());
-  }
-  if (v.is_number_float()) {
-    const double d = v.get<double>();
-    if (d >= 0 && d == std::floor(d) && d < 9e15) return static_cast<std::uint64_t>(d);
-  }
-  throw ConfigError(path, "expected a non-negative integer, got " + type_name(v));
 }
 
 // A non-empty JSON array at `path` (a single value is not accepted: lists are explicit).
@@ -175,25 +163,19 @@ std::string label_of(const std::string& name, const json& given) {
   return params.empty() ? name : name + "(" + params + ")";
 }
 
-// Runs fn(i) for i in [0, n) on up to `threads` threads; the first exception thrown is
-// rethrown after every thread has stopped.
-void parallel_for(std::size_t n, int threads, const std::function<void(std::size_t)>& fn) {
-  const std::size_t workers = std::min<std::size_t>(n, static_cast<std::size_t>(std::max(threads, 1)));
-  if (workers <= 1) {
-    for (std::size_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<std::size_t> next{0};
+// Runs fn(j) for the tasks j = next() < n on up to `threads` threads until next() gives
+// j >= n; the first exception is rethrown after every thread has stopped.
+void drain(int threads, long n, const std::function<long()>& next, const std::function<void(long)>& fn) {
   std::atomic<bool> stop{false};
   std::exception_ptr error;
   std::mutex error_mutex;
   auto work = [&] {
-    for (;;) {
-      if (stop.load()) return;
-      const std::size_t i = next.fetch_add(1);
-      if (i >= n) return;
+    while (!stop.load()) {
+      long j = 0;
       try {
-        fn(i);
+        j = next();
+        if (j >= n) return;
+        fn(j);
       } catch (...) {
         std::lock_guard<std::mutex> lock(error_mutex);
         if (!error) error = std::current_exception();
@@ -202,10 +184,23 @@ void parallel_for(std::size_t n, int threads, const std::function<void(std::size
     }
   };
   std::vector<std::thread> pool;
-  for (std::size_t w = 0; w + 1 < workers; ++w) pool.emplace_back(work);
+  for (int w = 1; w < std::max(threads, 1); ++w) pool.emplace_back(work);
   work();
   for (auto& t : pool) t.join();
   if (error) std::rethrow_exception(error);
+}
+
+// Runs fn(i) for i in [0, n) on up to `threads` threads (never more than n); the first
+// exception thrown is rethrown after every thread has stopped.
+void parallel_for(std::size_t n, int threads, const std::function<void(std::size_t)>& fn) {
+  const int workers = static_cast<int>(std::min<std::size_t>(n, static_cast<std::size_t>(std::max(threads, 1))));
+  if (workers <= 1) {
+    for (std::size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<long> next{0};
+  drain(workers, static_cast<long>(n), [&next] { return next.fetch_add(1); },
+        [&fn](long i) { fn(static_cast<std::size_t>(i)); });
 }
 
 const AnalyticModel& analytic_model(const MetricSetup& setup, const std::string& metric, const std::string& why) {
@@ -255,8 +250,8 @@ class FrechetMetric final : public SweepMetric {
  public:
   std::string name() const override { return "frechet"; }
   void prepare(const MetricSetup& setup) override {
-    analytic_model(setup, "frechet", "the exact data mean and covariance (image models need a feature-space "
-                                     "Fréchet distance, see docs/metrics.md)");
+    analytic_model(setup, "frechet", "the exact data mean and covariance (for image models use "
+                                     "feature_frechet, see docs/metrics.md)");
     if (setup.batch < 2) throw ConfigError(setup.path, "frechet needs a batch of at least 2 samples");
   }
   void compute(const MetricInput& input, json& values) const override {
@@ -324,6 +319,66 @@ class MmdMetric final : public SweepMetric {
   State data_;
 };
 
+// The Fréchet distance in a classifier's feature space (image models): the Gaussian fit
+// of the samples' features against that of the data set's features, embedded once.
+class FeatureFrechetMetric final : public SweepMetric {
+ public:
+  explicit FeatureFrechetMetric(const Params& p) : path_(p.path()) {
+    if (!p.has("classifier")) p.fail("classifier", "is required (a TorchScript classifier with a 'features' method)");
+    options_.path = p.string("classifier");
+    data_spec_ = p.value("data");
+    if (!data_spec_.is_object()) p.fail("data", "must be an object ({\"name\": ...})");
+    data_samples_ = p.integer("data_samples");
+    if (data_samples_ < 2 || data_samples_ > (1L << 24)) p.fail("data_samples", "must be between 2 and 2^24");
+    options_.max_batch = p.integer("max_batch");
+    if (options_.max_batch < 1) p.fail("max_batch", "must be >= 1");
+    options_.device = p.string("device");
+    clip_ = p.boolean("clip");
+    if (p.has("seed")) seed_ = non_negative_integer(p.value("seed"), p.path_of("seed"));
+  }
+  std::string name() const override { return "feature_frechet"; }
+  void prepare(const MetricSetup& setup) override {
+    if (setup.batch < 2) throw ConfigError(setup.path, "feature_frechet needs a batch of at least 2 samples");
+    options_.path = resolve_path(setup.base_dir, options_.path);
+    const BuildContext context{nullptr, setup.base_dir};
+    const auto data = data_registry().create(data_spec_, join_path(path_, "data"), context);
+    if (data->dim() != setup.model->dim())
+      throw ConfigError(join_path(path_, "data"), "the data have " + std::to_string(data->dim()) +
+                                                      " values per sample, the model " +
+                                                      std::to_string(setup.model->dim()));
+    State rows;
+    if (const State* all = data->rows()) {
+      rows = all->topRows(std::min<Eigen::Index>(data_samples_, all->rows()));
+    } else {
+      rows.resize(data_samples_, data->dim());
+      data->batch(seed_.value_or(setup.seed), 0, rows);
+    }
+    try {
+      features_ = load_feature_map(options_);
+      data_fit_ = gaussian_fit(features_(rows));
+    } catch (const IoError&) {
+      throw;
+    } catch (const Error& e) {
+      throw ConfigError(join_path(path_, "classifier"), e.what());
+    }
+  }
+  void compute(const MetricInput& input, json& values) const override {
+    State x = input.samples;
+    if (clip_) x = x.max(-1.0).min(1.0);
+    values["feature_frechet"] = frechet_distance(gaussian_fit(features_(x)), data_fit_);
+  }
+
+ private:
+  std::string path_;
+  FeatureMapOptions options_;
+  json data_spec_;
+  long data_samples_ = 10000;
+  bool clip_ = true;
+  std::optional<std::uint64_t> seed_;
+  FeatureMap features_;
+  GaussianFit data_fit_;
+};
+
 void register_metrics(Registry<SweepMetric>& r) {
   auto simple = [](auto make) {
     return [make](const Params&, const BuildContext&) -> std::unique_ptr<SweepMetric> { return make(); };
@@ -358,6 +413,21 @@ void register_metrics(Registry<SweepMetric>& r) {
           {"seed", ParamType::integer, nullptr, "seed of the data samples (default: problem.seed)"}},
          [](const Params& p, const BuildContext&) -> std::unique_ptr<SweepMetric> {
            return std::make_unique<MmdMetric>(p);
+         }});
+  r.add({"feature_frechet",
+         "Fréchet distance between Gaussian fits of the samples' and the data's features in a classifier's "
+         "penultimate layer (image models; a classifier trained here on the same data, not FID): "
+         "feature_frechet",
+         {{"classifier", ParamType::string, nullptr, "TorchScript classifier with a 'features' method"},
+          {"data", ParamType::json, json{{"name", "fashion_mnist"}, {"split", "test"}},
+           "the data set compared against ({\"name\": ...})"},
+          {"data_samples", ParamType::integer, 10000, "data rows embedded (the first ones of a file)"},
+          {"clip", ParamType::boolean, true, "clip the samples to [-1, 1] before embedding them"},
+          {"device", ParamType::string, "cpu", "where the classifier runs: cpu, cuda or cuda:N"},
+          {"max_batch", ParamType::integer, 500, "rows per call of the classifier"},
+          {"seed", ParamType::integer, nullptr, "seed of generated data (default: problem.seed)"}},
+         [](const Params& p, const BuildContext&) -> std::unique_ptr<SweepMetric> {
+           return std::make_unique<FeatureFrechetMetric>(p);
          }});
 }
 
@@ -934,7 +1004,8 @@ std::unique_ptr<NoiseSource> make_noise(const Sweep& sweep, std::uint64_t seed, 
 }  // namespace
 
 State run_reference(const Sweep& sweep, ReferenceKind kind, std::uint64_t seed, double t_start, double t_end,
-                    int threads) {
+                    int threads, int rank, int ranks, const Broadcast& broadcast) {
+  if (ranks > 1 && !broadcast) throw Error("run_reference: several ranks need a broadcast");
   const auto& ref = kind == ReferenceKind::ode ? sweep.ode_reference : sweep.sde_reference;
   if (!ref) throw Error("run_reference: the sweep has no " + to_string(kind) + " reference");
   const BuildContext context{sweep.schedule, sweep.base_dir};
@@ -945,8 +1016,11 @@ State run_reference(const Sweep& sweep, ReferenceKind kind, std::uint64_t seed, 
       grid_registry().create(grid, join_path(ref->path, "grid"), context)->times(*sweep.schedule);
   State x = sweep_initial_state(sweep, seed);
   const long chunks = (sweep.batch + kReferenceChunk - 1) / kReferenceChunk;
-  parallel_for(static_cast<std::size_t>(chunks), threads, [&](std::size_t c) {
-    const long r0 = static_cast<long>(c) * kReferenceChunk;
+  std::vector<long> my_chunks;
+  for (long c = 0; c < chunks; ++c)
+    if (c % ranks == rank) my_chunks.push_back(c);
+  parallel_for(my_chunks.size(), threads, [&](std::size_t j) {
+    const long r0 = my_chunks[j] * kReferenceChunk;
     const long rows = std::min(kReferenceChunk, sweep.batch - r0);
     auto solver = solver_registry().create(ref->solver, join_path(ref->path, "solver"), context);
     auto noise = make_noise(sweep, seed, static_cast<std::uint64_t>(r0));
@@ -956,6 +1030,14 @@ State run_reference(const Sweep& sweep, ReferenceKind kind, std::uint64_t seed, 
       throw Error(ref->path + ": the stochastic reference drew independent normals instead of using the path");
     x.middleRows(r0, rows) = xc;
   });
+  if (ranks > 1) {
+    // Rows are contiguous (row-major), so a chunk is one block of doubles.
+    for (long c = 0; c < chunks; ++c) {
+      const long r0 = c * kReferenceChunk;
+      const long rows = std::min(kReferenceChunk, sweep.batch - r0);
+      broadcast(x.data() + r0 * x.cols(), static_cast<std::size_t>(rows * x.cols()), static_cast<int>(c % ranks));
+    }
+  }
   return x;
 }
 
@@ -1253,7 +1335,8 @@ SweepRunSummary run_sweep(const Sweep& sweep, const std::string& out, const Swee
     throw Error("run_sweep: the shard must be i/n with 0 <= i < n");
   if (options.ranks < 1 || options.rank < 0 || options.rank >= options.ranks)
     throw Error("run_sweep: the rank must lie in [0, ranks)");
-  if (options.ranks > 1 && !options.all_ok) throw Error("run_sweep: several ranks need all_ok");
+  if (options.ranks > 1 && (!options.all_ok || !options.broadcast || !options.next_task))
+    throw Error("run_sweep: several ranks need all_ok, broadcast and next_task");
   const auto start = std::chrono::steady_clock::now();
   auto sync = [&](bool ok) { return options.ranks > 1 ? options.all_ok(ok) : ok; };
 
@@ -1288,11 +1371,9 @@ SweepRunSummary run_sweep(const Sweep& sweep, const std::string& out, const Swee
     }
     pending.push_back(&cell);
   }
-  std::vector<const SweepCell*> mine;
-  for (std::size_t j = 0; j < pending.size(); ++j)
-    if (j % static_cast<std::size_t>(options.ranks) == static_cast<std::size_t>(options.rank)) mine.push_back(pending[j]);
 
-  // 3. The references these cells need: (kind, seed, t_start, t_end).
+  // 3. The references the pending cells need: (kind, seed, t_start, t_end). Every rank
+  //    makes the same calls, each integrating its share of the chunks.
   using RefKey = std::tuple<int, std::uint64_t, double, double>;
   std::map<RefKey, State> references;
   bool uses_reference = false;
@@ -1301,31 +1382,42 @@ SweepRunSummary run_sweep(const Sweep& sweep, const std::string& out, const Swee
     return RefKey{c.stochastic ? 1 : 0, c.seed, c.times.front(), c.times.back()};
   };
   if (uses_reference) {
-    for (const SweepCell* c : mine)
+    for (const SweepCell* c : pending)
       if (c->stochastic ? sweep.sde_reference.has_value() : sweep.ode_reference.has_value())
         references.emplace(ref_key(*c), State());
     for (auto& [key, state] : references)
       state = run_reference(sweep, std::get<0>(key) == 1 ? ReferenceKind::sde : ReferenceKind::ode, std::get<1>(key),
-                            std::get<2>(key), std::get<3>(key), options.threads);
+                            std::get<2>(key), std::get<3>(key), options.threads, options.rank, options.ranks,
+                            options.broadcast);
   }
 
   // 4. The cells, side by side; each line is appended the moment its cell is done.
   const std::string my_file = options.rank == 0 ? out : rank_file(out, options.rank, options.ranks);
   {
     LineAppender appender(my_file);
-    ProgressBar progress(options.progress && options.rank == 0, static_cast<long>(mine.size()));
-    std::atomic<long> failed{0};
-    parallel_for(mine.size(), options.threads, [&](std::size_t j) {
-      const SweepCell& cell = *mine[j];
+    ProgressBar progress(options.progress && options.rank == 0 && options.ranks == 1, static_cast<long>(pending.size()));
+    std::atomic<long> failed{0}, ran{0};
+    // Threads (and, through next_task, ranks) take the next pending cell as they finish one,
+    // so long and short cells balance out.
+    std::atomic<long> local_next{0};
+    std::mutex next_mutex;
+    auto next = [&]() -> long {
+      if (options.ranks == 1) return local_next.fetch_add(1);
+      std::lock_guard<std::mutex> lock(next_mutex);
+      return options.next_task();
+    };
+    drain(options.threads, static_cast<long>(pending.size()), next, [&](long j) {
+      const SweepCell& cell = *pending[static_cast<std::size_t>(j)];
       const State* reference = nullptr;
       auto it = references.find(ref_key(cell));
       if (it != references.end()) reference = &it->second;
       const ordered_json line = run_cell(sweep, cell, reference);
       if (line["status"] != "ok") ++failed;
       appender.append(line.dump());
+      ++ran;
       progress.tick();
     });
-    summary.ran = static_cast<long>(mine.size());
+    summary.ran = ran.load();
     summary.failed = failed.load();
   }
 

@@ -12,6 +12,7 @@
 
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
+#include "diffsde/metrics.hpp"
 #include "diffsde/report.hpp"
 #include "diffsde/sweep.hpp"
 #include "support/exact.hpp"
@@ -98,6 +99,10 @@ TEST_CASE("Schema errors name their JSON path") {
   CHECK(with([](json& j) { j["metrics"] = {"frechet", "frechet"}; }) == "sweep.metrics[1]");
   CHECK(with([](json& j) { j["metrics"] = {{{"name", "mmd"}, {"samples", 1}}}; }) == "sweep.metrics[0].samples");
   CHECK(with([](json& j) { j.erase("reference"); j["metrics"] = {"path_error"}; }) == "sweep.metrics[0]");
+  CHECK(with([](json& j) { j["metrics"] = {{{"name", "feature_frechet"}}}; }) == "sweep.metrics[0].classifier");
+  CHECK(with([](json& j) {
+          j["metrics"] = {{{"name", "feature_frechet"}, {"classifier", "c.pt"}, {"data", {{"name", "gmm"}}}, {"clip", 1}}};
+        }) == "sweep.metrics[0].clip");
   CHECK(with([](json& j) { j["reference"]["ode"]["solver"] = "euler_maruyama"; }) == "sweep.reference.ode.solver");
   CHECK(with([](json& j) { j["reference"]["ode"]["grid"]["t_end"] = 0.1; }) == "sweep.reference.ode.grid.t_end");
   CHECK(with([](json& j) { j["reference"]["sde"]["solver"] = "ddpm"; }) == "sweep.reference.sde.solver");
@@ -110,6 +115,20 @@ TEST_CASE("Schema errors name their JSON path") {
   CHECK(with([](json& j) { j["solvers"].push_back({{"name", "ddim"}, {"eta", 0.0}}); }) == "sweep.solvers[5]");
   // An ODE reference cannot reach t = 0.
   CHECK(with([](json& j) { j["grids"][0]["t_end"] = 0; j["solvers"].erase(4); }) == "sweep.reference.ode.solver");
+}
+
+TEST_CASE("feature_frechet without LibTorch stops at the classifier before anything runs") {
+  // These test programs do not link LibTorch, so no feature-map loader is installed.
+  REQUIRE_FALSE(feature_maps_enabled());
+  json j = small_sweep();
+  j["metrics"] = {{{"name", "feature_frechet"}, {"classifier", "c.pt"}, {"data", {{"name", "gmm"}}}}};
+  try {
+    parse_sweep(j);
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    CHECK(e.path() == "sweep.metrics[0].classifier");
+    CHECK_THAT(e.what(), Catch::Contains("LibTorch"));
+  }
 }
 
 TEST_CASE("List-valued parameters expand into their cross product") {

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <Eigen/Core>
@@ -66,6 +67,24 @@ double frechet_distance(const ConstStateRef& x, const AnalyticModel& model);
 // classifier. The Fréchet distance of image models is taken in such a feature space.
 using FeatureMap = std::function<State(const ConstStateRef&)>;
 double frechet_distance_features(const ConstStateRef& a, const ConstStateRef& b, const FeatureMap& features);
+
+// A classifier's feature map read from a file: the method `features` of a TorchScript
+// module, as `diffsde train` writes it for the task "classifier" (its penultimate layer).
+struct FeatureMapOptions {
+  std::string path;         // the TorchScript file (named in every error)
+  std::vector<int> shape;   // per-sample input shape; empty: the file's metadata
+  std::string device = "cpu";
+  long max_batch = 500;     // rows per call of `features`
+};
+// Loading needs LibTorch: enable_torch_models() (diffsde::torch) installs the loader.
+// The map it returns may be called from several threads (calls are serialised) and
+// throws Error naming the file when the input's width does not match the shape.
+using FeatureMapLoader = std::function<FeatureMap(const FeatureMapOptions&)>;
+void set_feature_map_loader(FeatureMapLoader loader);
+bool feature_maps_enabled();
+// Error when no loader is installed (a build without LibTorch), IoError when the file
+// does not load or has no method `features`.
+FeatureMap load_feature_map(const FeatureMapOptions& options);
 
 // ---------------------------------------------------------------------------
 // Sliced 2-Wasserstein distance.

@@ -3,6 +3,7 @@
 // which drives validation, `diffsde list` and the docs.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -31,6 +32,10 @@ struct ParamSpec {
   // For strings: the allowed values (empty = any).
   std::vector<std::string> choices = {};
 };
+
+// A JSON value that must be a non-negative integer (seeds, counts); 3.0 is accepted,
+// -1, 2.5 and "3" are ConfigErrors at `path` that say what was given.
+std::uint64_t non_negative_integer(const nlohmann::json& v, const std::string& path);
 
 // The validated parameters of one JSON object, with the object's JSON path for errors.
 // Construction checks every given key against the specs (unknown keys, wrong JSON

@@ -134,12 +134,17 @@ State sweep_initial_state(const Sweep& sweep, std::uint64_t seed);
 // results line (an object); a run that breaks down gives status "failed" and the error.
 nlohmann::ordered_json run_cell(const Sweep& sweep, const SweepCell& cell, const State* reference);
 
+// Sends `count` doubles from rank `root` to every rank (MPI_Bcast), in place.
+using Broadcast = std::function<void(double* data, std::size_t count, int root)>;
+
 // The reference solve of `kind` for a seed on [t_start, t_end]: rows are integrated in
 // fixed chunks of kReferenceChunk (in parallel on `threads`), with the noise of their own
-// sample indices, so the result does not depend on the thread count.
+// sample indices, so the result does not depend on the thread count. With ranks > 1,
+// rank r integrates the chunks c with c % ranks == r and `broadcast` shares them; every
+// rank must then make the same calls.
 constexpr long kReferenceChunk = 256;
 State run_reference(const Sweep& sweep, ReferenceKind kind, std::uint64_t seed, double t_start, double t_end,
-                    int threads = 1);
+                    int threads = 1, int rank = 0, int ranks = 1, const Broadcast& broadcast = {});
 
 // ---------------------------------------------------------------------------
 // Results files: one JSON object per line.
@@ -167,13 +172,19 @@ struct SweepRunOptions {
   int shard = 0, shards = 1;        // this job runs the cells with index % shards == shard
   bool resume = false;              // keep the cells already in the file, run the rest
   bool force = false;               // start over even if the file has cells
-  // Processes working on one file (MPI ranks): rank r runs pending cells j with
-  // j % ranks == r. Rank 0 appends to the file, rank r > 0 to FILE.rank-r-of-K, which
-  // rank 0 folds into the file at the end (and at the start of a resumed run).
+  // Processes working on one file (MPI ranks): each takes the next pending cell from a
+  // counter shared by all ranks (next_task). Rank 0 appends to the file, rank r > 0 to
+  // FILE.rank-r-of-K, which rank 0 folds into the file at the end (and at the start of a
+  // resumed run).
   int rank = 0, ranks = 1;
   // With ranks > 1: true when every rank passes true (a collective); used as a barrier
   // that also tells every rank whether rank 0's file work succeeded.
   std::function<bool(bool)> all_ok;
+  // With ranks > 1: shares the reference chunks, each integrated by one rank.
+  Broadcast broadcast;
+  // With ranks > 1: 0, 1, 2, ... across all ranks together (an atomic fetch-and-add on a
+  // counter that starts at 0 after the references). Called by one thread at a time.
+  std::function<long()> next_task;
   bool progress = false;            // a progress bar on stderr (cells done, ETA)
   std::ostream* log = nullptr;      // one-line messages (what runs, what was skipped)
 };

@@ -8,10 +8,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <sstream>
 
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
+#include "diffsde/metrics.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/scores/torch_model.hpp"
 #include "diffsde/scores/torch_util.hpp"
@@ -242,11 +245,74 @@ std::unique_ptr<Model> make_torchscript_model(const Params& p, const BuildContex
   }
 }
 
+// The classifier behind a FeatureMap: its module, input shape and a lock (one call at a time).
+struct FeatureNetwork {
+  std::string path;
+  torch::jit::Module module;
+  torch::Device device{torch::kCPU};
+  std::vector<int64_t> shape;
+  int64_t dim = 1;
+  long max_batch = 500;
+  std::mutex mutex;
+
+  State operator()(const ConstStateRef& x) {
+    if (x.cols() != dim)
+      throw Error(path + ": the classifier takes " + std::to_string(dim) + " values per sample (shape " +
+                  shape_string(shape) + "), the samples have " + std::to_string(x.cols()));
+    std::lock_guard<std::mutex> lock(mutex);
+    torch::NoGradGuard no_grad;
+    State out;
+    for (Eigen::Index r0 = 0; r0 < x.rows(); r0 += max_batch) {
+      const Eigen::Index n = std::min<Eigen::Index>(max_batch, x.rows() - r0);
+      std::vector<int64_t> sizes{static_cast<int64_t>(n)};
+      sizes.insert(sizes.end(), shape.begin(), shape.end());
+      torch::Tensor xt = torch::empty(sizes, torch::kFloat64);
+      auto* dst = xt.data_ptr<double>();
+      for (Eigen::Index r = 0; r < n; ++r)
+        for (Eigen::Index k = 0; k < dim; ++k) dst[r * dim + k] = x(r0 + r, k);
+      xt = xt.to(device, torch::kFloat32);
+      c10::IValue y;
+      try {
+        y = module.get_method("features")({xt});
+      } catch (const c10::Error& e) {
+        throw Error(path + ": features failed: " + torch_error_message(e));
+      }
+      if (!y.isTensor() || y.toTensor().dim() != 2 || y.toTensor().size(0) != n)
+        throw Error(path + ": features must return a (B, K) tensor");
+      const torch::Tensor f = y.toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
+      if (out.size() == 0) out.resize(x.rows(), f.size(1));
+      std::memcpy(&out(r0, 0), f.data_ptr<double>(), sizeof(double) * static_cast<std::size_t>(n * f.size(1)));
+    }
+    return out;
+  }
+};
+
+FeatureMap load_classifier_features(const FeatureMapOptions& o) {
+  auto net = std::make_shared<FeatureNetwork>();
+  net->path = o.path;
+  net->device = parse_torch_device(o.device);
+  nlohmann::json metadata;
+  net->module = load_torchscript(o.path, net->device, &metadata);
+  net->module.eval();
+  if (!net->module.find_method("features"))
+    throw IoError(o.path, "has no method 'features' (train one with {\"task\": \"classifier\"})");
+  std::vector<int> shape = o.shape;
+  if (shape.empty() && metadata.is_object() && metadata.contains("shape")) shape = metadata["shape"].get<std::vector<int>>();
+  if (shape.empty()) throw Error(o.path + ": the classifier's input shape is neither given nor in its metadata");
+  for (int d : shape) {
+    net->shape.push_back(d);
+    net->dim *= d;
+  }
+  net->max_batch = std::max(1L, o.max_batch);
+  return [net](const ConstStateRef& x) { return (*net)(x); };
+}
+
 }  // namespace
 
 void enable_torch_models() {
   use_reproducible_torchscript();
   set_torchscript_factory(make_torchscript_model);
+  set_feature_map_loader(load_classifier_features);
 }
 
 }  // namespace diffsde
