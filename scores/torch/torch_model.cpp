@@ -50,23 +50,26 @@ std::string shape_string(c10::IntArrayRef sizes) {
   return os.str();
 }
 
+// Rows [r0, r0 + n) of x as a float64 CPU tensor of sizes (n, *shape), viewing x's memory
+// (rows of a row-major state are contiguous; a strided view is copied first).
+torch::Tensor rows_tensor(const ConstStateRef& x, Eigen::Index r0, Eigen::Index n, const std::vector<int64_t>& shape) {
+  std::vector<int64_t> sizes{static_cast<int64_t>(n)};
+  sizes.insert(sizes.end(), shape.begin(), shape.end());
+  if (x.outerStride() == x.cols())
+    return torch::from_blob(const_cast<double*>(x.data() + r0 * x.cols()), sizes, torch::kFloat64);
+  torch::Tensor xt = torch::empty(sizes, torch::kFloat64);
+  auto* dst = xt.data_ptr<double>();
+  for (Eigen::Index r = 0; r < n; ++r)
+    std::memcpy(dst + r * x.cols(), x.data() + (r0 + r) * x.outerStride(), sizeof(double) * static_cast<std::size_t>(x.cols()));
+  return xt;
+}
+
 }  // namespace
 
 torch::Tensor TorchScriptModel::Impl::forward(const ConstStateRef& x, Eigen::Index r0, Eigen::Index n,
                                               double t_net, bool grad, torch::Tensor* x_in) const {
-  std::vector<int64_t> sizes{static_cast<int64_t>(n)};
-  for (int s : options.shape) sizes.push_back(s);
-  // Rows of a row-major state are contiguous; a strided view is copied first.
-  torch::Tensor xt;
-  if (x.outerStride() == x.cols()) {
-    xt = torch::from_blob(const_cast<double*>(x.data() + r0 * x.cols()), sizes, torch::kFloat64);
-  } else {
-    xt = torch::empty(sizes, torch::kFloat64);
-    auto* dst = xt.data_ptr<double>();
-    for (Eigen::Index r = 0; r < n; ++r)
-      std::memcpy(dst + r * x.cols(), x.data() + (r0 + r) * x.outerStride(), sizeof(double) * static_cast<std::size_t>(x.cols()));
-  }
-  xt = xt.to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
+  torch::Tensor xt = rows_tensor(x, r0, n, std::vector<int64_t>(options.shape.begin(), options.shape.end()))
+                         .to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
   if (grad) xt.requires_grad_(true);
   if (x_in) *x_in = xt;
   torch::Tensor tt = torch::full({static_cast<int64_t>(n)}, t_net, torch::TensorOptions().dtype(dtype).device(device));
@@ -264,13 +267,7 @@ struct FeatureNetwork {
     State out;
     for (Eigen::Index r0 = 0; r0 < x.rows(); r0 += max_batch) {
       const Eigen::Index n = std::min<Eigen::Index>(max_batch, x.rows() - r0);
-      std::vector<int64_t> sizes{static_cast<int64_t>(n)};
-      sizes.insert(sizes.end(), shape.begin(), shape.end());
-      torch::Tensor xt = torch::empty(sizes, torch::kFloat64);
-      auto* dst = xt.data_ptr<double>();
-      for (Eigen::Index r = 0; r < n; ++r)
-        for (Eigen::Index k = 0; k < dim; ++k) dst[r * dim + k] = x(r0 + r, k);
-      xt = xt.to(device, torch::kFloat32);
+      const torch::Tensor xt = rows_tensor(x, r0, n, shape).to(device, torch::kFloat32, false, /*copy=*/true);
       c10::IValue y;
       try {
         y = module.get_method("features")({xt});
