@@ -203,6 +203,18 @@ void parallel_for(std::size_t n, int threads, const std::function<void(std::size
         [&fn](long i) { fn(static_cast<std::size_t>(i)); });
 }
 
+// SweepCell::cost. An adaptive method of order p with local error control takes about
+// tolerance^(-1/p) steps; a fixed-step one exactly its grid's intervals.
+double estimated_cost(const SolverTraits& traits, long n_steps, const json& normalized) {
+  const double per_step = std::max(traits.evals_per_step, 1);
+  if (!traits.adaptive) return per_step * static_cast<double>(std::max(n_steps, 1L));
+  const auto rtol = normalized.find("rtol");
+  const double tol =
+      rtol != normalized.end() && rtol->is_number() && rtol->get<double>() > 0 ? rtol->get<double>() : 1e-3;
+  const double order = std::isfinite(traits.order) && traits.order >= 1 ? traits.order : 1.0;
+  return per_step * std::max({1.0, static_cast<double>(n_steps), std::pow(tol, -1.0 / order)});
+}
+
 const AnalyticModel& analytic_model(const MetricSetup& setup, const std::string& metric, const std::string& why) {
   const auto* analytic = dynamic_cast<const AnalyticModel*>(setup.model.get());
   if (analytic == nullptr)
@@ -866,6 +878,7 @@ struct Parser {
             cell.order = traits.order;
             cell.strong_order = traits.strong_order;
             cell.times = times;
+            cell.cost = estimated_cost(traits, n_steps, normalized);
             json identity = {{"solver", cell.solver}, {"grid", cell.grid}, {"seed", seed}};
             identity["tolerance"] = cell.tolerance ? json(*cell.tolerance) : json(nullptr);
             cell.key = hash_hex(identity.dump());
@@ -1287,15 +1300,19 @@ void prepare_output(const Sweep& sweep, const std::string& out, const SweepRunOp
   }
 }
 
-// "[#####.....] 37/96 cells, 0:12 elapsed, ETA 0:20" on stderr, redrawn in place.
+// "[#####.....] 37/96 cells, 0:12 elapsed, ETA 0:20" on stderr, redrawn in place. The bar
+// and the ETA go by the cells' estimated cost (SweepCell::cost), not their count, since
+// the costliest cells run first.
 class ProgressBar {
  public:
-  ProgressBar(bool enabled, long total) : enabled_(enabled && total > 0), total_(total), start_(Clock::now()) {
+  ProgressBar(bool enabled, long total, double total_cost)
+      : enabled_(enabled && total > 0), total_(total), total_cost_(total_cost), start_(Clock::now()) {
     draw();
   }
-  void tick() {
+  void tick(double cost) {
     std::lock_guard<std::mutex> lock(mutex_);
     ++done_;
+    done_cost_ += cost;
     draw();
     if (enabled_ && done_ == total_) std::cerr << "\n";
   }
@@ -1312,17 +1329,20 @@ class ProgressBar {
     if (!enabled_) return;
     const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
     const int width = 30;
-    const int filled = static_cast<int>(width * done_ / total_);
+    const double fraction = total_cost_ > 0 ? std::min(done_cost_ / total_cost_, 1.0)
+                                            : static_cast<double>(done_) / static_cast<double>(total_);
+    const int filled = static_cast<int>(width * fraction);
     std::ostringstream os;
     os << "\r[" << std::string(static_cast<std::size_t>(filled), '#')
        << std::string(static_cast<std::size_t>(width - filled), '.') << "] " << done_ << "/" << total_
        << " cells, " << clock_text(elapsed) << " elapsed";
-    if (done_ > 0 && done_ < total_) os << ", ETA " << clock_text(elapsed / static_cast<double>(done_) * static_cast<double>(total_ - done_));
+    if (done_ > 0 && done_ < total_ && fraction > 0) os << ", ETA " << clock_text(elapsed / fraction * (1.0 - fraction));
     os << "   ";
     std::cerr << os.str() << std::flush;
   }
   bool enabled_;
   long total_, done_ = 0;
+  double total_cost_, done_cost_ = 0;
   Clock::time_point start_;
   std::mutex mutex_;
 };
@@ -1371,6 +1391,11 @@ SweepRunSummary run_sweep(const Sweep& sweep, const std::string& out, const Swee
     }
     pending.push_back(&cell);
   }
+  // Costliest cells first: the threads (and ranks) then finish together, with the short
+  // cells filling in at the end. Results do not depend on the order; ties keep cell order,
+  // so every rank sees the same list.
+  std::stable_sort(pending.begin(), pending.end(),
+                   [](const SweepCell* a, const SweepCell* b) { return a->cost > b->cost; });
 
   // 3. The references the pending cells need: (kind, seed, t_start, t_end). Every rank
   //    makes the same calls, each integrating its share of the chunks.
@@ -1395,7 +1420,10 @@ SweepRunSummary run_sweep(const Sweep& sweep, const std::string& out, const Swee
   const std::string my_file = options.rank == 0 ? out : rank_file(out, options.rank, options.ranks);
   {
     LineAppender appender(my_file);
-    ProgressBar progress(options.progress && options.rank == 0 && options.ranks == 1, static_cast<long>(pending.size()));
+    double total_cost = 0;
+    for (const SweepCell* c : pending) total_cost += c->cost;
+    ProgressBar progress(options.progress && options.rank == 0 && options.ranks == 1, static_cast<long>(pending.size()),
+                         total_cost);
     std::atomic<long> failed{0}, ran{0};
     // Threads (and, through next_task, ranks) take the next pending cell as they finish one,
     // so long and short cells balance out.
@@ -1415,7 +1443,7 @@ SweepRunSummary run_sweep(const Sweep& sweep, const std::string& out, const Swee
       if (line["status"] != "ok") ++failed;
       appender.append(line.dump());
       ++ran;
-      progress.tick();
+      progress.tick(cell.cost);
     });
     summary.ran = ran.load();
     summary.failed = failed.load();
