@@ -1,4 +1,5 @@
-// Sweep wall time with --threads 1 and 2 side by side (docs/benchmarks.md, "Sweeps: cells on 1 and 2 threads").
+// Sweep wall time with --threads 1 and 2 side by side (docs/benchmarks.md, "Sweeps: cells
+// on 1 and 2 threads").
 //
 //   diffsde_bench_sweep [SWEEP.json] [--threads 1,2] [--repeat N]
 //

@@ -1301,8 +1301,8 @@ void prepare_output(const Sweep& sweep, const std::string& out, const SweepRunOp
 }
 
 // "[#####.....] 37/96 cells, 0:12 elapsed, ETA 0:20" on stderr, redrawn in place. The bar
-// and the ETA go by the cells' estimated cost (SweepCell::cost), not their count, since
-// the costliest cells run first.
+// and the ETA go by the cells' estimated cost (SweepCell::cost, at least 1 per cell), not
+// their count, since the costliest cells run first.
 class ProgressBar {
  public:
   ProgressBar(bool enabled, long total, double total_cost)
@@ -1329,14 +1329,13 @@ class ProgressBar {
     if (!enabled_) return;
     const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
     const int width = 30;
-    const double fraction = total_cost_ > 0 ? std::min(done_cost_ / total_cost_, 1.0)
-                                            : static_cast<double>(done_) / static_cast<double>(total_);
+    const double fraction = std::min(done_cost_ / total_cost_, 1.0);
     const int filled = static_cast<int>(width * fraction);
     std::ostringstream os;
     os << "\r[" << std::string(static_cast<std::size_t>(filled), '#')
        << std::string(static_cast<std::size_t>(width - filled), '.') << "] " << done_ << "/" << total_
        << " cells, " << clock_text(elapsed) << " elapsed";
-    if (done_ > 0 && done_ < total_ && fraction > 0) os << ", ETA " << clock_text(elapsed / fraction * (1.0 - fraction));
+    if (done_ > 0 && done_ < total_) os << ", ETA " << clock_text(elapsed / fraction * (1.0 - fraction));
     os << "   ";
     std::cerr << os.str() << std::flush;
   }

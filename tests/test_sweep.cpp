@@ -52,6 +52,13 @@ json small_sweep() {
   })");
 }
 
+// The step counts each solver label runs at.
+std::map<std::string, std::set<long>> steps_by_label(const Sweep& sweep) {
+  std::map<std::string, std::set<long>> out;
+  for (const auto& c : sweep.cells) out[c.label].insert(c.steps);
+  return out;
+}
+
 // Results by cell key, timings removed.
 std::map<std::string, json> cells_of(const std::string& path) {
   std::map<std::string, json> out;
@@ -424,14 +431,11 @@ TEST_CASE("The shipped sweeps parse, and the embedded default is configs/sweeps/
     if (name.rfind("ddim_table1_", 0) == 0) {
       ++table1;
       // eta 0, 0.2, 0.5, 1 and sigma-hat at S = 10, 20, 50, 100, 1000.
+      const auto by_label = steps_by_label(s);
       std::set<long> steps;
-      std::set<std::string> labels;
-      for (const auto& c : s.cells) {
-        steps.insert(c.steps);
-        labels.insert(c.label);
-      }
+      for (const auto& [label, label_steps] : by_label) steps.insert(label_steps.begin(), label_steps.end());
       CHECK(steps == std::set<long>{10, 20, 50, 100, 1000});
-      CHECK(labels.size() == 5);
+      CHECK(by_label.size() == 5);
     }
   }
   CHECK(table1 >= 1);
@@ -452,12 +456,10 @@ TEST_CASE("The Fashion-MNIST Table 1 sweeps expand to Table 1's cells") {
     config["problem"]["model"] = {{"name", "gmm"}};
     config["metrics"] = {"frechet"};
     const Sweep s = parse_sweep(config, dir);
-    std::map<std::string, std::set<long>> by_label;
-    for (const auto& c : s.cells) by_label[c.label].insert(c.steps);
     const std::map<std::string, std::set<long>> table = {{"ddim(eta=0)", steps},   {"ddim(eta=0.2)", steps},
                                                          {"ddim(eta=0.5)", steps}, {"ddim(eta=1)", steps},
                                                          {"ddpm(variance=beta)", steps}};
-    CHECK(by_label == table);
+    CHECK(steps_by_label(s) == table);
     CHECK(s.cells.size() == 5 * steps.size());
   }
 }
