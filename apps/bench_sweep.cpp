@@ -23,6 +23,7 @@
 
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
+#include "diffsde/registry.hpp"
 #include "diffsde/sweep.hpp"
 
 namespace {

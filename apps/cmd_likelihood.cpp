@@ -14,6 +14,7 @@
 #include "commands.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
+#include "diffsde/registry.hpp"
 #include "diffsde/likelihood.hpp"
 #include "diffsde/likelihood_config.hpp"
 #include "diffsde/npy.hpp"

@@ -12,6 +12,7 @@
 #include "diffsde/error.hpp"
 #include "diffsde/image.hpp"
 #include "diffsde/io.hpp"
+#include "diffsde/registry.hpp"
 #include "diffsde/npy.hpp"
 
 namespace diffsde::cli {

@@ -23,6 +23,7 @@
 #include "commands.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
+#include "diffsde/registry.hpp"
 #include "diffsde/sweep.hpp"
 
 namespace diffsde::cli {

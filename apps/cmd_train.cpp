@@ -14,6 +14,7 @@
 #include "commands.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
+#include "diffsde/registry.hpp"
 #ifdef DIFFSDE_HAVE_TORCH
 #include "diffsde/scores/train.hpp"
 #endif

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "diffsde/model.hpp"
-#include "diffsde/registry.hpp"
+#include "diffsde/builtins.hpp"
 #include "diffsde/scores/analytic.hpp"
 #include "diffsde/scores/torch_model.hpp"
 

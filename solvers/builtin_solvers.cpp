@@ -1,5 +1,5 @@
 // The built-in solvers: one declaration and one call per solver family.
-#include "diffsde/registry.hpp"
+#include "diffsde/builtins.hpp"
 
 namespace diffsde::builtin {
 
@@ -8,7 +8,8 @@ void register_ddim(Registry<Solver>& registry);  // ddim and ddpm
 void register_reverse_diffusion(Registry<Solver>& registry);
 void register_pc(Registry<Solver>& registry);
 void register_pf_ode(Registry<Solver>& registry);
-void register_dpm_solver(Registry<Solver>& registry);  // dpm_solver and dpm_solver_adaptive
+void register_dpm_solver(Registry<Solver>& registry);
+void register_dpm_solver_adaptive(Registry<Solver>& registry);
 void register_dpmpp_sde(Registry<Solver>& registry);  // dpmpp_2m_sde, dpmpp_3m_sde, dpmpp_2s_ancestral, dpmpp_sde
 void register_unipc(Registry<Solver>& registry);
 void register_deis(Registry<Solver>& registry);
@@ -24,6 +25,7 @@ void register_solvers(Registry<Solver>& registry) {
   register_pc(registry);
   register_pf_ode(registry);
   register_dpm_solver(registry);
+  register_dpm_solver_adaptive(registry);
   register_dpmpp_sde(registry);
   register_unipc(registry);
   register_deis(registry);

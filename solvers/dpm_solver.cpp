@@ -252,7 +252,6 @@ void register_dpm_solver(Registry<Solver>& registry) {
                                   {"algorithm", algorithm},
                                   {"lower_order_final", false}});
   registry.add(std::move(entry));
-  register_dpm_solver_adaptive(registry);
 }
 
 }  // namespace builtin

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "diffsde/error.hpp"
+#include "diffsde/registry.hpp"
 
 namespace diffsde {
 

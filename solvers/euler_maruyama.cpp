@@ -4,6 +4,7 @@
 
 #include "diffsde/error.hpp"
 #include "diffsde/registry.hpp"
+#include "diffsde/vector_field.hpp"
 
 namespace diffsde {
 
@@ -31,16 +32,15 @@ void EulerMaruyamaSolver::init(SolverContext& /*context*/, const State& x,
 
 void EulerMaruyamaSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1,
                                State& x) {
-  const ScheduleAt s = context.schedule().at(t0);
-  if (!(s.sigma > 0)) throw Error("euler_maruyama cannot start a step at sigma = 0");
+  const FieldAt c = field_at(context.schedule(), t0);
+  if (!(c.sigma > 0)) throw Error("euler_maruyama cannot start a step at sigma = 0");
   const double h = t1 - t0;
   context.eps(x, t0, eps_);
   context.noise().brownian(t0, t1, dw_);
-  // x += h * (-beta/2 x + beta/sigma eps) + sqrt(beta) dW
-  const double a = 1.0 - 0.5 * h * s.beta;
-  const double b = h * s.beta / s.sigma;
-  const double g = std::sqrt(s.beta);
-  x = a * x + b * eps_ + g * dw_;
+  // x += h (f x + g^2/sigma eps) + g dW
+  const double a = 1.0 + h * c.f;
+  const double b = h * c.g2 / c.sigma;
+  x = a * x + b * eps_ + c.g() * dw_;
 }
 
 namespace builtin {

@@ -6,6 +6,7 @@
 
 #include "diffsde/error.hpp"
 #include "diffsde/registry.hpp"
+#include "diffsde/vector_field.hpp"
 
 namespace diffsde {
 
@@ -36,7 +37,7 @@ void GgfSolver::init(SolverContext& context, const State& x, const std::vector<d
   for (std::size_t i = 0; i + 1 < times.size(); ++i)
     if (!(times[i + 1] < times[i]))
       throw Error("ggf integrates the reverse SDE: the grid must decrease in t");
-  if (dynamic_cast<const BrownianTreeNoise*>(&context.noise()) == nullptr)
+  if (!context.noise().is_path())
     throw Error("ggf needs the brownian_tree noise source (rejected steps must re-use the same "
                 "Brownian path), got '" + context.noise().name() + "'");
   h_.assign(static_cast<std::size_t>(x.rows()), opt_.h_init);
@@ -45,7 +46,7 @@ void GgfSolver::init(SolverContext& context, const State& x, const std::vector<d
 }
 
 void GgfSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
-  const auto& tree = dynamic_cast<const BrownianTreeNoise&>(context.noise());
+  const NoiseSource& path = context.noise();
   const Schedule& sch = context.schedule();
   const bool linf = opt_.norm == "linf";
   const double span = t0 - t1;
@@ -63,14 +64,14 @@ void GgfSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doubl
       double tn = t - h_next;
       if (tn < t1 + 1e-12 * span) tn = t1;  // no sliver step at the end
       const double h = tn - t;              // < 0
-      const ScheduleAt s0 = sch.at(t), s1 = sch.at(tn);
-      if (!(s0.sigma > 0)) throw Error("ggf cannot start a step at sigma = 0");
-      const double g0 = std::sqrt(s0.beta), g1 = std::sqrt(s1.beta);
+      const FieldAt c0 = field_at(sch, t), c1 = field_at(sch, tn);
+      if (!(c0.sigma > 0)) throw Error("ggf cannot start a step at sigma = 0");
+      const double g0 = c0.g(), g1 = c1.g();
       context.eps(xr_, t, eps_);
-      f0_ = (-0.5 * s0.beta) * xr_ + (s0.beta / s0.sigma) * eps_;
-      tree.brownian_rows(t, tn, static_cast<std::uint64_t>(r), dw_);
+      f0_ = reverse_sde_drift(c0, xr_, eps_);
+      path.brownian_rows(t, tn, static_cast<std::uint64_t>(r), dw_);
       xp_ = xr_ + h * f0_ + g0 * dw_;  // Euler–Maruyama
-      if (!(s1.sigma > 0)) {           // a step to sigma = 0: no second evaluation, EM
+      if (!(c1.sigma > 0)) {           // a step to sigma = 0: no second evaluation, EM
         xr_ = xp_;
         x_prev_.row(r) = xp_;
         t = tn;
@@ -79,7 +80,7 @@ void GgfSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doubl
       }
       context.eps(xp_, tn, eps_);
       // Stochastic improved Euler: x'' = x + h/2 (f(x, t) + f(x', t_new)) + (g0 + g1)/2 dW
-      xpp_ = xr_ + (0.5 * h) * (f0_ + (-0.5 * s1.beta) * xp_ + (s1.beta / s1.sigma) * eps_) +
+      xpp_ = xr_ + (0.5 * h) * (f0_ + c1.f * xp_ + c1.sde_eps() * eps_) +
              (0.5 * (g0 + g1)) * dw_;
       const auto delta =
           (opt_.rtol * xp_.abs().max(x_prev_.row(r).abs())).max(opt_.atol);

@@ -4,6 +4,9 @@
 
 #include "diffsde/error.hpp"
 #include "diffsde/registry.hpp"
+#include "diffsde/solvers/ddim.hpp"
+#include "diffsde/solvers/euler_maruyama.hpp"
+#include "diffsde/solvers/reverse_diffusion.hpp"
 
 namespace diffsde {
 
@@ -103,6 +106,21 @@ void PcSolver::step(SolverContext& context, std::size_t i, double t0, double t1,
 }
 
 namespace builtin {
+namespace {
+// The predictors pc offers, each with the defaults of its registry entry.
+std::unique_ptr<Solver> make_predictor(const std::string& name) {
+  if (name == "euler_maruyama") return std::make_unique<EulerMaruyamaSolver>();
+  if (name == "ddpm") {
+    DdimSolver::Options o;
+    o.name = "ddpm";
+    o.eta = 1;
+    o.noise = DdimSolver::Noise::eta;  // variance "posterior"
+    return std::make_unique<DdimSolver>(o);
+  }
+  return std::make_unique<ReverseDiffusionSolver>();
+}
+}  // namespace
+
 void register_pc(Registry<Solver>& registry) {
   registry.add(
       {"pc",
@@ -119,7 +137,7 @@ void register_pc(Registry<Solver>& registry) {
          "Langevin step size rule: sigma (2 a (snr sigma)^2), sample_norms (score-SDE's norms "
          "per sample) or batch_norms (score-SDE's batch means; depends on the batch)",
          {"sigma", "sample_norms", "batch_norms"}}},
-       [](const Params& p, const BuildContext& context) -> std::unique_ptr<Solver> {
+       [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
          PcSolver::Options o;
          o.corrector = p.string("corrector") == "none" ? PcSolver::Corrector::none
                                                        : PcSolver::Corrector::langevin;
@@ -132,10 +150,7 @@ void register_pc(Registry<Solver>& registry) {
          const long n_steps = p.integer("n_steps");
          if (n_steps < 1 || n_steps > 1000000) p.fail("n_steps", "must be between 1 and 1000000");
          o.n_steps = static_cast<int>(n_steps);
-         // The predictor comes from the global registry with its defaults.
-         auto predictor = solver_registry().create(nlohmann::json{{"name", p.string("predictor")}},
-                                                   p.path_of("predictor"), context);
-         return std::make_unique<PcSolver>(std::move(predictor), o);
+         return std::make_unique<PcSolver>(make_predictor(p.string("predictor")), o);
        },
        {{{"predictor", "euler_maruyama"}, {"corrector", "none"}},
         {{"predictor", "reverse_diffusion"}, {"corrector", "langevin"}},

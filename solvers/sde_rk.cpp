@@ -5,6 +5,7 @@
 
 #include "diffsde/error.hpp"
 #include "diffsde/registry.hpp"
+#include "diffsde/vector_field.hpp"
 
 namespace diffsde {
 
@@ -16,14 +17,14 @@ void check_decreasing(const std::vector<double>& times, const char* who) {
       throw Error(std::string(who) + " integrates the reverse SDE: the grid must decrease in t");
 }
 
-// f(x, t) = -beta/2 x + beta/sigma eps(x, t) into out.
+// The reverse SDE's drift f x + g^2/sigma eps(x, t) into out (vector_field.hpp).
 void drift(SolverContext& context, const State& x, const ScheduleAt& s, State& eps, State& out,
            const char* who) {
   if (!(s.sigma > 0))
     throw Error(std::string(who) + " cannot evaluate the drift at sigma = 0 (t = " +
                 format_double(s.t) + ")");
   context.eps(x, s.t, eps);
-  out = (-0.5 * s.beta) * x + (s.beta / s.sigma) * eps;
+  out = reverse_sde_drift(field_at(s), x, eps);
 }
 
 }  // namespace
@@ -56,18 +57,19 @@ void StochasticHeunSolver::step(SolverContext& context, std::size_t /*i*/, doubl
                                 State& x) {
   const ScheduleAt s0 = context.schedule().at(t0);
   const ScheduleAt s1 = context.schedule().at(t1);
+  const FieldAt c1 = field_at(s1);
   const double h = t1 - t0;
-  const double g0 = std::sqrt(s0.beta), g1 = std::sqrt(s1.beta);
+  const double g0 = field_at(s0).g(), g1 = c1.g();
   drift(context, x, s0, eps_, f0_, "stochastic_heun");
   context.noise().brownian(t0, t1, dw_);
   xp_ = x + h * f0_ + g0 * dw_;
-  if (!(s1.sigma > 0)) {  // a final step to sigma = 0: Euler–Maruyama
+  if (!(c1.sigma > 0)) {  // a final step to sigma = 0: Euler–Maruyama
     x = xp_;
     return;
   }
   context.eps(xp_, t1, eps_);
   // x1 = x + h/2 (f(x, t0) + f(x~, t1)) + (g0 + g1)/2 dW
-  x += (0.5 * h) * (f0_ + (-0.5 * s1.beta) * xp_ + (s1.beta / s1.sigma) * eps_) +
+  x += (0.5 * h) * (f0_ + c1.f * xp_ + c1.sde_eps() * eps_) +
        (0.5 * (g0 + g1)) * dw_;
 }
 
@@ -134,8 +136,8 @@ void SraSolver::init(SolverContext& /*context*/, const State& x, const std::vect
 
 void SraSolver::increments(SolverContext& context, double t0, double t1) {
   const double k = t0 - t1;
-  auto* tree = dynamic_cast<BrownianTreeNoise*>(&context.noise());
-  if (tree == nullptr) {
+  const NoiseSource& path = context.noise();
+  if (!path.is_path()) {
     context.noise().brownian(t0, t1, dw_);
     context.noise().normal(i10_);
     i10_ = (0.5 * k) * (dw_ + std::sqrt(k / 3.0) * i10_);
@@ -145,24 +147,25 @@ void SraSolver::increments(SolverContext& context, double t0, double t1) {
   // points of level L inside the step (exact when L is the tree's depth: the path is linear
   // below its leaves). Spacing D = T 2^-L with D <= k^1.5 / 4 (in units of T) keeps the
   // quadrature error, of standard deviation ~ sqrt(k/12) D per step, below the scheme's.
-  const double span = tree->t_hi() - tree->t_lo();
+  const NoiseSource::PathLattice lattice = path.lattice();
+  const double span = lattice.t_hi - lattice.t_lo;
   const int wanted = static_cast<int>(std::ceil(1.5 * std::log2(span / k))) + 2;
-  const int level = std::min(tree->depth(), std::max(1, wanted));
+  const int level = std::min(lattice.depth, std::max(1, wanted));
   const double d = std::ldexp(span, -level);
-  tree->value(t0, w0_);
-  tree->value(t1, wa_);
+  path.value(t0, w0_);
+  path.value(t1, wa_);
   dw_ = wa_ - w0_;
   i10_.setZero();
   double p = t1;
-  auto m = static_cast<long long>(std::floor((t1 - tree->t_lo()) / d)) + 1;
+  auto m = static_cast<long long>(std::floor((t1 - lattice.t_lo) / d)) + 1;
   for (;; ++m) {
-    double q = tree->t_lo() + static_cast<double>(m) * d;
+    double q = lattice.t_lo + static_cast<double>(m) * d;
     if (!(q < t0)) q = t0;
     if (q <= p) continue;
     if (q == t0)
       wb_ = w0_;
     else
-      tree->value(q, wb_);
+      path.value(q, wb_);
     i10_ += (0.5 * (q - p)) * (wa_ + wb_ - 2.0 * w0_);
     if (q == t0) break;
     wa_.swap(wb_);
@@ -175,7 +178,7 @@ void SraSolver::run_tableau(SolverContext& context, const SraTableau& tab, doubl
   const Schedule& sch = context.schedule();
   const double h = t1 - t0, k = t0 - t1;
   const auto s = static_cast<std::size_t>(tab.stages);
-  for (std::size_t j = 0; j < s; ++j) g1_[j] = std::sqrt(sch.beta(t0 + tab.c1[j] * h));
+  for (std::size_t j = 0; j < s; ++j) g1_[j] = field_at(sch, t0 + tab.c1[j] * h).g();
   for (std::size_t i = 0; i < s; ++i) {
     h_ = x;
     double noise = 0;

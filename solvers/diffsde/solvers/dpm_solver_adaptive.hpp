@@ -20,7 +20,6 @@
 #include <string>
 #include <vector>
 
-#include "diffsde/registry.hpp"
 #include "diffsde/solvers/dpm_solver.hpp"
 
 namespace diffsde {
@@ -56,10 +55,5 @@ class DpmSolverAdaptive final : public Solver {
   double h_ = 0;  // next trial |h| in lambda
   State eps_, x_low_, x_high_;
 };
-
-namespace builtin {
-// Registers dpm_solver_adaptive (called by register_dpm_solver).
-void register_dpm_solver_adaptive(Registry<Solver>& registry);
-}  // namespace builtin
 
 }  // namespace diffsde

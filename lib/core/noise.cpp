@@ -115,6 +115,19 @@ std::unique_ptr<NoiseSource> NoiseSource::row_block(std::uint64_t /*batch*/,
   return nullptr;
 }
 
+void NoiseSource::value(double /*t*/, StateRef /*out*/) const {
+  throw Error("noise source '" + name() + "' is not a Brownian path (use brownian_tree)");
+}
+
+void NoiseSource::brownian_rows(double /*t0*/, double /*t1*/, std::uint64_t /*row0*/,
+                                StateRef /*out*/) const {
+  throw Error("noise source '" + name() + "' is not a Brownian path (use brownian_tree)");
+}
+
+NoiseSource::PathLattice NoiseSource::lattice() const {
+  throw Error("noise source '" + name() + "' is not a Brownian path (use brownian_tree)");
+}
+
 // ----------------------------------------------------------------------------------------
 PhiloxNoise::PhiloxNoise(std::uint64_t seed, std::uint64_t first_sample, NoiseStream stream)
     : seed_(seed), first_sample_(first_sample), stream_(stream) {}

@@ -44,29 +44,6 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-nlohmann::json read_json_file(const std::string& path) {
-  const std::string text = read_file(path);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    // Turn the byte offset into line:column.
-    std::size_t line = 1, col = 1;
-    for (std::size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
-      if (text[i] == '\n') {
-        ++line;
-        col = 1;
-      } else {
-        ++col;
-      }
-    }
-    std::string what = e.what();
-    const auto pos = what.find("syntax error");
-    throw IoError(path, "invalid JSON at line " + std::to_string(line) + ", column " +
-                            std::to_string(col) + ": " +
-                            (pos == std::string::npos ? what : what.substr(pos)));
-  }
-}
-
 std::string parent_dir(const std::string& path) {
   return std::filesystem::path(path).parent_path().string();
 }

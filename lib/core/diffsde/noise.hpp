@@ -62,6 +62,24 @@ class NoiseSource {
   virtual std::unique_ptr<NoiseSource> row_block(std::uint64_t batch, std::uint64_t first_row,
                                                  std::uint64_t rows) const;
 
+  // Brownian paths. A source that is one Brownian path (is_path(): the Brownian tree)
+  // answers W at any time, so that increments over any intervals (each sample's own
+  // steps, retried steps, sub-intervals of a step) come from that one path, as diffrax's
+  // AbstractBrownianPath.evaluate(t0, t1). Solvers ask for them through this interface
+  // only; the other sources draw independent normals and throw Error here.
+  virtual bool is_path() const { return false; }
+  // W(t) - W(t_lo) for every sample.
+  virtual void value(double t, StateRef out) const;
+  // W(t1) - W(t0) for a sub-batch: row r of `out` is row row0 + r of this source's batch.
+  virtual void brownian_rows(double t0, double t1, std::uint64_t row0, StateRef out) const;
+  // Where the path lives: W is exact in law at t_lo + m (t_hi - t_lo) 2^-depth and
+  // linear between those points.
+  struct PathLattice {
+    double t_lo = 0, t_hi = 0;
+    int depth = 0;
+  };
+  virtual PathLattice lattice() const;
+
  protected:
   std::uint64_t draws_ = 0;
 };
@@ -95,12 +113,14 @@ class BrownianTreeNoise final : public NoiseSource {
   void brownian(double t0, double t1, StateRef out) override;
   std::unique_ptr<NoiseSource> row_block(std::uint64_t batch, std::uint64_t first_row,
                                          std::uint64_t rows) const override;
+  bool is_path() const override { return true; }
   // W(t) - W(t_lo) for every sample; W(t_lo) = 0.
-  void value(double t, StateRef out) const;
+  void value(double t, StateRef out) const override;
   // The same for a sub-batch: row r of `out` is sample first_sample + row0 + r (used by
   // solvers that step each sample on its own times, e.g. ggf).
   void value_rows(double t, std::uint64_t row0, StateRef out) const;
-  void brownian_rows(double t0, double t1, std::uint64_t row0, StateRef out) const;
+  void brownian_rows(double t0, double t1, std::uint64_t row0, StateRef out) const override;
+  PathLattice lattice() const override { return {t_lo_, t_hi_, depth_}; }
   double t_lo() const { return t_lo_; }
   double t_hi() const { return t_hi_; }
   int depth() const { return depth_; }

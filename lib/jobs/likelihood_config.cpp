@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "diffsde/error.hpp"
+#include "diffsde/problem.hpp"
 #include "diffsde/registry.hpp"
 
 namespace diffsde {
@@ -179,25 +180,15 @@ const std::vector<ParamSpec>& likelihood_vlb_params() {
 
 LikelihoodConfig parse_likelihood_config(const json& config, const std::string& base_dir) {
   if (!config.is_object()) throw ConfigError("", "the configuration must be a JSON object");
-  for (const auto& item : config.items()) {
-    bool known = false;
-    for (const auto& k : kKeys) known = known || k == item.key();
-    if (!known) {
-      std::string list;
-      for (const auto& k : kKeys) list += (list.empty() ? "" : ", ") + k;
-      throw ConfigError(item.key(), "unknown key; known: " + list);
-    }
-  }
+  check_keys(config, kKeys, "");
   LikelihoodConfig out;
   out.base_dir = base_dir;
-  for (const char* key : {"schedule", "model"}) {
-    if (!config.contains(key)) throw ConfigError(key, "is required");
-    const json& v = config.at(key);
-    if (!v.is_object() && !v.is_string())
-      throw ConfigError(key, "expected an object {\"name\": ..., parameters...}");
-  }
-  out.schedule = config.at("schedule");
-  out.model = config.at("model");
+  ProblemRules rules;
+  rules.keys = {"seed"};
+  const ProblemSpec problem = parse_problem(config, "", rules, base_dir);
+  out.schedule = problem.schedule;
+  out.model = problem.model;
+  out.seed = problem.seed;
   if (config.contains("method")) {
     const json& v = config.at("method");
     if (!v.is_string() || (v.get<std::string>() != "pf_ode" && v.get<std::string>() != "vlb"))
@@ -219,7 +210,6 @@ LikelihoodConfig parse_likelihood_config(const json& config, const std::string& 
       throw ConfigError("data_kind", "expected \"continuous\" or \"image8\"");
     out.data = data_kind_from_string(v.get<std::string>());
   }
-  if (config.contains("seed")) out.seed = non_negative_integer(config.at("seed"), "seed");
   if (config.contains("threads")) {
     const auto threads = non_negative_integer(config.at("threads"), "threads");
     if (threads < 1 || threads > 256) throw ConfigError("threads", "must be between 1 and 256");
@@ -251,10 +241,14 @@ LikelihoodConfig parse_likelihood_config(const json& config, const std::string& 
 LikelihoodJob build_likelihood_job(const LikelihoodConfig& config) {
   LikelihoodJob job;
   job.config = config;
-  std::shared_ptr<Schedule> schedule = schedule_registry().create(config.schedule, "schedule");
-  job.schedule = schedule;
-  const BuildContext context{job.schedule, config.base_dir};
-  job.model = model_registry().create(config.model, "model", context);
+  ProblemSpec spec;
+  spec.schedule = config.schedule;
+  spec.model = config.model;
+  spec.seed = config.seed;
+  spec.base_dir = config.base_dir;
+  const Problem problem = build_problem(spec);
+  job.schedule = problem.schedule;
+  job.model = problem.model;
   if (config.method == LikelihoodMethod::pf_ode) {
     const LikelihoodOptions& o = config.pf_ode;
     if (o.t_max > job.schedule->t_max())

@@ -1,6 +1,7 @@
 // Registries: schedules, grids, models and solvers are made by name from JSON
 // parameters. Each entry declares its parameters (name, type, default, description),
-// which drives validation, `diffsde list` and the docs.
+// which drives validation, `diffsde list` and the docs. This is the JSON layer: the core
+// (lib/core) knows no JSON; the entries translate JSON into the core's objects.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,14 @@ struct ParamSpec {
   // For strings: the allowed values (empty = any).
   std::vector<std::string> choices = {};
 };
+
+// "a bool", "an integer", "a number", "a string", "an array", "an object" or "null",
+// for messages.
+std::string json_type_name(const nlohmann::json& v);
+
+// Every key of `object` must be one of `known`; otherwise ConfigError at PATH.key:
+// "unknown key; known: a, b, c".
+void check_keys(const nlohmann::json& object, const std::vector<std::string>& known, const std::string& path);
 
 // A JSON value that must be a non-negative integer (seeds, counts); 3.0 is accepted,
 // -1, 2.5 and "3" are ConfigErrors at `path` that say what was given.
@@ -154,18 +163,15 @@ std::vector<std::string> Registry<T>::names() const {
   return out;
 }
 
-// The global registries, filled with the built-in entries on first use.
+// Parses a JSON file; IoError with the file, line and column on a syntax error.
+nlohmann::json read_json_file(const std::string& path);
+
+// The global registries, filled with the built-in entries on first use. They are
+// defined by the built-ins target (diffsde::builtins, lib/builtins), which a program
+// links to get them; entries of its own may be added with add().
 Registry<Schedule>& schedule_registry();
 Registry<Grid>& grid_registry();
 Registry<Model>& model_registry();
 Registry<Solver>& solver_registry();
-
-// Registration of the built-ins; each family's file defines its function.
-namespace builtin {
-void register_schedules(Registry<Schedule>& registry);  // lib/schedule.cpp
-void register_grids(Registry<Grid>& registry);          // lib/grid.cpp
-void register_models(Registry<Model>& registry);        // scores/builtin_models.cpp
-void register_solvers(Registry<Solver>& registry);      // solvers/builtin_solvers.cpp
-}  // namespace builtin
 
 }  // namespace diffsde

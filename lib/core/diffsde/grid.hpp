@@ -29,6 +29,14 @@ struct GridSpan {
   double t_last = 1e-3;
 };
 
+// Checks of a span that need no schedule; ConfigError with a path relative to the grid
+// object ("t_start", "t_last"). `uses_t_last`: the grid is spaced in lambda or sigma,
+// which are infinite at t = 0. The grids' times() repeat these checks.
+void check_span(const GridSpan& span, bool uses_t_last);
+// Checks of a custom list of times that need no schedule (at least two, finite, >= 0,
+// strictly monotone); ConfigError at "t" or "t[i]".
+void check_custom(const std::vector<double>& t);
+
 // Uniform in t.
 class TimeUniformGrid final : public Grid {
  public:

@@ -122,7 +122,7 @@ struct Sweep {
   std::vector<SweepCell> cells;
 };
 
-// The embedded default sweep (configs/sweeps/default.json holds the same): every
+// The default sweep: configs/sweeps/default.json, embedded at build time. Every
 // registered solver on the built-in 2-D Gaussian mixture at 5, 10, 20 and 50 steps.
 nlohmann::json default_sweep_config();
 

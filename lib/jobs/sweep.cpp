@@ -33,6 +33,7 @@
 #include "diffsde/metrics.hpp"
 #include "diffsde/noise.hpp"
 #include "diffsde/npy.hpp"
+#include "diffsde/problem.hpp"
 #include "diffsde/solver.hpp"
 
 namespace diffsde {
@@ -49,16 +50,6 @@ namespace {
 
 const std::string kRoot = "sweep";
 
-std::string type_name(const json& v) {
-  if (v.is_null()) return "null";
-  if (v.is_boolean()) return "a bool";
-  if (v.is_number_integer() || v.is_number_unsigned()) return "an integer";
-  if (v.is_number()) return "a number";
-  if (v.is_string()) return "a string";
-  if (v.is_array()) return "an array";
-  return "an object";
-}
-
 // 64-bit FNV-1a, as 16 hex digits: stable across runs, builds and machines.
 std::string hash_hex(const std::string& bytes) {
   std::uint64_t h = 1469598103934665603ull;
@@ -71,18 +62,9 @@ std::string hash_hex(const std::string& bytes) {
   return os.str();
 }
 
-void check_keys(const json& object, const std::vector<std::string>& known, const std::string& path) {
-  for (const auto& item : object.items()) {
-    if (std::find(known.begin(), known.end(), item.key()) != known.end()) continue;
-    std::string list;
-    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-    throw ConfigError(join_path(path, item.key()), "unknown key; known: " + list);
-  }
-}
-
 // A non-empty JSON array at `path` (a single value is not accepted: lists are explicit).
 const json& non_empty_array(const json& v, const std::string& path) {
-  if (!v.is_array()) throw ConfigError(path, "expected an array, got " + type_name(v));
+  if (!v.is_array()) throw ConfigError(path, "expected an array, got " + json_type_name(v));
   if (v.empty()) throw ConfigError(path, "must not be empty");
   return v;
 }
@@ -103,7 +85,7 @@ std::vector<double> tolerance_list(const json& v, const std::string& path) {
   std::vector<double> out;
   for (std::size_t i = 0; i < non_empty_array(v, path).size(); ++i) {
     const auto p = join_path(path, i);
-    if (!v[i].is_number()) throw ConfigError(p, "expected a number, got " + type_name(v[i]));
+    if (!v[i].is_number()) throw ConfigError(p, "expected a number, got " + json_type_name(v[i]));
     const double tol = v[i].get<double>();
     if (!(tol > 0) || !std::isfinite(tol)) throw ConfigError(p, "must be a finite number > 0");
     if (std::find(out.begin(), out.end(), tol) != out.end()) throw ConfigError(p, "repeats a value");
@@ -458,51 +440,10 @@ Registry<SweepMetric>& metric_registry() {
 // The default sweep.
 
 json default_sweep_config() {
-  return json::parse(R"({
-  "description": "Every registered solver on the built-in 2-D Gaussian mixture at 5, 10, 20 and 50 steps (adaptive solvers at three tolerances). Deterministic solvers are compared with pf_ode dopri5 at rtol = atol = 1e-10 from the same x_T; stochastic ones with a 4000-step stochastic Heun solve on the same Brownian path.",
-  "problem": {"schedule": {"name": "vp_linear"}, "model": {"name": "gmm"}, "batch": 1000, "seed": 0,
-              "noise": {"name": "brownian_tree", "depth": 16}},
-  "reference": {
-    "ode": {"solver": {"name": "pf_ode", "stepper": "dopri5", "rtol": 1e-10, "atol": 1e-10},
-            "grid": {"name": "time_uniform", "steps": 1}},
-    "sde": {"solver": {"name": "stochastic_heun"}, "grid": {"name": "logSNR", "steps": 4000}}
-  },
-  "solvers": [
-    {"name": "ddim"},
-    {"name": "dpm_solver", "order": [2, 3]},
-    {"name": "dpm_solver", "order": [2, 3], "method": "singlestep"},
-    {"name": "unipc", "order": [2, 3]},
-    {"name": "deis"},
-    {"name": "ipndm"},
-    {"name": "euler"},
-    {"name": "heun"},
-    {"name": "dpm2"},
-    {"name": "lms"},
-    {"name": "pf_ode", "stepper": ["euler", "rk4"]},
-    {"name": "pf_ode", "stepper": "adams_bashforth_moulton", "grids": [{"name": "time_uniform", "t_start": 1, "t_end": 0.001}]},
-    {"name": "pf_ode", "stepper": "dopri5"},
-    {"name": "dpm_solver_adaptive"},
-    {"name": "euler_maruyama"},
-    {"name": "reverse_diffusion"},
-    {"name": "stochastic_heun"},
-    {"name": "sra"},
-    {"name": "dpmpp_2m_sde"},
-    {"name": "dpmpp_3m_sde"},
-    {"name": "dpmpp_sde"},
-    {"name": "dpmpp_2s_ancestral"},
-    {"name": "ddim", "eta": [0.5, 1]},
-    {"name": "ddpm", "variance": ["posterior", "beta"]},
-    {"name": "euler_ancestral"},
-    {"name": "dpm2_ancestral"},
-    {"name": "pc"},
-    {"name": "ggf", "tolerances": [0.1, 0.05, 0.02]}
-  ],
-  "grids": [{"name": "logSNR", "t_start": 1, "t_end": 0.001}],
-  "steps": [5, 10, 20, 50],
-  "tolerances": [0.01, 0.001, 0.0001],
-  "seeds": [0],
-  "metrics": ["path_error", "log_likelihood", "frechet", "sliced_w2", {"name": "mmd", "samples": 1000}]
-})");
+  // configs/sweeps/default.json, embedded at build time (CMakeLists.txt).
+  return json::parse(
+#include "default_sweep.inc"
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -540,7 +481,7 @@ GridEntry parse_grid_entry(const json& v, const std::string& path, bool steps_al
   GridEntry g;
   g.path = path;
   g.object = v.is_string() ? json{{"name", v}} : v;
-  if (!g.object.is_object()) throw ConfigError(path, "expected a grid object {\"name\": ...}, got " + type_name(v));
+  if (!g.object.is_object()) throw ConfigError(path, "expected a grid object {\"name\": ...}, got " + json_type_name(v));
   const std::string name = registry_name_of(g.object, path);
   grid_registry().get(name, join_path(path, "name"));
   g.has_steps = find_spec(grid_registry(), name, "steps") != nullptr;
@@ -576,52 +517,24 @@ struct Parser {
     return std::make_unique<PhiloxNoise>(0, first_sample);
   }
 
-  void parse_problem(const json& problem) {
+  void parse_problem(const json& section) {
     const std::string path = join_path(kRoot, "problem");
-    if (!problem.is_object()) throw ConfigError(path, "expected an object, got " + type_name(problem));
-    check_keys(problem, {"schedule", "model", "batch", "seed", "init", "noise"}, path);
-    for (const char* key : {"schedule", "model"})
-      if (!problem.contains(key)) throw ConfigError(join_path(path, key), "is required");
-    std::shared_ptr<Schedule> schedule = schedule_registry().create(problem.at("schedule"), join_path(path, "schedule"));
-    sweep.schedule = schedule;
-    context = BuildContext{sweep.schedule, sweep.base_dir};
-    sweep.model = model_registry().create(problem.at("model"), join_path(path, "model"), context);
-    if (problem.contains("batch")) {
-      const auto b = non_negative_integer(problem.at("batch"), join_path(path, "batch"));
-      if (b < 1 || b > (1ull << 31)) throw ConfigError(join_path(path, "batch"), "must be between 1 and 2^31");
-      sweep.batch = static_cast<long>(b);
-    }
-    if (problem.contains("seed")) sweep.seed = non_negative_integer(problem.at("seed"), join_path(path, "seed"));
-    if (problem.contains("init")) {
-      const json& v = problem.at("init");
-      if (!v.is_string()) throw ConfigError(join_path(path, "init"), "expected the path of a .npy file");
-      const std::string file = resolve_path(sweep.base_dir, v.get<std::string>());
-      State x = read_npy_state(file);
-      if (x.rows() != sweep.batch || x.cols() != sweep.model->dim())
-        throw IoError(file, "init must have shape (" + std::to_string(sweep.batch) + ", " +
-                                std::to_string(sweep.model->dim()) + ") = (batch, model dim), got (" +
-                                std::to_string(x.rows()) + ", " + std::to_string(x.cols()) + ")");
-      sweep.init = std::move(x);
-    }
-    if (problem.contains("noise")) {
-      const std::string npath = join_path(path, "noise");
-      const json& v = problem.at("noise");
-      const json object = v.is_string() ? json{{"name", v}} : v;
-      const std::string name = registry_name_of(object, npath);
-      if (name == "philox") {
-        check_keys(object, {"name"}, npath);
-        sweep.brownian_tree = false;
-      } else if (name == "brownian_tree") {
-        check_keys(object, {"name", "depth"}, npath);
-        if (object.contains("depth")) {
-          const auto d = non_negative_integer(object.at("depth"), join_path(npath, "depth"));
-          if (d < 1 || d > 30) throw ConfigError(join_path(npath, "depth"), "must be between 1 and 30");
-          sweep.tree_depth = static_cast<int>(d);
-        }
-      } else {
-        throw ConfigError(join_path(npath, "name"), "unknown noise source '" + name + "'; known: philox, brownian_tree");
-      }
-    }
+    if (!section.is_object()) throw ConfigError(path, "expected an object, got " + json_type_name(section));
+    check_keys(section, {"schedule", "model", "batch", "seed", "init", "noise"}, path);
+    ProblemRules rules;
+    rules.keys = {"batch", "seed", "init", "noise"};
+    rules.default_batch = sweep.batch;
+    rules.noise_sources = {"philox", "brownian_tree"};
+    const ProblemSpec spec = diffsde::parse_problem(section, path, rules, sweep.base_dir);
+    const Problem problem = build_problem(spec);
+    sweep.schedule = problem.schedule;
+    sweep.model = problem.model;
+    context = problem.context;
+    sweep.batch = spec.batch;
+    sweep.seed = spec.seed;
+    if (!spec.init.empty()) sweep.init = problem_initial_state(spec, sweep.model->dim(), spec.seed);
+    sweep.brownian_tree = problem_noise_name(spec, "brownian_tree") == "brownian_tree";
+    sweep.tree_depth = problem_tree_depth(spec);
   }
 
   std::vector<double> times_of(const GridEntry& grid, long steps_value, const std::string& steps_path) {
@@ -651,7 +564,7 @@ struct Parser {
 
   void parse_reference(const json& v) {
     const std::string path = join_path(kRoot, "reference");
-    if (!v.is_object()) throw ConfigError(path, "expected an object, got " + type_name(v));
+    if (!v.is_object()) throw ConfigError(path, "expected an object, got " + json_type_name(v));
     if (v.contains("solver")) {
       check_keys(v, {"solver", "grid"}, path);
       add_reference(v, path, std::nullopt);
@@ -664,7 +577,7 @@ struct Parser {
   }
 
   void add_reference(const json& v, const std::string& path, std::optional<ReferenceKind> slot) {
-    if (!v.is_object()) throw ConfigError(path, "expected an object {\"solver\": ..., \"grid\": ...}, got " + type_name(v));
+    if (!v.is_object()) throw ConfigError(path, "expected an object {\"solver\": ..., \"grid\": ...}, got " + json_type_name(v));
     check_keys(v, {"solver", "grid"}, path);
     for (const char* key : {"solver", "grid"})
       if (!v.contains(key)) throw ConfigError(join_path(path, key), "is required");
@@ -764,7 +677,7 @@ struct Parser {
     for (std::size_t i = 0; i < non_empty_array(list, lpath).size(); ++i) {
       const std::string path = join_path(lpath, i);
       const json entry = list[i].is_string() ? json{{"name", list[i]}} : list[i];
-      if (!entry.is_object()) throw ConfigError(path, "expected a solver object {\"name\": ...}, got " + type_name(list[i]));
+      if (!entry.is_object()) throw ConfigError(path, "expected a solver object {\"name\": ...}, got " + json_type_name(list[i]));
       const std::string name = registry_name_of(entry, path);
       const auto& reg = solver_registry().get(name, join_path(path, "name"));
 
@@ -941,7 +854,7 @@ Sweep parse_sweep(const json& config, const std::string& base_dir) {
   Sweep sweep;
   sweep.config = config;
   sweep.base_dir = base_dir;
-  if (!config.is_object()) throw ConfigError(kRoot, "the sweep must be a JSON object, got " + type_name(config));
+  if (!config.is_object()) throw ConfigError(kRoot, "the sweep must be a JSON object, got " + json_type_name(config));
   check_keys(config, {"description", "problem", "reference", "solvers", "grids", "steps", "tolerances", "seeds", "metrics"},
              kRoot);
   if (config.contains("description") && !config.at("description").is_string())

@@ -17,31 +17,20 @@
 #include "diffsde/grid.hpp"
 #include "diffsde/model.hpp"
 #include "diffsde/noise.hpp"
+#include "diffsde/problem.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/solver.hpp"
 
 namespace diffsde {
 
-// A parsed (and type-checked) sampling configuration.
-struct SampleConfig {
-  nlohmann::json schedule, model, grid, solver;
-  long batch = 16;
-  std::uint64_t seed = 0;
-  // Global index of the first sample of the batch (for splitting a run: the same
-  // samples come out whatever the split).
-  std::uint64_t first_sample = 0;
-  // .npy of x_T (batch x dim, VP coordinates at t_start); empty: x_T ~ N(0, I) from
-  // the seed's init stream.
-  std::string init;
-  // Noise source: {"name": "philox"} (default), {"name": "brownian_tree", "depth": 20}
-  // (on the grid's time span), {"name": "replay", "path": "draws.npy"}; a bare string
-  // is the path of a replay file.
-  nlohmann::json noise;
+// A parsed (and type-checked) sampling configuration: the problem (schedule, model,
+// batch, seed, first_sample, init, noise; see problem.hpp), then the grid, the solver
+// and the threads. The noise source defaults to philox; a Brownian tree spans the grid.
+struct SampleConfig : ProblemSpec {
+  nlohmann::json grid, solver;
   // Threads to integrate the batch on (DriverOptions::threads; 0: all cores). The
   // samples do not depend on it.
   int threads = 1;
-  // Relative file names are resolved against this folder (the config file's).
-  std::string base_dir;
 };
 
 // The embedded default: the built-in 2-D Gaussian mixture sampled with Euler–Maruyama.
@@ -68,9 +57,6 @@ SampleJob build_sample_job(const SampleConfig& config);
 
 // Runs the job: job.x becomes the samples at t_end.
 Summary run_sample_job(SampleJob& job, const std::vector<Observer*>& observers = {});
-
-// Standard-normal x_T for samples first_sample .. first_sample + batch - 1.
-State initial_noise(std::uint64_t seed, std::uint64_t first_sample, long batch, int dim);
 
 // Summary (and, for analytic models, sample statistics against the exact data
 // distribution) as JSON.

@@ -2,7 +2,6 @@
 // corrupted, because every file is written to a temp file and renamed into place.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <string>
 
 namespace diffsde {
@@ -13,9 +12,6 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 
 // Reads a whole file; IoError naming it when it cannot be read.
 std::string read_file(const std::string& path);
-
-// Parses a JSON file; IoError with the file, line and column on a syntax error.
-nlohmann::json read_json_file(const std::string& path);
 
 // The folder of `path` ("" for a bare file name) and `name` resolved against it
 // (absolute names stay as they are).

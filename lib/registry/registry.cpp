@@ -2,10 +2,7 @@
 
 #include <cmath>
 
-#include "diffsde/grid.hpp"
-#include "diffsde/model.hpp"
-#include "diffsde/schedule.hpp"
-#include "diffsde/solver.hpp"
+#include "diffsde/io.hpp"
 
 namespace diffsde {
 
@@ -24,9 +21,7 @@ std::string to_string(ParamType type) {
   return "?";
 }
 
-namespace {
-
-std::string type_name(const json& v) {
+std::string json_type_name(const json& v) {
   if (v.is_null()) return "null";
   if (v.is_boolean()) return "a bool";
   if (v.is_number_integer() || v.is_number_unsigned()) return "an integer";
@@ -36,12 +31,25 @@ std::string type_name(const json& v) {
   return "an object";
 }
 
+void check_keys(const json& object, const std::vector<std::string>& known, const std::string& path) {
+  for (const auto& item : object.items()) {
+    bool ok = false;
+    for (const auto& k : known) ok = ok || k == item.key();
+    if (ok) continue;
+    std::string list;
+    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    throw ConfigError(join_path(path, item.key()), "unknown key; known: " + list);
+  }
+}
+
+namespace {
+
 bool is_number(const json& v) { return v.is_number() && std::isfinite(v.get<double>()); }
 
 // Checks v against the spec's type; throws ConfigError at `path`.
 void check_type(const json& v, const ParamSpec& spec, const std::string& path) {
   auto fail = [&](const std::string& expected) {
-    throw ConfigError(path, "expected " + expected + ", got " + type_name(v));
+    throw ConfigError(path, "expected " + expected + ", got " + json_type_name(v));
   };
   switch (spec.type) {
     case ParamType::number:
@@ -75,7 +83,7 @@ void check_type(const json& v, const ParamSpec& spec, const std::string& path) {
     case ParamType::numbers:
       if (!v.is_array()) fail("an array of numbers");
       for (std::size_t i = 0; i < v.size(); ++i) {
-        if (!v[i].is_number()) throw ConfigError(join_path(path, i), "expected a number, got " + type_name(v[i]));
+        if (!v[i].is_number()) throw ConfigError(join_path(path, i), "expected a number, got " + json_type_name(v[i]));
         if (!is_number(v[i])) throw ConfigError(join_path(path, i), "must be finite");
       }
       break;
@@ -83,10 +91,10 @@ void check_type(const json& v, const ParamSpec& spec, const std::string& path) {
       if (!v.is_array()) fail("an array of arrays of numbers");
       for (std::size_t i = 0; i < v.size(); ++i) {
         const auto row_path = join_path(path, i);
-        if (!v[i].is_array()) throw ConfigError(row_path, "expected an array of numbers, got " + type_name(v[i]));
+        if (!v[i].is_array()) throw ConfigError(row_path, "expected an array of numbers, got " + json_type_name(v[i]));
         for (std::size_t j = 0; j < v[i].size(); ++j) {
           if (!v[i][j].is_number())
-            throw ConfigError(join_path(row_path, j), "expected a number, got " + type_name(v[i][j]));
+            throw ConfigError(join_path(row_path, j), "expected a number, got " + json_type_name(v[i][j]));
           if (!is_number(v[i][j])) throw ConfigError(join_path(row_path, j), "must be finite");
         }
       }
@@ -108,12 +116,12 @@ std::uint64_t non_negative_integer(const json& v, const std::string& path) {
     const double d = v.get<double>();
     if (d >= 0 && d == std::floor(d) && d < 9e15) return static_cast<std::uint64_t>(d);
   }
-  throw ConfigError(path, "expected a non-negative integer, got " + type_name(v));
+  throw ConfigError(path, "expected a non-negative integer, got " + json_type_name(v));
 }
 
 Params::Params(const json& object, const std::vector<ParamSpec>& specs, std::string path)
     : values_(json::object()), path_(std::move(path)) {
-  if (!object.is_object()) throw ConfigError(path_, "expected an object, got " + type_name(object));
+  if (!object.is_object()) throw ConfigError(path_, "expected an object, got " + json_type_name(object));
   for (const auto& [key, v] : object.items()) {
     if (key == "name") continue;
     const ParamSpec* spec = nullptr;
@@ -174,47 +182,34 @@ void Params::fail(const std::string& name, const std::string& message) const {
 
 std::string registry_name_of(const json& object, const std::string& path) {
   if (object.is_string()) return object.get<std::string>();
-  if (!object.is_object()) throw ConfigError(path, "expected an object with a \"name\", got " + type_name(object));
+  if (!object.is_object()) throw ConfigError(path, "expected an object with a \"name\", got " + json_type_name(object));
   auto it = object.find("name");
   if (it == object.end()) throw ConfigError(join_path(path, "name"), "is required");
-  if (!it->is_string()) throw ConfigError(join_path(path, "name"), "expected a string, got " + type_name(*it));
+  if (!it->is_string()) throw ConfigError(join_path(path, "name"), "expected a string, got " + json_type_name(*it));
   return it->get<std::string>();
 }
 
-Registry<Schedule>& schedule_registry() {
-  static Registry<Schedule> registry = [] {
-    Registry<Schedule> r("schedule");
-    builtin::register_schedules(r);
-    return r;
-  }();
-  return registry;
-}
-
-Registry<Grid>& grid_registry() {
-  static Registry<Grid> registry = [] {
-    Registry<Grid> r("grid");
-    builtin::register_grids(r);
-    return r;
-  }();
-  return registry;
-}
-
-Registry<Model>& model_registry() {
-  static Registry<Model> registry = [] {
-    Registry<Model> r("model");
-    builtin::register_models(r);
-    return r;
-  }();
-  return registry;
-}
-
-Registry<Solver>& solver_registry() {
-  static Registry<Solver> registry = [] {
-    Registry<Solver> r("solver");
-    builtin::register_solvers(r);
-    return r;
-  }();
-  return registry;
+nlohmann::json read_json_file(const std::string& path) {
+  const std::string text = read_file(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    // Turn the byte offset into line:column.
+    std::size_t line = 1, col = 1;
+    for (std::size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
+      if (text[i] == '\n') {
+        ++line;
+        col = 1;
+      } else {
+        ++col;
+      }
+    }
+    std::string what = e.what();
+    const auto pos = what.find("syntax error");
+    throw IoError(path, "invalid JSON at line " + std::to_string(line) + ", column " +
+                            std::to_string(col) + ": " +
+                            (pos == std::string::npos ? what : what.substr(pos)));
+  }
 }
 
 }  // namespace diffsde

@@ -26,6 +26,7 @@
 
 #include "diffsde/error.hpp"
 #include "diffsde/noise.hpp"
+#include "diffsde/vector_field.hpp"
 
 namespace diffsde {
 
@@ -82,7 +83,7 @@ class AugmentedRhs {
   }
 
   void operator()(const Vec& y, Vec& dydt, double t) {
-    const ScheduleAt s = schedule_.at(t);
+    const FieldAt c = field_at(schedule_, t);
     const Eigen::Map<const Eigen::Array<double, 1, Eigen::Dynamic>> x(y.data(), d_);
     x_.rowwise() = x;
     if (options_.jvp == JvpMethod::model)
@@ -90,18 +91,17 @@ class AugmentedRhs {
     else
       eps_jvp_finite_difference(model_, x_, t, v_, eps_, jvp_, options_.fd_step);
     ++nfe_;
-    const double half_beta = 0.5 * s.beta;
-    const double c = half_beta / s.sigma;  // beta / (2 sigma)
+    // The PF-ODE's right-hand side f x + g^2/(2 sigma) eps (vector_field.hpp).
+    const double e = c.ode_eps();
     for (int j = 0; j < d_; ++j)
-      dydt[static_cast<std::size_t>(j)] =
-          -half_beta * y[static_cast<std::size_t>(j)] + c * eps_(0, j);
-    // The identity part of div f is exact (-beta/2 d); only tr(d eps/dx) is estimated.
-    const double linear = -half_beta * static_cast<double>(d_);
+      dydt[static_cast<std::size_t>(j)] = c.f * y[static_cast<std::size_t>(j)] + e * eps_(0, j);
+    // The identity part of div f is exact (f d); only tr(d eps/dx) is estimated.
+    const double linear = c.f * static_cast<double>(d_);
     if (options_.trace == TraceMethod::exact) {
-      dydt[static_cast<std::size_t>(d_)] = linear + c * jvp_.matrix().trace();
+      dydt[static_cast<std::size_t>(d_)] = linear + e * jvp_.matrix().trace();
     } else {
       for (int k = 0; k < accumulators_; ++k)
-        dydt[static_cast<std::size_t>(d_ + k)] = linear + c * (v_.row(k) * jvp_.row(k)).sum();
+        dydt[static_cast<std::size_t>(d_ + k)] = linear + e * (v_.row(k) * jvp_.row(k)).sum();
     }
   }
 

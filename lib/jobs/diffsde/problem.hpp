@@ -1,0 +1,88 @@
+// The problem section shared by every command (sample, sweep, likelihood, and whatever
+// comes next): the schedule, the model, the batch, the seed, the first sample's index,
+// x_T from a file and the noise source. One parser with one set of messages, each naming
+// the JSON path (and the file where one is read).
+//
+//   sample:      the keys at the top level of the config ("batch", "seed", ...)
+//   sweep:       "problem": {"schedule", "model", "batch", "seed", "init", "noise"}
+//   likelihood:  the keys "schedule", "model" and "seed" at the top level
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "diffsde/model.hpp"
+#include "diffsde/noise.hpp"
+#include "diffsde/registry.hpp"
+#include "diffsde/schedule.hpp"
+#include "diffsde/state.hpp"
+
+namespace diffsde {
+
+// What a command accepts in its problem section. Keys it does not list are not parsed
+// here (the command's own key check reports them).
+struct ProblemRules {
+  // The optional keys the command takes besides the required "schedule" and "model":
+  // any of "batch", "seed", "first_sample", "init", "noise".
+  std::vector<std::string> keys = {"batch", "seed", "first_sample", "init", "noise"};
+  long default_batch = 16;
+  // Noise sources "noise" may name: philox, brownian_tree, replay. A bare string is the
+  // name of one of them, or else (where replay is allowed) the path of a replay file.
+  std::vector<std::string> noise_sources = {"philox", "brownian_tree", "replay"};
+};
+
+// The parsed (type- and range-checked) problem section.
+struct ProblemSpec {
+  nlohmann::json schedule, model;  // as given: {"name": ..., params} or a bare name
+  long batch = 16;
+  std::uint64_t seed = 0;
+  // Global index of the first sample of the batch (for splitting a run: the same
+  // samples come out whatever the split).
+  std::uint64_t first_sample = 0;
+  // .npy of x_T (batch x dim, at t_start); empty: x_T ~ N(0, I) from the seed's init
+  // stream.
+  std::string init;
+  // {"name": "philox"}, {"name": "brownian_tree", "depth": 20} or {"name": "replay",
+  // "path": "draws.npy"}; null: the command's default.
+  nlohmann::json noise;
+  // JSON path of the section ("" for the top level), for the errors of later steps.
+  std::string path;
+  // Relative file names are resolved against this folder (the config file's).
+  std::string base_dir;
+};
+
+// Checks `section`'s problem keys (those of `rules`); ConfigError at PATH.key otherwise.
+ProblemSpec parse_problem(const nlohmann::json& section, const std::string& path,
+                          const ProblemRules& rules = {}, const std::string& base_dir = "");
+
+// The schedule and the model, made by the global registries (errors at PATH.schedule
+// and PATH.model), and the context for making the grid, solver and metrics.
+struct Problem {
+  std::shared_ptr<const Schedule> schedule;
+  std::shared_ptr<const Model> model;
+  BuildContext context;
+};
+Problem build_problem(const ProblemSpec& spec);
+
+// Standard-normal x_T for samples first_sample .. first_sample + batch - 1 (the init
+// stream of `seed`).
+State initial_noise(std::uint64_t seed, std::uint64_t first_sample, long batch, int dim);
+
+// x_T of the problem: its init file (which must have shape (batch, dim); IoError naming
+// the file otherwise) or initial_noise(seed, first_sample, batch, dim).
+State problem_initial_state(const ProblemSpec& spec, int dim, std::uint64_t seed);
+
+// The noise source named by spec.noise (or by `default_name` when it names none) for
+// samples first_sample.. of `seed`; a Brownian tree spans [t_lo, t_hi].
+std::unique_ptr<NoiseSource> make_problem_noise(const ProblemSpec& spec, const std::string& default_name,
+                                                std::uint64_t seed, double t_lo, double t_hi);
+
+// The depth of the problem's Brownian tree (its "depth", or the default 20).
+int problem_tree_depth(const ProblemSpec& spec);
+// The name of the problem's noise source, or `default_name` when it names none.
+std::string problem_noise_name(const ProblemSpec& spec, const std::string& default_name);
+
+}  // namespace diffsde

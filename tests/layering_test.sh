@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The layers' direction (docs/architecture.md): the core (lib/core) includes no JSON,
+# LibTorch, registry, built-in, solver, model or job header and names no solver, model
+# or command; solver, schedule, grid and analytic-model headers include no JSON header.
+# Fails with the offending file and line.
+set -u
+root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
+cd "$root" || exit 2
+status=0
+
+fail() { echo "layering: $1"; status=1; }
+
+# Headers of the layers above the core, by the name they are included with.
+above=()
+for dir in lib/registry/diffsde lib/builtins/diffsde lib/jobs/diffsde; do
+  for f in "$dir"/*.hpp; do above+=("diffsde/$(basename "$f")"); done
+done
+
+core_files=$(find lib/core -name '*.hpp' -o -name '*.cpp' | sort)
+[ -n "$core_files" ] || { echo "layering: no core files under lib/core"; exit 1; }
+for f in $core_files; do
+  while IFS= read -r hit; do
+    [ -n "$hit" ] && fail "$f:$hit: the core includes a JSON, LibTorch, solver or model header"
+  done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](nlohmann/|torch/|ATen/|c10/|diffsde/solvers/|diffsde/scores/)' "$f")
+  for h in "${above[@]}"; do
+    while IFS= read -r hit; do
+      [ -n "$hit" ] && fail "$f:$hit: the core includes $h, a header of a layer above it"
+    done < <(grep -nE "^[[:space:]]*#[[:space:]]*include[[:space:]]*[<\"]$h[>\"]" "$f")
+  done
+  while IFS= read -r hit; do
+    [ -n "$hit" ] && fail "$f:$hit: the core names the JSON library or a registry"
+  done < <(grep -nE 'nlohmann|_registry\(|RegistryEntry|ParamSpec' "$f")
+done
+
+# Solver, schedule, grid and analytic-model headers: no JSON.
+for f in solvers/diffsde/solvers/*.hpp lib/core/diffsde/schedule.hpp lib/core/diffsde/grid.hpp \
+         lib/core/diffsde/model.hpp scores/diffsde/scores/analytic.hpp; do
+  while IFS= read -r hit; do
+    [ -n "$hit" ] && fail "$f:$hit: a solver, schedule, grid or model header includes a JSON header"
+  done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](nlohmann/|diffsde/registry\.hpp)' "$f")
+done
+
+if [ $status -eq 0 ]; then echo "layering: the core includes nothing above it"; fi
+exit $status
