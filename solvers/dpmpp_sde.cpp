@@ -40,92 +40,40 @@ AncestralStep ancestral_step(const ScheduleAt& s, const ScheduleAt& t, double et
   return a;
 }
 
-std::string DpmppSdeSolver::name_of(Method method) {
-  switch (method) {
-    case Method::multistep2: return "dpmpp_2m_sde";
-    case Method::multistep3: return "dpmpp_3m_sde";
-    case Method::ancestral2s: return "dpmpp_2s_ancestral";
-    case Method::sde: return "dpmpp_sde";
-  }
-  return "dpmpp";
+DpmppSolver::DpmppSolver(std::string name, double eta) : name_(std::move(name)), eta_(eta) {
+  if (!(eta_ >= 0) || !std::isfinite(eta_)) throw Error(name_ + ": eta must be finite and >= 0");
 }
 
-DpmppSdeSolver::DpmppSdeSolver(Options options) : options_(options) {
-  const std::string name = name_of(options_.method);
-  if (!(options_.eta >= 0) || !std::isfinite(options_.eta)) throw Error(name + ": eta must be finite and >= 0");
-  if (!(options_.r > 0 && options_.r < 1)) throw Error(name + ": r must lie in (0, 1)");
-}
-
-SolverTraits DpmppSdeSolver::traits() const {
+SolverTraits DpmppSolver::base_traits(double ode_order, int evals_per_step) const {
   SolverTraits t;
-  t.name = name_of(options_.method);
+  t.name = name_;
   t.stochastic = stochastic();
-  const bool third = options_.method == Method::multistep3;
-  // ODE order at eta = 0 (observed: tests/test_dpmpp_sde.cpp); weak order 1 with noise.
-  t.order = stochastic() ? 1 : (third ? 3 : 2);
-  switch (options_.method) {
-    case Method::multistep2:
-    case Method::multistep3:
-      t.evals_per_step = 1;
-      t.warmup_steps = third ? 2 : 1;
-      if (stochastic())
-        t.noise_use =
-            "one Brownian increment W(t1) - W(t0) of shape batch x dim per step, normalised by "
-            "sqrt(t0 - t1) to a standard normal (with Philox or replay: draw k at step k); none on "
-            "the final step to t = 0";
-      break;
-    case Method::ancestral2s:
-      t.evals_per_step = 2;
-      if (stochastic())
-        t.noise_use =
-            "one Brownian increment W(t1) - W(t0) of shape batch x dim per step, after both "
-            "evaluations, normalised by sqrt(t0 - t1) (with Philox or replay: draw k at step k); "
-            "none on the final step to t = 0";
-      break;
-    case Method::sde:
-      t.evals_per_step = 2;
-      if (stochastic())
-        t.noise_use =
-            "two Brownian increments per step, normalised to standard normals: z1 from W(t_mid) - "
-            "W(t0) before the second evaluation, z2 from W(t1) - W(t_mid) after it (t_mid = "
-            "t(lambda_0 + r h)); the intermediate point gets z1, the end rho z1 + sqrt(1 - rho^2) z2 "
-            "with rho^2 = expm1(-r h)/expm1(-h) (with Philox or replay: draws 2k and 2k+1 at step k); "
-            "none on the final step to t = 0";
-      break;
-  }
+  t.order = stochastic() ? 1 : ode_order;
+  t.evals_per_step = evals_per_step;
   return t;
 }
 
-void DpmppSdeSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
-  const std::string name = name_of(options_.method);
+void DpmppSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
   if (stochastic())
     for (std::size_t i = 0; i + 1 < times.size(); ++i)
       if (!(times[i + 1] < times[i]))
-        throw Error(name + " with eta > 0 runs backwards in time: the grid must decrease");
+        throw Error(name_ + " with eta > 0 runs backwards in time: the grid must decrease");
   const auto rows = x.rows(), cols = x.cols();
   eps_.resize(rows, cols);
   x0_.resize(rows, cols);
-  if (options_.method == Method::ancestral2s || options_.method == Method::sde) x0_mid_.resize(rows, cols);
-  if (options_.method == Method::multistep2 || options_.method == Method::multistep3) x0_prev_[0].resize(rows, cols);
-  if (options_.method == Method::multistep3) x0_prev_[1].resize(rows, cols);
-  if (stochastic()) {
-    z_.resize(rows, cols);
-    if (options_.method == Method::sde) dw_.resize(rows, cols);
-  }
-  history_ = 0;
-  h_prev_[0] = h_prev_[1] = 0;
+  if (stochastic()) z_.resize(rows, cols);
+  allocate(rows, cols);
 }
 
-void DpmppSdeSolver::normalised_increment(SolverContext& context, double t0, double t1) {
+void DpmppSolver::normalised_increment(SolverContext& context, double t0, double t1) {
   context.noise().brownian(t0, t1, z_);
   z_ /= std::sqrt(std::fabs(t1 - t0));
 }
 
-void DpmppSdeSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
+void DpmppSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
   const ScheduleAt s = context.schedule().at(t0);
   const ScheduleAt t = context.schedule().at(t1);
-  if (!(s.sigma > 0))
-    throw Error(name_of(options_.method) + " cannot start a step at sigma = 0 (t = 0)");
+  if (!(s.sigma > 0)) throw Error(name_ + " cannot start a step at sigma = 0 (t = 0)");
   context.eps(x, t0, eps_);
   x0_ = (x - s.sigma * eps_) / s.alpha;
   if (t.sigma == 0) {
@@ -133,32 +81,47 @@ void DpmppSdeSolver::step(SolverContext& context, std::size_t /*i*/, double t0, 
     x = x0_;
     return;
   }
-  switch (options_.method) {
-    case Method::multistep2:
-    case Method::multistep3: step_multistep(context, s, t, x); break;
-    case Method::ancestral2s: step_2s(context, s, t, x); break;
-    case Method::sde: step_sde(context, s, t, x); break;
-  }
+  advance(context, s, t, x);
 }
 
-void DpmppSdeSolver::step_multistep(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x) {
+// ---- dpmpp_2m_sde, dpmpp_3m_sde ----
+
+DpmppMultistepSolver::DpmppMultistepSolver(std::string name, double eta, int max_order, bool midpoint)
+    : DpmppSolver(std::move(name), eta), max_order_(max_order), midpoint_(midpoint) {}
+
+SolverTraits DpmppMultistepSolver::traits() const {
+  SolverTraits t = base_traits(max_order_, 1);
+  t.warmup_steps = max_order_ - 1;
+  if (stochastic())
+    t.noise_use =
+        "one Brownian increment W(t1) - W(t0) of shape batch x dim per step, normalised by "
+        "sqrt(t0 - t1) to a standard normal (with Philox or replay: draw k at step k); none on "
+        "the final step to t = 0";
+  return t;
+}
+
+void DpmppMultistepSolver::allocate(Eigen::Index rows, Eigen::Index cols) {
+  x0_prev_[0].resize(rows, cols);
+  if (max_order_ == 3) x0_prev_[1].resize(rows, cols);
+  history_ = 0;
+  h_prev_[0] = h_prev_[1] = 0;
+}
+
+void DpmppMultistepSolver::advance(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x) {
   const double h = t.lambda - s.lambda;
-  const double eta_h = options_.eta * h;
+  const double eta_h = eta() * h;
   const double u = h + eta_h;
   const double c_x = t.sigma / s.sigma * std::exp(-eta_h);
   const double c_x0 = -t.alpha * std::expm1(-u);  // alpha_t u phi_1(-u)
-  const int max_order = options_.method == Method::multistep3 ? 3 : 2;
-  const int order = std::min(history_ + 1, max_order);
+  const int order = std::min(history_ + 1, max_order_);
   if (order == 1) {
     x = c_x * x + c_x0 * x0_;
   } else if (order == 2) {
     // One earlier prediction: D1 = (x0_s - x0_prev)/r estimates h dx0/dlambda.
     const double r = h_prev_[0] / h;
-    const bool midpoint =
-        options_.method == Method::multistep2 && options_.solver_type == SolverType::midpoint;
     // midpoint: (1/2) alpha_t (1 - e^{-u}); heun: alpha_t u phi_2(-u), the exact weight of a
     // linear x0 (k-diffusion's (e^{-u} - 1)/u + 1).
-    const double c_d = midpoint ? 0.5 * c_x0 : t.alpha * u * phi(2, -u);
+    const double c_d = midpoint_ ? 0.5 * c_x0 : t.alpha * u * phi(2, -u);
     x = c_x * x + c_x0 * x0_ + (c_d / r) * (x0_ - x0_prev_[0]);
   } else {
     // Two earlier predictions (the divided differences of DPM-Solver's third-order multistep):
@@ -180,15 +143,39 @@ void DpmppSdeSolver::step_multistep(SolverContext& context, const ScheduleAt& s,
     x += t.sigma * std::sqrt(-std::expm1(-2 * eta_h)) * z_;
   }
   // Shift the history without copying: x0_ is overwritten at the next step.
-  if (max_order == 3) std::swap(x0_prev_[1], x0_prev_[0]);
+  if (max_order_ == 3) std::swap(x0_prev_[1], x0_prev_[0]);
   std::swap(x0_prev_[0], x0_);
   h_prev_[1] = h_prev_[0];
   h_prev_[0] = h;
-  history_ = std::min(history_ + 1, max_order - 1);
+  history_ = std::min(history_ + 1, max_order_ - 1);
 }
 
-void DpmppSdeSolver::step_2s(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x) {
-  const AncestralStep a = ancestral_step(s, t, options_.eta);
+Dpmpp2mSdeSolver::Dpmpp2mSdeSolver(Options options)
+    : DpmppMultistepSolver("dpmpp_2m_sde", options.eta, 2, options.solver_type == SolverType::midpoint),
+      options_(options) {}
+
+// The third-order step at order 2 (its second step) uses the exact linear-x0 weight.
+Dpmpp3mSdeSolver::Dpmpp3mSdeSolver(double eta) : DpmppMultistepSolver("dpmpp_3m_sde", eta, 3, false) {}
+
+// ---- dpmpp_2s_ancestral ----
+
+Dpmpp2sAncestralSolver::Dpmpp2sAncestralSolver(double eta) : DpmppSolver("dpmpp_2s_ancestral", eta) {}
+
+SolverTraits Dpmpp2sAncestralSolver::traits() const {
+  SolverTraits t = base_traits(2, 2);
+  if (stochastic())
+    t.noise_use =
+        "one Brownian increment W(t1) - W(t0) of shape batch x dim per step, after both "
+        "evaluations, normalised by sqrt(t0 - t1) (with Philox or replay: draw k at step k); "
+        "none on the final step to t = 0";
+  return t;
+}
+
+void Dpmpp2sAncestralSolver::allocate(Eigen::Index rows, Eigen::Index cols) { x0_mid_.resize(rows, cols); }
+
+void Dpmpp2sAncestralSolver::advance(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t,
+                                     State& x) {
+  const AncestralStep a = ancestral_step(s, t, eta());
   if (std::isinf(a.h_down)) {
     // sigma_down = 0 (eta > 1 on a long step): first order, D = x0_s (k-diffusion's Euler branch).
     x = a.x * x + a.x0 * x0_;
@@ -208,12 +195,35 @@ void DpmppSdeSolver::step_2s(SolverContext& context, const ScheduleAt& s, const 
   }
 }
 
-void DpmppSdeSolver::step_sde(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x) {
+// ---- dpmpp_sde ----
+
+DpmppSdeSolver::DpmppSdeSolver(Options options) : DpmppSolver("dpmpp_sde", options.eta), options_(options) {
+  if (!(options_.r > 0 && options_.r < 1)) throw Error(name() + ": r must lie in (0, 1)");
+}
+
+SolverTraits DpmppSdeSolver::traits() const {
+  SolverTraits t = base_traits(2, 2);
+  if (stochastic())
+    t.noise_use =
+        "two Brownian increments per step, normalised to standard normals: z1 from W(t_mid) - "
+        "W(t0) before the second evaluation, z2 from W(t1) - W(t_mid) after it (t_mid = "
+        "t(lambda_0 + r h)); the intermediate point gets z1, the end rho z1 + sqrt(1 - rho^2) z2 "
+        "with rho^2 = expm1(-r h)/expm1(-h) (with Philox or replay: draws 2k and 2k+1 at step k); "
+        "none on the final step to t = 0";
+  return t;
+}
+
+void DpmppSdeSolver::allocate(Eigen::Index rows, Eigen::Index cols) {
+  x0_mid_.resize(rows, cols);
+  if (stochastic()) dw_.resize(rows, cols);
+}
+
+void DpmppSdeSolver::advance(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x) {
   const double r = options_.r;
   const double h = t.lambda - s.lambda;
   const ScheduleAt m = context.schedule().at(context.schedule().t_of_lambda(s.lambda + r * h));
   // Step 1: the ancestral first-order step s -> mid with z1 = (W(t_mid) - W(t_s))/sqrt(t_s - t_mid).
-  const AncestralStep a1 = ancestral_step(s, m, options_.eta);
+  const AncestralStep a1 = ancestral_step(s, m, eta());
   x0_mid_ = a1.x * x + a1.x0 * x0_;  // x_mid, kept in x0_mid_ until evaluated
   if (stochastic()) {
     normalised_increment(context, s.t, m.t);
@@ -228,7 +238,7 @@ void DpmppSdeSolver::step_sde(SolverContext& context, const ScheduleAt& s, const
   // clock of k-diffusion's Brownian-tree noise sampler. It depends on lambda only (not on the
   // schedule), and on a Brownian tree in t it is the normalised increment W(t_t) - W(t_s) up to
   // O(h) in its weights.
-  const AncestralStep a2 = ancestral_step(s, t, options_.eta);
+  const AncestralStep a2 = ancestral_step(s, t, eta());
   const double fac = 1 / (2 * r);
   x = a2.x * x + (a2.x0 * (1 - fac)) * x0_ + (a2.x0 * fac) * x0_mid_;
   if (stochastic()) {
@@ -264,12 +274,11 @@ void register_dpmpp_sde(Registry<Solver>& registry) {
                  {"solver_type", ParamType::string, "midpoint",
                   "second-order correction: midpoint or heun", {"midpoint", "heun"}}},
                 [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  DpmppSdeSolver::Options o;
-                  o.method = DpmppSdeSolver::Method::multistep2;
+                  Dpmpp2mSdeSolver::Options o;
                   o.eta = eta_of(p);
-                  o.solver_type = p.string("solver_type") == "heun" ? DpmppSdeSolver::SolverType::heun
-                                                                    : DpmppSdeSolver::SolverType::midpoint;
-                  return std::make_unique<DpmppSdeSolver>(o);
+                  o.solver_type = p.string("solver_type") == "heun" ? Dpmpp2mSdeSolver::SolverType::heun
+                                                                    : Dpmpp2mSdeSolver::SolverType::midpoint;
+                  return std::make_unique<Dpmpp2mSdeSolver>(o);
                 },
                 {json{{"eta", 0.0}, {"solver_type", "midpoint"}}, json{{"eta", 0.0}, {"solver_type", "heun"}},
                  json{{"eta", 1.0}, {"solver_type", "midpoint"}}, json{{"eta", 1.0}, {"solver_type", "heun"}}}});
@@ -278,10 +287,7 @@ void register_dpmpp_sde(Registry<Solver>& registry) {
                 "is DPM-Solver++(3M)",
                 {{"eta", ParamType::number, 1.0, kEtaDoc}},
                 [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  DpmppSdeSolver::Options o;
-                  o.method = DpmppSdeSolver::Method::multistep3;
-                  o.eta = eta_of(p);
-                  return std::make_unique<DpmppSdeSolver>(o);
+                  return std::make_unique<Dpmpp3mSdeSolver>(eta_of(p));
                 },
                 {json{{"eta", 0.0}}, json{{"eta", 1.0}}}});
   registry.add({"dpmpp_2s_ancestral",
@@ -291,10 +297,7 @@ void register_dpmpp_sde(Registry<Solver>& registry) {
                   "ancestral noise: sigma_up = eta sigma_t sqrt(1 - e^{-2h}) (capped at sigma_t); 0 = "
                   "deterministic DPM-Solver++(2S), 1 = DDPM's posterior noise"}},
                 [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  DpmppSdeSolver::Options o;
-                  o.method = DpmppSdeSolver::Method::ancestral2s;
-                  o.eta = eta_of(p);
-                  return std::make_unique<DpmppSdeSolver>(o);
+                  return std::make_unique<Dpmpp2sAncestralSolver>(eta_of(p));
                 },
                 {json{{"eta", 0.0}}, json{{"eta", 1.0}}}});
   registry.add({"dpmpp_sde",
@@ -306,7 +309,6 @@ void register_dpmpp_sde(Registry<Solver>& registry) {
                  {"r", ParamType::number, 0.5, "position of the intermediate point in (0, 1), as a fraction of h"}},
                 [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
                   DpmppSdeSolver::Options o;
-                  o.method = DpmppSdeSolver::Method::sde;
                   o.eta = eta_of(p);
                   o.r = p.number("r");
                   if (!(o.r > 0 && o.r < 1)) p.fail("r", "must lie in (0, 1)");

@@ -43,69 +43,9 @@ std::vector<double> lms_coefficients(const std::vector<double>& nodes, double si
   return out;
 }
 
-std::string KDiffusionSolver::name_of(Method method) {
-  switch (method) {
-    case Method::euler: return "euler";
-    case Method::euler_ancestral: return "euler_ancestral";
-    case Method::heun: return "heun";
-    case Method::dpm2: return "dpm2";
-    case Method::dpm2_ancestral: return "dpm2_ancestral";
-    case Method::lms: return "lms";
-  }
-  return "?";
-}
-
-KDiffusionSolver::KDiffusionSolver(Options options) : options_(options) {
-  const std::string name = name_of(options_.method);
-  if (!(options_.eta >= 0)) throw Error(name + ": eta must be >= 0");
-  if (!(options_.s_noise >= 0)) throw Error(name + ": s_noise must be >= 0");
-  if (!(options_.s_churn >= 0)) throw Error(name + ": s_churn must be >= 0");
-  if (!(options_.s_tmin <= options_.s_tmax)) throw Error(name + ": needs s_tmin <= s_tmax");
-  if (options_.order < 1 || options_.order > kMaxLmsOrder) throw Error(name + ": order must be 1 to 4");
-}
-
-bool KDiffusionSolver::stochastic() const {
-  switch (options_.method) {
-    case Method::euler_ancestral:
-    case Method::dpm2_ancestral: return options_.eta > 0;
-    case Method::heun: return options_.s_churn > 0;
-    default: return false;
-  }
-}
-
-SolverTraits KDiffusionSolver::traits() const {
-  SolverTraits t;
-  t.name = name_of(options_.method);
-  t.stochastic = stochastic();
-  switch (options_.method) {
-    case Method::euler:
-    case Method::euler_ancestral: t.order = 1; t.evals_per_step = 1; break;
-    case Method::heun:
-    case Method::dpm2:
-    case Method::dpm2_ancestral: t.order = t.stochastic ? 1 : 2; t.evals_per_step = 2; break;
-    case Method::lms:
-      t.order = options_.order;
-      t.evals_per_step = 1;
-      t.warmup_steps = options_.order - 1;
-      break;
-  }
-  if (t.stochastic) {
-    if (options_.method == Method::heun)
-      t.noise_use =
-          "one standard-normal draw of shape batch x dim per step whose churn raises sigma_ve "
-          "(gamma > 0), made before the step's first evaluation; no draw elsewhere";
-    else
-      t.noise_use =
-          "one standard-normal draw of shape batch x dim per step with sigma_up > 0, made after the "
-          "step's evaluations; the final step to t = 0 draws none";
-  }
-  return t;
-}
-
 void KDiffusionSolver::init(SolverContext& context, const State& x, const std::vector<double>& times) {
-  const std::string name = name_of(options_.method);
   for (std::size_t i = 0; i + 1 < times.size(); ++i)
-    if (!(times[i + 1] < times[i])) throw Error(name + " runs backwards in time: the grid must decrease");
+    if (!(times[i + 1] < times[i])) throw Error(name_ + " runs backwards in time: the grid must decrease");
   steps_ = times.empty() ? 0 : times.size() - 1;
   const ScheduleAt top = context.schedule().at(context.schedule().t_max());
   sigma_ve_max_ = sigma_ve_of(top);
@@ -113,15 +53,24 @@ void KDiffusionSolver::init(SolverContext& context, const State& x, const std::v
   x_ve_.resize(rows, cols);
   eps_.resize(rows, cols);
   tmp_.resize(rows, cols);
-  if (options_.method == Method::heun || options_.method == Method::dpm2 ||
-      options_.method == Method::dpm2_ancestral)
-    eps2_.resize(rows, cols);
-  if (stochastic()) z_.resize(rows, cols);
-  history_.clear();
-  history_sigma_.assign(static_cast<std::size_t>(kMaxLmsOrder), 0.0);
-  history_size_ = 0;
-  if (options_.method == Method::lms)
-    for (int k = 0; k < options_.order; ++k) history_.emplace_back(rows, cols);
+  allocate(rows, cols);
+}
+
+void KDiffusionSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
+  const Schedule& sch = context.schedule();
+  const ScheduleAt s = sch.at(t0);
+  const ScheduleAt t = sch.at(t1);
+  if (!(s.sigma > 0)) throw Error(name_ + " cannot start a step at sigma = 0 (t = 0)");
+  x_ve_ = x / s.alpha;
+  step_ve(context, t0, t1, s, t, x);
+  x = t.alpha * x_ve_;
+}
+
+SolverTraits KDiffusionSolver::base_traits(bool stochastic) const {
+  SolverTraits t;
+  t.name = name_;
+  t.stochastic = stochastic;
+  return t;
 }
 
 void KDiffusionSolver::eps_at(SolverContext& context, const State& x_ve, double t_vp, double alpha_vp,
@@ -147,101 +96,219 @@ void KDiffusionSolver::dpm2_to(SolverContext& context, double sigma_from, double
   x_ve_ += (sigma_to - sigma_from) * eps2_;
 }
 
-void KDiffusionSolver::lms_step(double sigma_s, double sigma_t) {
-  const int k = static_cast<int>(history_size_);
-  std::array<double, kMaxLmsOrder> c{};
-  lms_coefficients_into(history_sigma_.data(), k, sigma_s, sigma_t, c.data());
-  for (int j = 0; j < k; ++j) x_ve_ += c[static_cast<std::size_t>(j)] * history_[static_cast<std::size_t>(j)];
+void KDiffusionSolver::add_ancestral_noise(SolverContext& context, double noise, double alpha_t,
+                                           double s_noise) {
+  if (noise > 0) {
+    context.noise().normal(z_);
+    x_ve_ += (s_noise * noise / alpha_t) * z_;
+  }
 }
 
-void KDiffusionSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
-  const Schedule& sch = context.schedule();
-  const ScheduleAt s = sch.at(t0);
-  const ScheduleAt t = sch.at(t1);
-  if (!(s.sigma > 0))
-    throw Error(name_of(options_.method) + " cannot start a step at sigma = 0 (t = 0)");
-  const double sv_s = sigma_ve_of(s), sv_t = sigma_ve_of(t);
-  x_ve_ = x / s.alpha;
+namespace {
 
-  switch (options_.method) {
-    case Method::euler:
-      context.eps(x, t0, eps_);
-      euler_to(sv_s, sv_t);
-      break;
-    case Method::euler_ancestral: {
-      context.eps(x, t0, eps_);
-      // sigma_down and sigma_up: the VP split divided by alpha_t.
-      const AncestralSplit a = ancestral_split(s, t, options_.eta);
-      euler_to(sv_s, a.dir / t.alpha);
-      if (a.noise > 0) {
-        context.noise().normal(z_);
-        x_ve_ += (options_.s_noise * a.noise / t.alpha) * z_;
-      }
-      break;
-    }
-    case Method::heun: {
-      double gamma = 0;
-      if (options_.s_churn > 0 && options_.s_tmin <= sv_s && sv_s <= options_.s_tmax)
-        gamma = std::min(options_.s_churn / static_cast<double>(std::max<std::size_t>(steps_, 1)),
-                         std::sqrt(2.0) - 1);
-      double sv_hat = sv_s;
-      if (gamma > 0) sv_hat = std::min(sv_s * (1 + gamma), std::max(sigma_ve_max_, sv_s));
-      if (sv_hat > sv_s) {
-        // Churn: raise the noise level to sigma_hat with fresh noise, evaluate there.
-        context.noise().normal(z_);
-        x_ve_ += (std::sqrt(sv_hat * sv_hat - sv_s * sv_s) * options_.s_noise) * z_;
-        const double t_hat = std::min(sch.t_of_lambda(-std::log(sv_hat)), sch.t_max());
-        eps_at(context, x_ve_, t_hat, sch.alpha(t_hat), eps_);
-      } else {
-        context.eps(x, t0, eps_);
-      }
-      if (!(t.sigma > 0)) {  // final step to sigma = 0: Euler
-        euler_to(sv_hat, 0.0);
-        break;
-      }
-      eps2_ = x_ve_ + (sv_t - sv_hat) * eps_;
-      eps_at(context, eps2_, t1, t.alpha, eps2_);
-      x_ve_ += (0.5 * (sv_t - sv_hat)) * (eps_ + eps2_);
-      break;
-    }
-    case Method::dpm2:
-      context.eps(x, t0, eps_);
-      if (!(t.sigma > 0))
-        euler_to(sv_s, 0.0);
-      else
-        dpm2_to(context, sv_s, s.lambda, sv_t);
-      break;
-    case Method::dpm2_ancestral: {
-      context.eps(x, t0, eps_);
-      const AncestralSplit a = ancestral_split(s, t, options_.eta);
-      dpm2_to(context, sv_s, s.lambda, options_.eta > 0 ? a.dir / t.alpha : sv_t);
-      if (a.noise > 0) {
-        context.noise().normal(z_);
-        x_ve_ += (options_.s_noise * a.noise / t.alpha) * z_;
-      }
-      break;
-    }
-    case Method::lms: {
-      if (history_size_ > 0 && t0 != last_t1_) history_size_ = 0;  // not a continuation
-      last_t1_ = t1;
-      std::rotate(history_.begin(), history_.end() - 1, history_.end());
-      std::rotate(history_sigma_.begin(), history_sigma_.begin() + (options_.order - 1),
-                  history_sigma_.begin() + options_.order);
-      context.eps(x, t0, history_[0]);
-      history_sigma_[0] = sv_s;
-      history_size_ = std::min(history_size_ + 1, static_cast<std::size_t>(options_.order));
-      lms_step(sv_s, sv_t);
-      break;
-    }
+void check_ancestral(const std::string& name, const KDiffusionAncestralOptions& o) {
+  if (!(o.eta >= 0)) throw Error(name + ": eta must be >= 0");
+  if (!(o.s_noise >= 0)) throw Error(name + ": s_noise must be >= 0");
+}
+
+// The ancestral samplers draw after the step's evaluations.
+const char* const kAncestralNoiseUse =
+    "one standard-normal draw of shape batch x dim per step with sigma_up > 0, made after the "
+    "step's evaluations; the final step to t = 0 draws none";
+
+}  // namespace
+
+// ---- euler ----
+
+KDiffusionEuler::KDiffusionEuler() : KDiffusionSolver("euler") {}
+
+SolverTraits KDiffusionEuler::traits() const {
+  SolverTraits t = base_traits(false);
+  t.order = 1;
+  t.evals_per_step = 1;
+  return t;
+}
+
+void KDiffusionEuler::allocate(Eigen::Index /*rows*/, Eigen::Index /*cols*/) {}
+
+void KDiffusionEuler::step_ve(SolverContext& context, double t0, double /*t1*/, const ScheduleAt& s,
+                              const ScheduleAt& t, const State& x) {
+  context.eps(x, t0, eps_);
+  euler_to(sigma_ve_of(s), sigma_ve_of(t));
+}
+
+// ---- euler_ancestral ----
+
+KDiffusionEulerAncestral::KDiffusionEulerAncestral(KDiffusionAncestralOptions options)
+    : KDiffusionSolver("euler_ancestral"), options_(options) {
+  check_ancestral(name(), options_);
+}
+
+SolverTraits KDiffusionEulerAncestral::traits() const {
+  SolverTraits t = base_traits(options_.eta > 0);
+  t.order = 1;
+  t.evals_per_step = 1;
+  if (t.stochastic) t.noise_use = kAncestralNoiseUse;
+  return t;
+}
+
+void KDiffusionEulerAncestral::allocate(Eigen::Index rows, Eigen::Index cols) {
+  if (options_.eta > 0) z_.resize(rows, cols);
+}
+
+void KDiffusionEulerAncestral::step_ve(SolverContext& context, double t0, double /*t1*/, const ScheduleAt& s,
+                                       const ScheduleAt& t, const State& x) {
+  context.eps(x, t0, eps_);
+  // sigma_down and sigma_up: the VP split divided by alpha_t.
+  const AncestralSplit a = ancestral_split(s, t, options_.eta);
+  euler_to(sigma_ve_of(s), a.dir / t.alpha);
+  add_ancestral_noise(context, a.noise, t.alpha, options_.s_noise);
+}
+
+// ---- heun ----
+
+KDiffusionHeun::KDiffusionHeun(Options options) : KDiffusionSolver("heun"), options_(options) {
+  if (!(options_.s_noise >= 0)) throw Error(name() + ": s_noise must be >= 0");
+  if (!(options_.s_churn >= 0)) throw Error(name() + ": s_churn must be >= 0");
+  if (!(options_.s_tmin <= options_.s_tmax)) throw Error(name() + ": needs s_tmin <= s_tmax");
+}
+
+SolverTraits KDiffusionHeun::traits() const {
+  SolverTraits t = base_traits(stochastic());
+  t.order = t.stochastic ? 1 : 2;
+  t.evals_per_step = 2;
+  if (t.stochastic)
+    t.noise_use =
+        "one standard-normal draw of shape batch x dim per step whose churn raises sigma_ve "
+        "(gamma > 0), made before the step's first evaluation; no draw elsewhere";
+  return t;
+}
+
+void KDiffusionHeun::allocate(Eigen::Index rows, Eigen::Index cols) {
+  eps2_.resize(rows, cols);
+  if (stochastic()) z_.resize(rows, cols);
+}
+
+void KDiffusionHeun::step_ve(SolverContext& context, double t0, double t1, const ScheduleAt& s,
+                             const ScheduleAt& t, const State& x) {
+  const Schedule& sch = context.schedule();
+  const double sv_s = sigma_ve_of(s), sv_t = sigma_ve_of(t);
+  double gamma = 0;
+  if (options_.s_churn > 0 && options_.s_tmin <= sv_s && sv_s <= options_.s_tmax)
+    gamma = std::min(options_.s_churn / static_cast<double>(std::max<std::size_t>(steps_, 1)),
+                     std::sqrt(2.0) - 1);
+  double sv_hat = sv_s;
+  if (gamma > 0) sv_hat = std::min(sv_s * (1 + gamma), std::max(sigma_ve_max_, sv_s));
+  if (sv_hat > sv_s) {
+    // Churn: raise the noise level to sigma_hat with fresh noise, evaluate there.
+    context.noise().normal(z_);
+    x_ve_ += (std::sqrt(sv_hat * sv_hat - sv_s * sv_s) * options_.s_noise) * z_;
+    const double t_hat = std::min(sch.t_of_lambda(-std::log(sv_hat)), sch.t_max());
+    eps_at(context, x_ve_, t_hat, sch.alpha(t_hat), eps_);
+  } else {
+    context.eps(x, t0, eps_);
   }
-  x = t.alpha * x_ve_;
+  if (!(t.sigma > 0)) {  // final step to sigma = 0: Euler
+    euler_to(sv_hat, 0.0);
+    return;
+  }
+  eps2_ = x_ve_ + (sv_t - sv_hat) * eps_;
+  eps_at(context, eps2_, t1, t.alpha, eps2_);
+  x_ve_ += (0.5 * (sv_t - sv_hat)) * (eps_ + eps2_);
+}
+
+// ---- dpm2 ----
+
+KDiffusionDpm2::KDiffusionDpm2() : KDiffusionSolver("dpm2") {}
+
+SolverTraits KDiffusionDpm2::traits() const {
+  SolverTraits t = base_traits(false);
+  t.order = 2;
+  t.evals_per_step = 2;
+  return t;
+}
+
+void KDiffusionDpm2::allocate(Eigen::Index rows, Eigen::Index cols) { eps2_.resize(rows, cols); }
+
+void KDiffusionDpm2::step_ve(SolverContext& context, double t0, double /*t1*/, const ScheduleAt& s,
+                             const ScheduleAt& t, const State& x) {
+  context.eps(x, t0, eps_);
+  if (!(t.sigma > 0))
+    euler_to(sigma_ve_of(s), 0.0);
+  else
+    dpm2_to(context, sigma_ve_of(s), s.lambda, sigma_ve_of(t));
+}
+
+// ---- dpm2_ancestral ----
+
+KDiffusionDpm2Ancestral::KDiffusionDpm2Ancestral(KDiffusionAncestralOptions options)
+    : KDiffusionSolver("dpm2_ancestral"), options_(options) {
+  check_ancestral(name(), options_);
+}
+
+SolverTraits KDiffusionDpm2Ancestral::traits() const {
+  SolverTraits t = base_traits(options_.eta > 0);
+  t.order = t.stochastic ? 1 : 2;
+  t.evals_per_step = 2;
+  if (t.stochastic) t.noise_use = kAncestralNoiseUse;
+  return t;
+}
+
+void KDiffusionDpm2Ancestral::allocate(Eigen::Index rows, Eigen::Index cols) {
+  eps2_.resize(rows, cols);
+  if (options_.eta > 0) z_.resize(rows, cols);
+}
+
+void KDiffusionDpm2Ancestral::step_ve(SolverContext& context, double t0, double /*t1*/, const ScheduleAt& s,
+                                      const ScheduleAt& t, const State& x) {
+  context.eps(x, t0, eps_);
+  const AncestralSplit a = ancestral_split(s, t, options_.eta);
+  dpm2_to(context, sigma_ve_of(s), s.lambda, options_.eta > 0 ? a.dir / t.alpha : sigma_ve_of(t));
+  add_ancestral_noise(context, a.noise, t.alpha, options_.s_noise);
+}
+
+// ---- lms ----
+
+KDiffusionLms::KDiffusionLms(int order) : KDiffusionSolver("lms"), order_(order) {
+  if (order_ < 1 || order_ > kMaxLmsOrder) throw Error(name() + ": order must be 1 to 4");
+}
+
+SolverTraits KDiffusionLms::traits() const {
+  SolverTraits t = base_traits(false);
+  t.order = order_;
+  t.evals_per_step = 1;
+  t.warmup_steps = order_ - 1;
+  return t;
+}
+
+void KDiffusionLms::allocate(Eigen::Index rows, Eigen::Index cols) {
+  history_.clear();
+  for (int k = 0; k < order_; ++k) history_.emplace_back(rows, cols);
+  history_sigma_.assign(static_cast<std::size_t>(kMaxLmsOrder), 0.0);
+  history_size_ = 0;
+}
+
+void KDiffusionLms::step_ve(SolverContext& context, double t0, double t1, const ScheduleAt& s,
+                            const ScheduleAt& t, const State& x) {
+  const double sv_s = sigma_ve_of(s), sv_t = sigma_ve_of(t);
+  if (history_size_ > 0 && t0 != last_t1_) history_size_ = 0;  // not a continuation
+  last_t1_ = t1;
+  // Newest first: the oldest slot is reused for this step's eps.
+  std::rotate(history_.begin(), history_.end() - 1, history_.end());
+  std::rotate(history_sigma_.begin(), history_sigma_.begin() + (order_ - 1),
+              history_sigma_.begin() + order_);
+  context.eps(x, t0, history_[0]);
+  history_sigma_[0] = sv_s;
+  history_size_ = std::min(history_size_ + 1, static_cast<std::size_t>(order_));
+  const int k = static_cast<int>(history_size_);
+  std::array<double, kMaxLmsOrder> c{};
+  lms_coefficients_into(history_sigma_.data(), k, sv_s, sv_t, c.data());
+  for (int j = 0; j < k; ++j) x_ve_ += c[static_cast<std::size_t>(j)] * history_[static_cast<std::size_t>(j)];
 }
 
 namespace builtin {
 
 namespace {
-
-using Method = KDiffusionSolver::Method;
 
 const ParamSpec kEta{"eta", ParamType::number, 1.0,
                      "ancestral stochasticity, >= 0: sigma_up = eta * (the DDPM posterior std); 0 = deterministic"};
@@ -253,26 +320,27 @@ double checked(const Params& p, const std::string& name) {
   return v;
 }
 
-std::unique_ptr<Solver> make(const Params& p, Method method) {
-  KDiffusionSolver::Options o;
-  o.method = method;
-  if (method == Method::euler_ancestral || method == Method::dpm2_ancestral) {
-    o.eta = checked(p, "eta");
-    o.s_noise = checked(p, "s_noise");
-  }
-  if (method == Method::heun) {
-    o.s_churn = checked(p, "s_churn");
-    o.s_tmin = checked(p, "s_tmin");
-    o.s_tmax = p.has("s_tmax") ? p.number("s_tmax") : std::numeric_limits<double>::infinity();
-    if (!(o.s_tmax >= o.s_tmin)) p.fail("s_tmax", "must be >= s_tmin");
-    o.s_noise = checked(p, "s_noise");
-  }
-  if (method == Method::lms) {
-    const long order = p.integer("order");
-    if (order < 1 || order > kMaxLmsOrder) p.fail("order", "must be 1 to 4, got " + std::to_string(order));
-    o.order = static_cast<int>(order);
-  }
-  return std::make_unique<KDiffusionSolver>(o);
+KDiffusionAncestralOptions ancestral_options(const Params& p) {
+  KDiffusionAncestralOptions o;
+  o.eta = checked(p, "eta");
+  o.s_noise = checked(p, "s_noise");
+  return o;
+}
+
+std::unique_ptr<Solver> make_heun(const Params& p) {
+  KDiffusionHeun::Options o;
+  o.s_churn = checked(p, "s_churn");
+  o.s_tmin = checked(p, "s_tmin");
+  o.s_tmax = p.has("s_tmax") ? p.number("s_tmax") : std::numeric_limits<double>::infinity();
+  if (!(o.s_tmax >= o.s_tmin)) p.fail("s_tmax", "must be >= s_tmin");
+  o.s_noise = checked(p, "s_noise");
+  return std::make_unique<KDiffusionHeun>(o);
+}
+
+std::unique_ptr<Solver> make_lms(const Params& p) {
+  const long order = p.integer("order");
+  if (order < 1 || order > kMaxLmsOrder) p.fail("order", "must be 1 to 4, got " + std::to_string(order));
+  return std::make_unique<KDiffusionLms>(static_cast<int>(order));
 }
 
 }  // namespace
@@ -282,12 +350,16 @@ void register_k_diffusion(Registry<Solver>& registry) {
   registry.add({"euler",
                 "k-diffusion / EDM Euler step in sigma_ve = sigma/alpha (first order; equals ddim eta = 0)",
                 {},
-                [](const Params& p, const BuildContext&) { return make(p, Method::euler); }});
+                [](const Params&, const BuildContext&) -> std::unique_ptr<Solver> {
+                  return std::make_unique<KDiffusionEuler>();
+                }});
   registry.add({"euler_ancestral",
                 "k-diffusion Euler ancestral: Euler to sigma_down, then noise sigma_up (equals ddim with "
                 "the same eta at s_noise = 1)",
                 {kEta, kSNoise},
-                [](const Params& p, const BuildContext&) { return make(p, Method::euler_ancestral); },
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
+                  return std::make_unique<KDiffusionEulerAncestral>(ancestral_options(p));
+                },
                 {{{"eta", 1.0}}, {{"eta", 0.5}}}});
   registry.add({"heun",
                 "EDM Algorithm 2: Heun's second-order method in sigma_ve with optional churn "
@@ -296,22 +368,26 @@ void register_k_diffusion(Registry<Solver>& registry) {
                  {"s_tmin", ParamType::number, 0.0, "churn only where sigma_ve >= s_tmin"},
                  {"s_tmax", ParamType::number, nullptr, "churn only where sigma_ve <= s_tmax (infinity when not given)"},
                  kSNoise},
-                [](const Params& p, const BuildContext&) { return make(p, Method::heun); },
+                [](const Params& p, const BuildContext&) { return make_heun(p); },
                 {json::object(), {{"s_churn", 10.0}}}});
   registry.add({"dpm2",
                 "k-diffusion DPM-Solver-2-like step: midpoint in log sigma_ve (second order, 2 evaluations "
                 "per step; the final step to 0 is Euler)",
                 {},
-                [](const Params& p, const BuildContext&) { return make(p, Method::dpm2); }});
+                [](const Params&, const BuildContext&) -> std::unique_ptr<Solver> {
+                  return std::make_unique<KDiffusionDpm2>();
+                }});
   registry.add({"dpm2_ancestral",
                 "k-diffusion DPM-2 ancestral: dpm2 to sigma_down, then noise sigma_up",
                 {kEta, kSNoise},
-                [](const Params& p, const BuildContext&) { return make(p, Method::dpm2_ancestral); }});
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
+                  return std::make_unique<KDiffusionDpm2Ancestral>(ancestral_options(p));
+                }});
   registry.add({"lms",
                 "k-diffusion linear multistep in sigma_ve, coefficients from the exact integral of the "
                 "Lagrange basis over each variable step",
                 {{"order", ParamType::integer, 4, "order, 1 to 4 (the first order - 1 steps use lower orders)"}},
-                [](const Params& p, const BuildContext&) { return make(p, Method::lms); },
+                [](const Params& p, const BuildContext&) { return make_lms(p); },
                 {{{"order", 1}}, {{"order", 2}}, {{"order", 3}}, {{"order", 4}}}});
 }
 

@@ -27,6 +27,7 @@
 #include <boost/numeric/odeint/stepper/runge_kutta_fehlberg78.hpp>
 #include <boost/numeric/odeint/util/copy.hpp>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <string>
@@ -254,68 +255,126 @@ class AdaptiveEngine final : public PfOdeSolver::Engine {
   EndPoint end_;
 };
 
+// Engine factories for the table below.
+template <class Stepper>
+std::unique_ptr<PfOdeSolver::Engine> fixed_engine(const PfOdeOptions& /*o*/) {
+  return std::make_unique<FixedEngine<Stepper>>();
+}
+
+std::unique_ptr<PfOdeSolver::Engine> abm_engine(const PfOdeOptions& /*o*/) {
+  return std::make_unique<AbmEngine>();
+}
+
+// A controlled Runge-Kutta pair under odeint's error checker (a_x = a_dxdt = 1, odeint's usual).
+template <class Stepper, bool kFsal>
+std::unique_ptr<PfOdeSolver::Engine> controlled_engine(const PfOdeOptions& o) {
+  const ErrorChecker checker(o.atol, o.rtol);
+  return std::make_unique<AdaptiveEngine<Stepper, kFsal>>(o.h_init, checker);
+}
+
+std::unique_ptr<PfOdeSolver::Engine> bulirsch_stoer_engine(const PfOdeOptions& o) {
+  return std::make_unique<AdaptiveEngine<BulirschStoerStepper, false>>(o.h_init, o.atol, o.rtol);
+}
+
+enum class Steps { fixed, adaptive };
+
+// Everything the solver knows about one stepper. Adding a stepper is one value in
+// PfOdeStepper (pf_ode.hpp) and one row of kSteppers.
+struct StepperRow {
+  PfOdeStepper stepper;
+  const char* name;
+  // fixed: one do_step per grid interval; adaptive: odeint's controller chooses the steps
+  // between grid times (and the error norm couples the batch).
+  Steps steps;
+  double order;  // declared global order (traits, order tests)
+  // Fixed steppers: evaluations per grid interval. Adaptive ones: per attempted step.
+  int evals_per_step;
+  // Why the stepper needs equal grid intervals; nullptr when any grid will do.
+  const char* uniform_grid_reason;
+  std::unique_ptr<PfOdeSolver::Engine> (*make_engine)(const PfOdeOptions& o);
+};
+
+// In PfOdeStepper's order (checked below).
+constexpr StepperRow kSteppers[] = {
+    {PfOdeStepper::euler, "euler", Steps::fixed, 1, 1, nullptr, fixed_engine<EulerStepper>},
+    {PfOdeStepper::rk4, "rk4", Steps::fixed, 4, 4, nullptr, fixed_engine<Rk4Stepper>},
+    // odeint's PECE: f(x_n) for the predictor, f(predicted) for the corrector. The first
+    // three steps are RK4 (4 each), so N >= 3 steps cost 2 N + 6 evaluations.
+    {PfOdeStepper::adams_bashforth_moulton, "adams_bashforth_moulton", Steps::fixed, 4, 2,
+     "its 4-step history assumes one step size", abm_engine},
+    {PfOdeStepper::cash_karp54, "cash_karp54", Steps::adaptive, 5, 6, nullptr,
+     controlled_engine<CashKarp54Stepper, false>},
+    // 7 stages, the last reused as the next step's first (FSAL).
+    {PfOdeStepper::dopri5, "dopri5", Steps::adaptive, 5, 6, nullptr, controlled_engine<Dopri5Stepper, true>},
+    {PfOdeStepper::fehlberg78, "fehlberg78", Steps::adaptive, 8, 13, nullptr,
+     controlled_engine<Fehlberg78Stepper, false>},
+    // Extrapolated modified midpoint: column k of the tableau has order 2k + 2, and the
+    // controller moves k within 1..8 as it goes. Declared: column 4, where odeint starts
+    // (order 10); an attempt through column 4 costs 1 + 2 + 4 + 6 + 8 + 10 = 31.
+    {PfOdeStepper::bulirsch_stoer, "bulirsch_stoer", Steps::adaptive, 10, 31, nullptr, bulirsch_stoer_engine},
+};
+
+constexpr bool rows_in_enum_order() {
+  for (std::size_t i = 0; i < std::size(kSteppers); ++i)
+    if (static_cast<std::size_t>(kSteppers[i].stepper) != i) return false;
+  return true;
+}
+static_assert(rows_in_enum_order(), "kSteppers must list the steppers in PfOdeStepper's order");
+
+// The stepper's row; nullptr for a value outside the enum.
+const StepperRow* find_row(PfOdeStepper stepper) {
+  const auto i = static_cast<std::size_t>(stepper);
+  return i < std::size(kSteppers) ? &kSteppers[i] : nullptr;
+}
+
 std::unique_ptr<PfOdeSolver::Engine> make_engine(const PfOdeOptions& o) {
-  const ErrorChecker checker(o.atol, o.rtol);  // a_x = a_dxdt = 1, odeint's usual
-  switch (o.stepper) {
-    case PfOdeStepper::euler: return std::make_unique<FixedEngine<EulerStepper>>();
-    case PfOdeStepper::rk4: return std::make_unique<FixedEngine<Rk4Stepper>>();
-    case PfOdeStepper::adams_bashforth_moulton: return std::make_unique<AbmEngine>();
-    case PfOdeStepper::cash_karp54:
-      return std::make_unique<AdaptiveEngine<CashKarp54Stepper, false>>(o.h_init, checker);
-    case PfOdeStepper::dopri5:
-      return std::make_unique<AdaptiveEngine<Dopri5Stepper, true>>(o.h_init, checker);
-    case PfOdeStepper::fehlberg78:
-      return std::make_unique<AdaptiveEngine<Fehlberg78Stepper, false>>(o.h_init, checker);
-    case PfOdeStepper::bulirsch_stoer:
-      return std::make_unique<AdaptiveEngine<BulirschStoerStepper, false>>(o.h_init, o.atol,
-                                                                           o.rtol);
-  }
+  if (const StepperRow* row = find_row(o.stepper)) return row->make_engine(o);
   throw Error("pf_ode: unknown stepper");
 }
+
+// The names of the steppers whose row passes `keep`, joined by ", " and the last by `last_sep`.
+template <class Keep>
+std::string joined_names(Keep keep, const std::string& last_sep = ", ") {
+  std::vector<std::string> names;
+  for (const StepperRow& row : kSteppers)
+    if (keep(row)) names.emplace_back(row.name);
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == names.size() ? last_sep : ", ") + names[i];
+  return out;
+}
+
+bool is_fixed(const StepperRow& row) { return row.steps == Steps::fixed; }
+bool is_adaptive_row(const StepperRow& row) { return row.steps == Steps::adaptive; }
 
 }  // namespace
 
 const std::vector<PfOdeStepper>& all_pf_ode_steppers() {
-  static const std::vector<PfOdeStepper> all = {
-      PfOdeStepper::euler,         PfOdeStepper::rk4,    PfOdeStepper::adams_bashforth_moulton,
-      PfOdeStepper::cash_karp54,   PfOdeStepper::dopri5, PfOdeStepper::fehlberg78,
-      PfOdeStepper::bulirsch_stoer};
+  static const std::vector<PfOdeStepper> all = [] {
+    std::vector<PfOdeStepper> v;
+    for (const StepperRow& row : kSteppers) v.push_back(row.stepper);
+    return v;
+  }();
   return all;
 }
 
 std::string to_string(PfOdeStepper stepper) {
-  switch (stepper) {
-    case PfOdeStepper::euler: return "euler";
-    case PfOdeStepper::rk4: return "rk4";
-    case PfOdeStepper::adams_bashforth_moulton: return "adams_bashforth_moulton";
-    case PfOdeStepper::cash_karp54: return "cash_karp54";
-    case PfOdeStepper::dopri5: return "dopri5";
-    case PfOdeStepper::fehlberg78: return "fehlberg78";
-    case PfOdeStepper::bulirsch_stoer: return "bulirsch_stoer";
-  }
-  return "?";
+  const StepperRow* row = find_row(stepper);
+  return row != nullptr ? row->name : "?";
 }
 
 PfOdeStepper pf_ode_stepper_from_string(const std::string& s) {
   std::string known;
-  for (PfOdeStepper stepper : all_pf_ode_steppers()) {
-    if (to_string(stepper) == s) return stepper;
-    known += (known.empty() ? "" : ", ") + to_string(stepper);
+  for (const StepperRow& row : kSteppers) {
+    if (row.name == s) return row.stepper;
+    known += (known.empty() ? "" : ", ") + std::string(row.name);
   }
   throw Error("unknown pf_ode stepper '" + s + "'; known: " + known);
 }
 
 bool is_adaptive(PfOdeStepper stepper) {
-  switch (stepper) {
-    case PfOdeStepper::euler:
-    case PfOdeStepper::rk4:
-    case PfOdeStepper::adams_bashforth_moulton: return false;
-    case PfOdeStepper::cash_karp54:
-    case PfOdeStepper::dopri5:
-    case PfOdeStepper::fehlberg78:
-    case PfOdeStepper::bulirsch_stoer: return true;
-  }
-  return false;
+  const StepperRow* row = find_row(stepper);
+  return row != nullptr && is_adaptive_row(*row);
 }
 
 bool PfOdeOptions::is_valid(std::string* error) const {
@@ -347,44 +406,12 @@ SolverTraits PfOdeSolver::traits() const {
   SolverTraits t;
   t.name = "pf_ode";
   t.stochastic = false;
-  t.adaptive = is_adaptive(options_.stepper);
-  t.batch_coupled = t.adaptive;  // one step size for the whole batch
-  // Fixed steppers: evaluations per grid interval. Adaptive ones: per attempted step.
-  switch (options_.stepper) {
-    case PfOdeStepper::euler:
-      t.order = 1;
-      t.evals_per_step = 1;
-      break;
-    case PfOdeStepper::rk4:
-      t.order = 4;
-      t.evals_per_step = 4;
-      break;
-    case PfOdeStepper::adams_bashforth_moulton:
-      // odeint's PECE: f(x_n) for the predictor, f(predicted) for the corrector. The first
-      // three steps are RK4 (4 each), so N >= 3 steps cost 2 N + 6 evaluations.
-      t.order = 4;
-      t.evals_per_step = 2;
-      break;
-    case PfOdeStepper::cash_karp54:
-      t.order = 5;
-      t.evals_per_step = 6;
-      break;
-    case PfOdeStepper::dopri5:
-      t.order = 5;
-      t.evals_per_step = 6;  // 7 stages, the last reused as the next step's first (FSAL)
-      break;
-    case PfOdeStepper::fehlberg78:
-      t.order = 8;
-      t.evals_per_step = 13;
-      break;
-    case PfOdeStepper::bulirsch_stoer:
-      // Extrapolated modified midpoint: column k of the tableau has order 2k + 2, and the
-      // controller moves k within 1..8 as it goes. Declared: column 4, where odeint starts
-      // (order 10); an attempt through column 4 costs 1 + 2 + 4 + 6 + 8 + 10 = 31.
-      t.order = 10;
-      t.evals_per_step = 31;
-      break;
+  if (const StepperRow* row = find_row(options_.stepper)) {
+    t.adaptive = is_adaptive_row(*row);
+    t.order = row->order;
+    t.evals_per_step = row->evals_per_step;
   }
+  t.batch_coupled = t.adaptive;  // one step size for the whole batch
   return t;
 }
 
@@ -409,8 +436,9 @@ void PfOdeSolver::init(SolverContext& /*context*/, const State& /*x*/,
     throw Error("pf_ode: the grid's start time t_start = " + format_double(times.front()) +
                 " must be > 0: the probability-flow ODE divides eps by sigma(t), which is 0 at "
                 "t = 0 (start at a small t such as 1e-3)");
-  if (options_.stepper == PfOdeStepper::adams_bashforth_moulton) {
-    // The 4-step history assumes one step size; allow for rounding of the grid's times.
+  const StepperRow* row = find_row(options_.stepper);
+  if (row != nullptr && row->uniform_grid_reason != nullptr) {
+    // A history kept for one step size; allow for rounding of the grid's times.
     const double n = static_cast<double>(times.size() - 1);
     const double h = (times.back() - times.front()) / n;
     for (std::size_t i = 0; i + 1 < times.size(); ++i) {
@@ -420,8 +448,8 @@ void PfOdeSolver::init(SolverContext& /*context*/, const State& /*x*/,
                                     std::max(std::fabs(times[i]), std::fabs(times[i + 1]));
       if (std::fabs(h_i - h) > slack)
         throw Error(
-            "pf_ode: stepper adams_bashforth_moulton needs a uniform grid (its 4-step "
-            "history assumes one step size), but interval " +
+            "pf_ode: stepper " + std::string(row->name) + " needs a uniform grid (" +
+            row->uniform_grid_reason + "), but interval " +
             std::to_string(i) + " from t = " + format_double(times[i]) + " to t = " +
             format_double(times[i + 1]) + " has dt = " + format_double(h_i) + " against the mean " +
             format_double(h) + "; use a time_uniform grid or another stepper");
@@ -442,27 +470,32 @@ namespace builtin {
 void register_pf_ode(Registry<Solver>& registry) {
   std::vector<std::string> choices;
   std::vector<nlohmann::json> variants;
-  for (PfOdeStepper stepper : all_pf_ode_steppers()) {
-    choices.push_back(to_string(stepper));
-    variants.push_back(nlohmann::json{{"stepper", to_string(stepper)}});
+  for (const StepperRow& row : kSteppers) {
+    choices.emplace_back(row.name);
+    variants.push_back(nlohmann::json{{"stepper", row.name}});
   }
+  // The texts below name the steppers from the table, so that a new row shows up in them.
+  const std::string fixed = joined_names(is_fixed);
+  const std::string adaptive = joined_names(is_adaptive_row);
+  std::string uniform_note;
+  for (const StepperRow& row : kSteppers)
+    if (row.uniform_grid_reason != nullptr)
+      uniform_note += " (" + std::string(row.name) + " needs a uniform grid)";
   RegistryEntry<Solver> entry;
   entry.name = "pf_ode";
   entry.description =
       "Probability-flow ODE dx/dt = -beta/2 x + beta/(2 sigma) eps(x, t) under a Boost.Odeint "
-      "stepper: fixed (euler, rk4, adams_bashforth_moulton) or adaptive (cash_karp54, dopri5, "
-      "fehlberg78, bulirsch_stoer)";
+      "stepper: fixed (" + fixed + ") or adaptive (" + adaptive + ")";
   entry.params = {
       {"stepper", ParamType::string, "dopri5",
-       "odeint stepper; euler, rk4 and adams_bashforth_moulton take one step per grid interval "
-       "(adams_bashforth_moulton needs a uniform grid), the others choose their own steps "
-       "between the grid times",
+       "odeint stepper; " + joined_names(is_fixed, " and ") + " take one step per grid interval" +
+           uniform_note + ", the others choose their own steps between the grid times",
        choices},
       {"rtol", ParamType::number, 1e-6, "relative tolerance of the adaptive steppers"},
       {"atol", ParamType::number, 1e-6, "absolute tolerance of the adaptive steppers"},
       {"h_init", ParamType::number, 0.01, "first trial |dt| of the adaptive steppers"},
   };
-  entry.make = [](const Params& params, const BuildContext&) -> std::unique_ptr<Solver> {
+  entry.make = [adaptive](const Params& params, const BuildContext&) -> std::unique_ptr<Solver> {
     PfOdeOptions o;
     o.stepper = pf_ode_stepper_from_string(params.string("stepper"));
     o.rtol = params.number("rtol");
@@ -472,8 +505,7 @@ void register_pf_ode(Registry<Solver>& registry) {
       for (const char* name : {"rtol", "atol", "h_init"})
         if (params.given(name))
           params.fail(name,
-                      "only the adaptive steppers (cash_karp54, dopri5, fehlberg78, "
-                      "bulirsch_stoer) use it; stepper '" +
+                      "only the adaptive steppers (" + adaptive + ") use it; stepper '" +
                           to_string(o.stepper) + "' takes one step per grid interval");
     if (!(o.rtol > 0)) params.fail("rtol", "must be > 0, got " + format_double(o.rtol));
     if (!(o.atol > 0)) params.fail("atol", "must be > 0, got " + format_double(o.atol));

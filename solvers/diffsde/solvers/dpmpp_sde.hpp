@@ -13,9 +13,10 @@
 // Multistep (2m, 3m), u = (1 + eta) h:
 //   x_t = (sigma_t/sigma_s) e^{-eta h} x_s + alpha_t (1 - e^{-u}) x0_s + alpha_t C
 //         + sigma_t sqrt(1 - e^{-2 eta h}) z,
-// with the correction C from earlier data predictions (see step_multistep; 3m weights its
-// second difference by the Taylor coefficient, twice k-diffusion's, to be third order). It is the
-// exact solution over the step of dx = [f x - (1 + eta)/2 g^2 score] dt + sqrt(eta) g dW_bar
+// with the correction C from earlier data predictions (see DpmppMultistepSolver::advance; 3m
+// weights its second difference by the Taylor coefficient, twice k-diffusion's, to be third
+// order). It is the exact solution over the step of
+//   dx = [f x - (1 + eta)/2 g^2 score] dt + sqrt(eta) g dW_bar
 // with x0 frozen (C = 0) or interpolated (C != 0); that SDE has the marginals p_t for every
 // eta >= 0, is the PF-ODE at eta = 0 and the reverse SDE at eta = 1.
 //
@@ -28,8 +29,12 @@
 //
 // A step to sigma_t = 0 (t = 0, lambda = +inf) returns x0_s and draws nothing, as
 // k-diffusion does when sigma_next = 0.
+//
+// One small final class per sampler (Dpmpp2mSdeSolver, Dpmpp3mSdeSolver,
+// Dpmpp2sAncestralSolver, DpmppSdeSolver) on the common base DpmppSolver.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -45,46 +50,115 @@ struct AncestralStep {
 };
 AncestralStep ancestral_step(const ScheduleAt& s, const ScheduleAt& t, double eta);
 
-class DpmppSdeSolver final : public Solver {
+// What the four samplers share: every step evaluates eps at s, forms x0_s, and returns x0_s on
+// a step to sigma_t = 0; otherwise the sampler's advance() takes over. Each sampler is a
+// small final class below.
+class DpmppSolver : public Solver {
  public:
-  enum class Method {
-    multistep2,  // dpmpp_2m_sde
-    multistep3,  // dpmpp_3m_sde
-    ancestral2s, // dpmpp_2s_ancestral
-    sde,         // dpmpp_sde
-  };
-  enum class SolverType { midpoint, heun };
-  struct Options {
-    Method method = Method::multistep2;
-    double eta = 1;
-    SolverType solver_type = SolverType::midpoint;  // multistep2 only
-    double r = 0.5;                                 // sde only: intermediate at lambda_s + r h
-  };
+  // Checks the grid (it must decrease when eta > 0) and sizes the work arrays (the sampler's
+  // own via allocate()).
+  void init(SolverContext& context, const State& x, const std::vector<double>& times) final;
+  void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) final;
 
-  explicit DpmppSdeSolver(Options options);
-  SolverTraits traits() const override;
-  std::unique_ptr<Solver> clone() const override {
-    return std::make_unique<DpmppSdeSolver>(options_);
-  }
-  void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
-  void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
+ protected:
+  // Throws Error unless eta is finite and >= 0.
+  DpmppSolver(std::string name, double eta);
+  const std::string& name() const { return name_; }
+  double eta() const { return eta_; }
+  bool stochastic() const { return eta_ > 0; }
+  // Name, stochastic, evaluations per step, and the order: ode_order at eta = 0 (observed:
+  // tests/test_dpmpp_sde.cpp), weak order 1 with noise.
+  SolverTraits base_traits(double ode_order, int evals_per_step) const;
 
-  static std::string name_of(Method method);
-
- private:
-  bool stochastic() const { return options_.eta > 0; }
-  void step_multistep(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x);
-  void step_2s(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x);
-  void step_sde(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x);
+  // The sampler's work arrays beyond eps_, x0_ and z_, and any history reset.
+  virtual void allocate(Eigen::Index rows, Eigen::Index cols) = 0;
+  // The step s -> t with sigma_t > 0, eps_ and x0_ at s known.
+  virtual void advance(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x) = 0;
   // Standard normal from the Brownian increment W(t1) - W(t0), into z_.
   void normalised_increment(SolverContext& context, double t0, double t1);
 
-  Options options_;
-  State eps_, x0_, x0_mid_, z_, dw_;
-  // Multistep history: data predictions and step sizes in lambda of the last two steps.
+  State eps_, x0_, z_;
+
+ private:
+  std::string name_;
+  double eta_;
+};
+
+// The multistep pair (dpmpp_2m_sde, dpmpp_3m_sde): order min(steps so far + 1, max_order),
+// from the data predictions of the last max_order - 1 steps.
+class DpmppMultistepSolver : public DpmppSolver {
+ public:
+  SolverTraits traits() const override;
+
+ protected:
+  // midpoint: the second-order correction of k-diffusion's solver_type "midpoint" instead of
+  // the exact weight of a linear x0 ("heun").
+  DpmppMultistepSolver(std::string name, double eta, int max_order, bool midpoint);
+
+ private:
+  void allocate(Eigen::Index rows, Eigen::Index cols) override;
+  void advance(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x) override;
+
+  int max_order_;
+  bool midpoint_;
+  // Data predictions and step sizes in lambda of the last two steps, newest first.
   State x0_prev_[2];
   double h_prev_[2] = {0, 0};
   int history_ = 0;
+};
+
+// dpmpp_2m_sde: SDE-DPM-Solver++(2M).
+class Dpmpp2mSdeSolver final : public DpmppMultistepSolver {
+ public:
+  enum class SolverType { midpoint, heun };
+  struct Options {
+    double eta = 1;
+    SolverType solver_type = SolverType::midpoint;
+  };
+  explicit Dpmpp2mSdeSolver(Options options);
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<Dpmpp2mSdeSolver>(options_); }
+
+ private:
+  Options options_;
+};
+
+// dpmpp_3m_sde: its third-order multistep extension.
+class Dpmpp3mSdeSolver final : public DpmppMultistepSolver {
+ public:
+  explicit Dpmpp3mSdeSolver(double eta = 1);
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<Dpmpp3mSdeSolver>(eta()); }
+};
+
+// dpmpp_2s_ancestral: DPM-Solver++(2S) to the "down" point, then ancestral noise.
+class Dpmpp2sAncestralSolver final : public DpmppSolver {
+ public:
+  explicit Dpmpp2sAncestralSolver(double eta = 1);
+  SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<Dpmpp2sAncestralSolver>(eta()); }
+
+ private:
+  void allocate(Eigen::Index rows, Eigen::Index cols) override;
+  void advance(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x) override;
+  State x0_mid_;
+};
+
+// dpmpp_sde: singlestep second order with noise at the intermediate point too.
+class DpmppSdeSolver final : public DpmppSolver {
+ public:
+  struct Options {
+    double eta = 1;
+    double r = 0.5;  // intermediate point at lambda_s + r h
+  };
+  // Throws Error unless r lies in (0, 1).
+  explicit DpmppSdeSolver(Options options);
+  SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<DpmppSdeSolver>(options_); }
+
+ private:
+  void allocate(Eigen::Index rows, Eigen::Index cols) override;
+  void advance(SolverContext& context, const ScheduleAt& s, const ScheduleAt& t, State& x) override;
+  Options options_;
+  State x0_mid_, dw_;
 };
 
 }  // namespace diffsde

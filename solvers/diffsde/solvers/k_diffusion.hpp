@@ -10,16 +10,13 @@
 // sigma_hat, DPM-2's midpoint) runs at the VP time t_of_lambda(-log sigma_ve) on the VP point
 // alpha(t) x_ve.
 //
-//  - euler:           x_ve' = x_ve + (sigma_ve_t - sigma_ve_s) eps     (== ddim eta = 0)
-//  - euler_ancestral: Euler to sigma_down, then + s_noise sigma_up z    (== ddim eta at s_noise 1)
-//  - heun:            EDM Algorithm 2 (Heun's method with optional churn)
-//  - dpm2:            midpoint in log sigma_ve (k-diffusion's sample_dpm_2)
-//  - dpm2_ancestral:  dpm2 to sigma_down, then ancestral noise
-//  - lms:             linear multistep in sigma_ve, coefficients from the exact integral of
-//                     the Lagrange basis over each (variable) step
+// One small final class per sampler below (KDiffusionEuler registered as "euler", ...,
+// KDiffusionLms as "lms"), on the common base KDiffusionSolver.
 #pragma once
 
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "diffsde/solver.hpp"
@@ -31,43 +28,143 @@ namespace diffsde {
 // basis polynomials). nodes[0] is usually sigma_s itself; the nodes must be distinct.
 std::vector<double> lms_coefficients(const std::vector<double>& nodes, double sigma_s, double sigma_t);
 
-class KDiffusionSolver final : public Solver {
+// The VE frame shared by the six samplers: step() converts x_s -> x_ve, lets the sampler move
+// x_ve_ from sigma_ve_s to sigma_ve_t in step_ve(), and converts back. Each sampler is a small
+// final class below; what they share (the frame, model calls at off-grid sigma_ve, the Euler
+// and DPM-2 moves, ancestral noise) lives here.
+class KDiffusionSolver : public Solver {
  public:
-  enum class Method { euler, euler_ancestral, heun, dpm2, dpm2_ancestral, lms };
-  struct Options {
-    Method method = Method::euler;
-    double eta = 1;       // ancestral methods
-    double s_noise = 1;   // ancestral and churn noise scale
-    double s_churn = 0;   // heun
-    double s_tmin = 0;    // heun
-    double s_tmax = 1e300;  // heun (infinity)
-    int order = 4;        // lms
-  };
+  // Checks that the grid decreases and sizes the work arrays (the sampler's own via allocate()).
+  void init(SolverContext& context, const State& x, const std::vector<double>& times) final;
+  void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) final;
 
-  explicit KDiffusionSolver(Options options);
-  SolverTraits traits() const override;
-  std::unique_ptr<Solver> clone() const override {
-    return std::make_unique<KDiffusionSolver>(options_);
-  }
-  void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
-  void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
+ protected:
+  explicit KDiffusionSolver(std::string name) : name_(std::move(name)) {}
+  const std::string& name() const { return name_; }
+  // Traits with the name and stochastic flag filled in.
+  SolverTraits base_traits(bool stochastic) const;
 
-  static std::string name_of(Method method);
+  // The sampler's work arrays beyond x_ve_, eps_ and tmp_, and any history reset.
+  virtual void allocate(Eigen::Index rows, Eigen::Index cols) = 0;
+  // Moves x_ve_ (= x / alpha_s on entry) from s to t; x is the VP state at s.
+  virtual void step_ve(SolverContext& context, double t0, double t1, const ScheduleAt& s,
+                       const ScheduleAt& t, const State& x) = 0;
 
- private:
-  bool stochastic() const;
   // eps at the VE point x_ve and noise level sigma_ve (VP time t_vp, alpha_vp) into out.
   void eps_at(SolverContext& context, const State& x_ve, double t_vp, double alpha_vp, State& out);
   // Deterministic moves of x_ve_ from sigma_from to sigma_to (> 0 or 0), eps_ at sigma_from known.
   void euler_to(double sigma_from, double sigma_to);
+  // DPM-2's midpoint move; needs eps2_ allocated.
   void dpm2_to(SolverContext& context, double sigma_from, double lambda_from, double sigma_to);
-  void lms_step(double sigma_s, double sigma_t);
+  // x_ve_ += s_noise sigma_up z with a fresh draw when the split has noise; needs z_ allocated.
+  void add_ancestral_noise(SolverContext& context, double noise, double alpha_t, double s_noise);
 
-  Options options_;
   std::size_t steps_ = 0;
-  double sigma_ve_max_ = 0;  // sigma_ve at the schedule's t_max: the churn's cap
+  double sigma_ve_max_ = 0;  // sigma_ve at the schedule's t_max: heun's churn cap
   State x_ve_, eps_, eps2_, tmp_, z_;
-  // lms history: eps at past sigma_ve values, newest first.
+
+ private:
+  std::string name_;
+};
+
+// Ancestral options (euler_ancestral, dpm2_ancestral).
+struct KDiffusionAncestralOptions {
+  double eta = 1;      // sigma_up = eta * (the DDPM posterior std)
+  double s_noise = 1;  // scale of the added noise
+};
+
+// euler: x_ve' = x_ve + (sigma_ve_t - sigma_ve_s) eps   (== ddim eta = 0).
+class KDiffusionEuler final : public KDiffusionSolver {
+ public:
+  KDiffusionEuler();
+  SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<KDiffusionEuler>(); }
+
+ private:
+  void allocate(Eigen::Index rows, Eigen::Index cols) override;
+  void step_ve(SolverContext& context, double t0, double t1, const ScheduleAt& s, const ScheduleAt& t,
+               const State& x) override;
+};
+
+// euler_ancestral: Euler to sigma_down, then + s_noise sigma_up z   (== ddim eta at s_noise 1).
+class KDiffusionEulerAncestral final : public KDiffusionSolver {
+ public:
+  explicit KDiffusionEulerAncestral(KDiffusionAncestralOptions options);
+  SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override {
+    return std::make_unique<KDiffusionEulerAncestral>(options_);
+  }
+
+ private:
+  void allocate(Eigen::Index rows, Eigen::Index cols) override;
+  void step_ve(SolverContext& context, double t0, double t1, const ScheduleAt& s, const ScheduleAt& t,
+               const State& x) override;
+  KDiffusionAncestralOptions options_;
+};
+
+// heun: EDM Algorithm 2, Heun's method in sigma_ve with optional churn.
+class KDiffusionHeun final : public KDiffusionSolver {
+ public:
+  struct Options {
+    double s_churn = 0;
+    double s_tmin = 0;
+    double s_tmax = 1e300;  // infinity
+    double s_noise = 1;
+  };
+  explicit KDiffusionHeun(Options options);
+  SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<KDiffusionHeun>(options_); }
+
+ private:
+  bool stochastic() const { return options_.s_churn > 0; }
+  void allocate(Eigen::Index rows, Eigen::Index cols) override;
+  void step_ve(SolverContext& context, double t0, double t1, const ScheduleAt& s, const ScheduleAt& t,
+               const State& x) override;
+  Options options_;
+};
+
+// dpm2: midpoint in log sigma_ve (k-diffusion's sample_dpm_2); the final step to 0 is Euler.
+class KDiffusionDpm2 final : public KDiffusionSolver {
+ public:
+  KDiffusionDpm2();
+  SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<KDiffusionDpm2>(); }
+
+ private:
+  void allocate(Eigen::Index rows, Eigen::Index cols) override;
+  void step_ve(SolverContext& context, double t0, double t1, const ScheduleAt& s, const ScheduleAt& t,
+               const State& x) override;
+};
+
+// dpm2_ancestral: dpm2 to sigma_down, then ancestral noise.
+class KDiffusionDpm2Ancestral final : public KDiffusionSolver {
+ public:
+  explicit KDiffusionDpm2Ancestral(KDiffusionAncestralOptions options);
+  SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override {
+    return std::make_unique<KDiffusionDpm2Ancestral>(options_);
+  }
+
+ private:
+  void allocate(Eigen::Index rows, Eigen::Index cols) override;
+  void step_ve(SolverContext& context, double t0, double t1, const ScheduleAt& s, const ScheduleAt& t,
+               const State& x) override;
+  KDiffusionAncestralOptions options_;
+};
+
+// lms: linear multistep in sigma_ve with lms_coefficients over each (variable) step.
+class KDiffusionLms final : public KDiffusionSolver {
+ public:
+  explicit KDiffusionLms(int order = 4);  // order 1 to 4
+  SolverTraits traits() const override;
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<KDiffusionLms>(order_); }
+
+ private:
+  void allocate(Eigen::Index rows, Eigen::Index cols) override;
+  void step_ve(SolverContext& context, double t0, double t1, const ScheduleAt& s, const ScheduleAt& t,
+               const State& x) override;
+  int order_;
+  // eps at past sigma_ve values, newest first.
   std::vector<State> history_;
   std::vector<double> history_sigma_;
   std::size_t history_size_ = 0;

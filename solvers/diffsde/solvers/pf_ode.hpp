@@ -27,6 +27,8 @@
 
 namespace diffsde {
 
+// Each value has one row in pf_ode.cpp's stepper table (name, fixed or adaptive, order,
+// evaluations per step, grid needs, engine), in this order.
 enum class PfOdeStepper {
   euler,                    // fixed, order 1
   rk4,                      // fixed, classic Runge-Kutta, order 4
