@@ -1,7 +1,7 @@
 // The built-in entries of the global registries (registry.hpp). Each family registers
 // its entries in one function; the global registries call them on first use. Adding a
 // solver adds one line to solvers/builtin_solvers.cpp, a model one line to
-// scores/builtin_models.cpp.
+// lib/builtins/models.cpp.
 #pragma once
 
 #include "diffsde/registry.hpp"
@@ -16,7 +16,7 @@ class Solver;
 namespace builtin {
 void register_schedules(Registry<Schedule>& registry);  // lib/builtins/schedules.cpp
 void register_grids(Registry<Grid>& registry);          // lib/builtins/grids.cpp
-void register_models(Registry<Model>& registry);        // scores/builtin_models.cpp
+void register_models(Registry<Model>& registry);        // lib/builtins/models.cpp
 void register_solvers(Registry<Solver>& registry);      // solvers/builtin_solvers.cpp
 }  // namespace builtin
 

@@ -1,5 +1,6 @@
-// Registration of the built-in models: "gaussian" and "gmm" (analytic data
-// distributions bound to the run's schedule).
+// Registry entries of the built-in models: "gaussian" and "gmm" (analytic data
+// distributions bound to the run's schedule, scores/) and "torchscript" (its factory is set
+// by diffsde::torch).
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
