@@ -9,39 +9,35 @@
 
 namespace diffsde {
 
+namespace {
+
+// A registry of `kind` filled by `fill`, made on first use (thread-safe static init).
+template <class T>
+Registry<T> filled(const char* kind, void (*fill)(Registry<T>&)) {
+  Registry<T> registry(kind);
+  fill(registry);
+  return registry;
+}
+
+}  // namespace
+
 Registry<Schedule>& schedule_registry() {
-  static Registry<Schedule> registry = [] {
-    Registry<Schedule> r("schedule");
-    builtin::register_schedules(r);
-    return r;
-  }();
+  static Registry<Schedule> registry = filled<Schedule>("schedule", builtin::register_schedules);
   return registry;
 }
 
 Registry<Grid>& grid_registry() {
-  static Registry<Grid> registry = [] {
-    Registry<Grid> r("grid");
-    builtin::register_grids(r);
-    return r;
-  }();
+  static Registry<Grid> registry = filled<Grid>("grid", builtin::register_grids);
   return registry;
 }
 
 Registry<Model>& model_registry() {
-  static Registry<Model> registry = [] {
-    Registry<Model> r("model");
-    builtin::register_models(r);
-    return r;
-  }();
+  static Registry<Model> registry = filled<Model>("model", builtin::register_models);
   return registry;
 }
 
 Registry<Solver>& solver_registry() {
-  static Registry<Solver> registry = [] {
-    Registry<Solver> r("solver");
-    builtin::register_solvers(r);
-    return r;
-  }();
+  static Registry<Solver> registry = filled<Solver>("solver", builtin::register_solvers);
   return registry;
 }
 
