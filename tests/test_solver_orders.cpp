@@ -13,6 +13,7 @@
 #include "diffsde/schedule.hpp"
 #include "diffsde/scores/analytic.hpp"
 #include "support/exact.hpp"
+#include "support/orders.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
@@ -29,30 +30,8 @@ struct Problem {
   double t_start = 1.0, t_end = 0.1;
 };
 
-// A uniform grid of `steps` steps, except that a multistep solver's warm-up steps (taken
-// at lower orders) are shrunk to size ~ h^((order + 1) / 2), so that their local errors
-// O(size^2) and smaller stay below the O(h^order) global error being measured.
 std::vector<double> order_test_grid(const Problem& p, int steps, const SolverTraits& traits) {
-  const double span = p.t_start - p.t_end;
-  const double h = span / steps;
-  if (traits.warmup_steps == 0) return TimeUniformGrid({p.t_start, p.t_end, steps}).times(*p.schedule);
-  const double tiny = span * std::pow(h / span, (traits.order + 1) / 2);
-  std::vector<double> t = {p.t_start};
-  for (int i = 0; i < traits.warmup_steps; ++i) t.push_back(t.back() - tiny);
-  const int rest = steps - traits.warmup_steps;
-  const double start = t.back();
-  for (int i = 1; i <= rest; ++i) t.push_back(i == rest ? p.t_end : start - (start - p.t_end) * i / rest);
-  return t;
-}
-
-std::vector<json> variants_of(const RegistryEntry<Solver>& entry) {
-  std::vector<json> out;
-  if (entry.variants.empty()) return {json{{"name", entry.name}}};
-  for (json v : entry.variants) {
-    v["name"] = entry.name;
-    out.push_back(v);
-  }
-  return out;
+  return test::order_test_grid(*p.schedule, p.t_start, p.t_end, steps, traits.warmup_steps, traits.order);
 }
 
 }  // namespace
@@ -65,7 +44,7 @@ TEST_CASE("Every deterministic fixed-step solver converges at its declared order
 
   int tested = 0;
   for (const auto& entry : solver_registry().entries()) {
-    for (const json& config : variants_of(entry)) {
+    for (const json& config : test::solver_variants(entry)) {
       const auto traits = solver_registry().create(config, "solver")->traits();
       if (traits.stochastic || traits.adaptive) continue;
       ++tested;
@@ -93,7 +72,7 @@ TEST_CASE("Every adaptive solver meets its tolerance on the exact problem") {
   const State x_T = test::standard_normal_rows(16, 2, 2);
   const State x_exact = p.exact.pf_ode_flow(x_T, p.t_start, p.t_end);
   for (const auto& entry : solver_registry().entries()) {
-    for (const json& config : variants_of(entry)) {
+    for (const json& config : test::solver_variants(entry)) {
       const auto traits = solver_registry().create(config, "solver")->traits();
       if (traits.stochastic || !traits.adaptive) continue;
       // Their default tolerances (1e-6 or tighter) must give an error within a small

@@ -77,9 +77,13 @@ struct GaussianProblem {
   // depth, piecewise linear below its leaves). With y = x - alpha mu the drift is linear, with
   // propagator Phi(t, r) = (alpha(r)/alpha(t)) (v(t)/v(r)), so
   //   y(t_lo) = Phi(t_lo, t_hi) y(t_hi) + int Phi(t_lo, r) sqrt(beta(r)) dW(r),
-  // the integral taken from t_hi down to t_lo with increments W(r_lo) - W(r_hi); on each
-  // linear piece of the path it is the increment times the integrand at the midpoint
-  // (error O(leaf^2)). Solvers must take their increments as W(t1) - W(t0).
+  // the integral taken from t_hi down to t_lo with increments W(r_lo) - W(r_hi). On each
+  // linear piece of the path dW = (increment / leaf) dr, so the piece contributes the
+  // increment times the mean of the smooth integrand over the piece, here by 3-point
+  // Gauss-Legendre (exact for quintics; error O(leaf^6)). On [1e-3, 1] with beta up to 20 it
+  // agrees with 8 such sub-pieces per leaf to 3e-15 at depth 12 and 1e-8 at depth 8 (the
+  // midpoint rule was off by 1e-6 and 3e-4). Solvers must take their increments as
+  // W(t1) - W(t0).
   State reverse_sde_on_path(const State& x_T, const BrownianTreeNoise& path, double t_hi,
                             double t_lo, int depth) const {
     const long n = x_T.rows();
@@ -98,10 +102,14 @@ struct GaussianProblem {
       const double r_lo = t_lo + (t_hi - t_lo) * static_cast<double>(k) / static_cast<double>(leaves);
       const double r_hi = t_lo + (t_hi - t_lo) * static_cast<double>(k + 1) / static_cast<double>(leaves);
       path.value(r_lo, w_next);
-      const double r_mid = 0.5 * (r_lo + r_hi);
-      for (int j = 0; j < dim; ++j)
-        y.col(j) += phi(static_cast<std::size_t>(j), t_lo, r_mid) * std::sqrt(schedule->beta(r_mid)) *
-                    (w_next.col(j) - w_prev.col(j));
+      const double r_mid = 0.5 * (r_lo + r_hi), r_half = 0.5 * (r_hi - r_lo);
+      for (int j = 0; j < dim; ++j) {
+        const auto axis = static_cast<std::size_t>(j);
+        auto f = [&](double r) { return phi(axis, t_lo, r) * std::sqrt(schedule->beta(r)); };
+        const double node = std::sqrt(0.6) * r_half;
+        const double mean = (5 * f(r_mid - node) + 8 * f(r_mid) + 5 * f(r_mid + node)) / 18;
+        y.col(j) += mean * (w_next.col(j) - w_prev.col(j));
+      }
       w_prev = w_next;
     }
     for (int j = 0; j < dim; ++j) y.col(j) += schedule->alpha(t_lo) * mu[static_cast<std::size_t>(j)];

@@ -1,0 +1,48 @@
+// Shared by the registry-wide order tests (deterministic and stochastic solvers): every
+// registered configuration to test, and the time grid an order is measured on.
+// Header-only, test use only.
+#pragma once
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "diffsde/grid.hpp"
+#include "diffsde/registry.hpp"
+#include "diffsde/schedule.hpp"
+#include "diffsde/solver.hpp"
+
+namespace diffsde::test {
+
+// The configurations a registry entry asks to be tested: each listed variant with the
+// entry's name, or the defaults when it lists none.
+inline std::vector<nlohmann::json> solver_variants(const RegistryEntry<Solver>& entry) {
+  if (entry.variants.empty()) return {nlohmann::json{{"name", entry.name}}};
+  std::vector<nlohmann::json> out;
+  for (nlohmann::json v : entry.variants) {
+    v["name"] = entry.name;
+    out.push_back(v);
+  }
+  return out;
+}
+
+// A uniform grid of `steps` steps from t_start to t_end, except that a multistep solver's
+// `warmup_steps` first steps (taken at lower orders) are shrunk to size ~ h^((order + 1) / 2),
+// so that their local errors O(size^2) and smaller stay below the O(h^order) global error
+// being measured.
+inline std::vector<double> order_test_grid(const Schedule& schedule, double t_start, double t_end,
+                                           int steps, int warmup_steps, double order) {
+  const double span = t_start - t_end;
+  const double h = span / steps;
+  if (warmup_steps == 0) return TimeUniformGrid({t_start, t_end, steps}).times(schedule);
+  const double tiny = span * std::pow(h / span, (order + 1) / 2);
+  std::vector<double> t = {t_start};
+  for (int i = 0; i < warmup_steps; ++i) t.push_back(t.back() - tiny);
+  const int rest = steps - warmup_steps;
+  const double start = t.back();
+  for (int i = 1; i <= rest; ++i)
+    t.push_back(i == rest ? t_end : start - (start - t_end) * i / rest);
+  return t;
+}
+
+}  // namespace diffsde::test
