@@ -1,0 +1,253 @@
+// The sweep metrics: the metric registry and the built-in metrics (see sweep.hpp and
+// docs/sweeps.md).
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "diffsde/data.hpp"
+#include "diffsde/error.hpp"
+#include "diffsde/io.hpp"
+#include "diffsde/metrics.hpp"
+#include "diffsde/sweep.hpp"
+
+namespace diffsde {
+
+using nlohmann::json;
+
+namespace {
+
+const AnalyticModel& analytic_model(const MetricSetup& setup, const std::string& metric, const std::string& why) {
+  const auto* analytic = dynamic_cast<const AnalyticModel*>(setup.model.get());
+  if (analytic == nullptr)
+    throw ConfigError(setup.path, metric + " needs an analytic model (gaussian, gmm) for " + why + "; model '" +
+                                      setup.model->name() + "' has none");
+  return *analytic;
+}
+
+class PathErrorMetric final : public SweepMetric {
+ public:
+  std::string name() const override { return "path_error"; }
+  bool uses_reference() const override { return true; }
+  void prepare(const MetricSetup& setup) override {
+    if (!setup.has_reference)
+      throw ConfigError(setup.path, "path_error needs a reference solve (sweep.reference)");
+  }
+  void compute(const MetricInput& input, json& values) const override {
+    if (input.reference == nullptr) return;
+    const PathError e = path_error(input.samples, *input.reference);
+    values["path_rms"] = e.rms;
+    values["path_max"] = e.max;
+  }
+};
+
+class LogLikelihoodMetric final : public SweepMetric {
+ public:
+  std::string name() const override { return "log_likelihood"; }
+  void prepare(const MetricSetup& setup) override {
+    analytic_model(setup, "log_likelihood", "its exact data density");
+  }
+  void compute(const MetricInput& input, json& values) const override {
+    values["log_likelihood"] =
+        mean_log_likelihood(dynamic_cast<const AnalyticModel&>(input.model), input.samples);
+  }
+};
+
+class FrechetMetric final : public SweepMetric {
+ public:
+  std::string name() const override { return "frechet"; }
+  void prepare(const MetricSetup& setup) override {
+    analytic_model(setup, "frechet", "the exact data mean and covariance (for image models use "
+                                     "feature_frechet, see docs/metrics.md)");
+    if (setup.batch < 2) throw ConfigError(setup.path, "frechet needs a batch of at least 2 samples");
+  }
+  void compute(const MetricInput& input, json& values) const override {
+    values["frechet"] = frechet_distance(input.samples, dynamic_cast<const AnalyticModel&>(input.model));
+  }
+};
+
+class SlicedW2Metric final : public SweepMetric {
+ public:
+  explicit SlicedW2Metric(const Params& p) {
+    projections_ = p.integer("projections");
+    if (projections_ < 1 || projections_ > 100000) p.fail("projections", "must be between 1 and 100000");
+    if (p.has("data_samples")) {
+      data_samples_ = p.integer("data_samples");
+      if (data_samples_ < 1 || data_samples_ > (1L << 26)) p.fail("data_samples", "must be between 1 and 2^26");
+    }
+    if (p.has("seed")) seed_ = non_negative_integer(p.value("seed"), p.path_of("seed"));
+  }
+  std::string name() const override { return "sliced_w2"; }
+  void prepare(const MetricSetup& setup) override {
+    const auto& model = analytic_model(setup, "sliced_w2", "exact data samples");
+    const std::uint64_t seed = seed_.value_or(setup.seed);
+    data_ = model.sample_data(data_samples_ > 0 ? data_samples_ : setup.batch, seed);
+    directions_ = projection_directions(static_cast<int>(projections_), model.dim(), seed);
+  }
+  void compute(const MetricInput& input, json& values) const override {
+    values["sliced_w2"] = sliced_wasserstein2(input.samples, data_, directions_);
+  }
+
+ private:
+  long projections_ = 64, data_samples_ = 0;
+  std::optional<std::uint64_t> seed_;
+  State data_, directions_;
+};
+
+class MmdMetric final : public SweepMetric {
+ public:
+  explicit MmdMetric(const Params& p) {
+    samples_ = p.integer("samples");
+    if (samples_ < 3 || samples_ > 100000) p.fail("samples", "must be between 3 and 100000");
+    if (p.has("bandwidth")) {
+      bandwidth_ = p.number("bandwidth");
+      if (!(bandwidth_ > 0)) p.fail("bandwidth", "must be > 0");
+    }
+    if (p.has("seed")) seed_ = non_negative_integer(p.value("seed"), p.path_of("seed"));
+  }
+  std::string name() const override { return "mmd"; }
+  void prepare(const MetricSetup& setup) override {
+    const auto& model = analytic_model(setup, "mmd", "exact data samples");
+    n_ = std::min(samples_, setup.batch);
+    if (n_ < 3) throw ConfigError(setup.path, "mmd needs a batch of at least 3 samples");
+    data_ = model.sample_data(n_, seed_.value_or(setup.seed));
+    h_ = bandwidth_ > 0 ? bandwidth_ : median_pairwise_distance(data_);
+  }
+  void compute(const MetricInput& input, json& values) const override {
+    const MmdResult r = mmd2_rbf(input.samples.topRows(n_), data_, h_);
+    values["mmd2"] = r.mmd2;
+    values["mmd2_se"] = r.standard_error;
+  }
+
+ private:
+  long samples_ = 1000, n_ = 0;
+  double bandwidth_ = 0, h_ = 0;
+  std::optional<std::uint64_t> seed_;
+  State data_;
+};
+
+// The Fréchet distance in a classifier's feature space (image models): the Gaussian fit
+// of the samples' features against that of the data set's features, embedded once.
+class FeatureFrechetMetric final : public SweepMetric {
+ public:
+  explicit FeatureFrechetMetric(const Params& p) : path_(p.path()) {
+    if (!p.has("classifier")) p.fail("classifier", "is required (a TorchScript classifier with a 'features' method)");
+    options_.path = p.string("classifier");
+    data_spec_ = p.value("data");
+    if (!data_spec_.is_object()) p.fail("data", "must be an object ({\"name\": ...})");
+    data_samples_ = p.integer("data_samples");
+    if (data_samples_ < 2 || data_samples_ > (1L << 24)) p.fail("data_samples", "must be between 2 and 2^24");
+    options_.max_batch = p.integer("max_batch");
+    if (options_.max_batch < 1) p.fail("max_batch", "must be >= 1");
+    options_.device = p.string("device");
+    clip_ = p.boolean("clip");
+    if (p.has("seed")) seed_ = non_negative_integer(p.value("seed"), p.path_of("seed"));
+  }
+  std::string name() const override { return "feature_frechet"; }
+  void prepare(const MetricSetup& setup) override {
+    if (setup.batch < 2) throw ConfigError(setup.path, "feature_frechet needs a batch of at least 2 samples");
+    options_.path = resolve_path(setup.base_dir, options_.path);
+    const BuildContext context{nullptr, setup.base_dir};
+    const auto data = data_registry().create(data_spec_, join_path(path_, "data"), context);
+    if (data->dim() != setup.model->dim())
+      throw ConfigError(join_path(path_, "data"), "the data have " + std::to_string(data->dim()) +
+                                                      " values per sample, the model " +
+                                                      std::to_string(setup.model->dim()));
+    State rows;
+    if (const State* all = data->rows()) {
+      rows = all->topRows(std::min<Eigen::Index>(data_samples_, all->rows()));
+    } else {
+      rows.resize(data_samples_, data->dim());
+      data->batch(seed_.value_or(setup.seed), 0, rows);
+    }
+    try {
+      features_ = load_feature_map(options_);
+      data_fit_ = gaussian_fit(features_(rows));
+    } catch (const IoError&) {
+      throw;
+    } catch (const Error& e) {
+      throw ConfigError(join_path(path_, "classifier"), e.what());
+    }
+  }
+  void compute(const MetricInput& input, json& values) const override {
+    State x = input.samples;
+    if (clip_) x = x.max(-1.0).min(1.0);
+    values["feature_frechet"] = frechet_distance(gaussian_fit(features_(x)), data_fit_);
+  }
+
+ private:
+  std::string path_;
+  FeatureMapOptions options_;
+  json data_spec_;
+  long data_samples_ = 10000;
+  bool clip_ = true;
+  std::optional<std::uint64_t> seed_;
+  FeatureMap features_;
+  GaussianFit data_fit_;
+};
+
+void register_metrics(Registry<SweepMetric>& r) {
+  auto simple = [](auto make) {
+    return [make](const Params&, const BuildContext&) -> std::unique_ptr<SweepMetric> { return make(); };
+  };
+  r.add({"path_error",
+         "RMS and max over all entries of (samples - reference), the reference solved from the same x_T and "
+         "noise (path error for ODE solvers, strong error for SDE solvers on the Brownian path): path_rms, "
+         "path_max",
+         {},
+         simple([] { return std::make_unique<PathErrorMetric>(); })});
+  r.add({"log_likelihood", "mean exact data log-density log p_0 of the samples (analytic models): log_likelihood",
+         {},
+         simple([] { return std::make_unique<LogLikelihoodMetric>(); })});
+  r.add({"frechet",
+         "Fréchet distance between the Gaussian fit of the samples and the exact data mean and covariance "
+         "(analytic models): frechet",
+         {},
+         simple([] { return std::make_unique<FrechetMetric>(); })});
+  r.add({"sliced_w2",
+         "sliced 2-Wasserstein distance to exact data samples (analytic models): sliced_w2",
+         {{"projections", ParamType::integer, 64, "number of random directions"},
+          {"data_samples", ParamType::integer, nullptr, "data samples drawn (default: the batch size)"},
+          {"seed", ParamType::integer, nullptr, "seed of the data samples and directions (default: problem.seed)"}},
+         [](const Params& p, const BuildContext&) -> std::unique_ptr<SweepMetric> {
+           return std::make_unique<SlicedW2Metric>(p);
+         }});
+  r.add({"mmd",
+         "unbiased MMD^2 with an RBF kernel between the first n samples and n exact data samples (analytic "
+         "models): mmd2 and its standard error mmd2_se",
+         {{"samples", ParamType::integer, 1000, "n: samples compared (at most the batch)"},
+          {"bandwidth", ParamType::number, nullptr, "kernel bandwidth h (default: median heuristic on the data samples)"},
+          {"seed", ParamType::integer, nullptr, "seed of the data samples (default: problem.seed)"}},
+         [](const Params& p, const BuildContext&) -> std::unique_ptr<SweepMetric> {
+           return std::make_unique<MmdMetric>(p);
+         }});
+  r.add({"feature_frechet",
+         "Fréchet distance between Gaussian fits of the samples' and the data's features in a classifier's "
+         "penultimate layer (image models; a classifier trained here on the same data, not FID): "
+         "feature_frechet",
+         {{"classifier", ParamType::string, nullptr, "TorchScript classifier with a 'features' method"},
+          {"data", ParamType::json, json{{"name", "fashion_mnist"}, {"split", "test"}},
+           "the data set compared against ({\"name\": ...})"},
+          {"data_samples", ParamType::integer, 10000, "data rows embedded (the first ones of a file)"},
+          {"clip", ParamType::boolean, true, "clip the samples to [-1, 1] before embedding them"},
+          {"device", ParamType::string, "cpu", "where the classifier runs: cpu, cuda or cuda:N"},
+          {"max_batch", ParamType::integer, 500, "rows per call of the classifier"},
+          {"seed", ParamType::integer, nullptr, "seed of generated data (default: problem.seed)"}},
+         [](const Params& p, const BuildContext&) -> std::unique_ptr<SweepMetric> {
+           return std::make_unique<FeatureFrechetMetric>(p);
+         }});
+}
+
+}  // namespace
+
+Registry<SweepMetric>& metric_registry() {
+  static Registry<SweepMetric> registry = [] {
+    Registry<SweepMetric> r("metric");
+    register_metrics(r);
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace diffsde
