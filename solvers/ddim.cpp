@@ -61,6 +61,9 @@ SolverTraits DdimSolver::traits() const {
   t.stochastic = stochastic();
   t.order = 1;  // ODE order at eta = 0, weak order otherwise
   t.evals_per_step = 1;
+  // With noise it samples the reverse process; at eta = 0 it also runs forwards (inversion).
+  t.needs_decreasing_grid = t.stochastic;
+  t.needs_positive_sigma_at_step_start = true;  // x0 from eps at the start
   if (t.stochastic)
     t.noise_use =
         "one standard-normal draw of shape batch x dim per step whose noise scale is > 0 "
@@ -68,12 +71,7 @@ SolverTraits DdimSolver::traits() const {
   return t;
 }
 
-void DdimSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
-  for (std::size_t i = 0; i + 1 < times.size(); ++i) {
-    const bool down = times[i + 1] < times[i];
-    if (stochastic() && !down)
-      throw Error(options_.name + " with noise runs backwards in time: the grid must decrease");
-  }
+void DdimSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& /*times*/) {
   eps_.resize(x.rows(), x.cols());
   if (stochastic()) z_.resize(x.rows(), x.cols());
   if (options_.clip_x0) x0_.resize(x.rows(), x.cols());
@@ -82,7 +80,6 @@ void DdimSolver::init(SolverContext& /*context*/, const State& x, const std::vec
 void DdimSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
   const ScheduleAt s = context.schedule().at(t0);
   const ScheduleAt t = context.schedule().at(t1);
-  if (!(s.sigma > 0)) throw Error(options_.name + " cannot start a step at sigma = 0 (t = 0)");
   const double eta = options_.noise == Noise::ddpm_beta ? 1.0 : options_.eta;
   const DdimCoefficients c = ddim_coefficients(s, t, eta);
   const double noise = options_.noise == Noise::ddpm_beta ? ddpm_beta_noise(s, t) : c.noise;

@@ -36,6 +36,7 @@ SolverTraits DeisSolver::traits() const {
   t.order = options_.order;
   t.evals_per_step = 1;
   t.warmup_steps = options_.order - 1;
+  t.needs_positive_sigma_at_step_start = true;  // lambda and eps at the start
   return t;
 }
 
@@ -47,7 +48,6 @@ void DeisSolver::init(SolverContext& /*context*/, const State& x, const std::vec
 void DeisSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
   const ScheduleAt s = context.schedule().at(t0);
   const ScheduleAt t = context.schedule().at(t1);
-  if (!(s.sigma > 0)) throw Error("deis cannot start a step at sigma = 0 (t = 0)");
   // Newest first: the oldest buffer is reused for eps at s.
   const auto n = static_cast<std::size_t>(options_.order);
   std::rotate(eps_.begin(), eps_.begin() + static_cast<std::ptrdiff_t>(n - 1), eps_.begin() + static_cast<std::ptrdiff_t>(n));

@@ -126,6 +126,7 @@ SolverTraits DpmSolver::traits() const {
     t.evals_per_step = 1;
     t.warmup_steps = options_.order - 1;
   }
+  t.needs_positive_sigma_at_step_start = true;  // lambda and eps at the start
   return t;
 }
 
@@ -149,7 +150,6 @@ void DpmSolver::init(SolverContext& /*context*/, const State& x, const std::vect
 void DpmSolver::step(SolverContext& context, std::size_t i, double t0, double t1, State& x) {
   const ScheduleAt s = context.schedule().at(t0);
   const ScheduleAt t = context.schedule().at(t1);
-  if (!(s.sigma > 0)) throw Error("dpm_solver cannot start a step at sigma = 0 (t = 0)");
   if (options_.method == DpmMethod::multistep) {
     multistep(context, i, s, t, x);
     return;

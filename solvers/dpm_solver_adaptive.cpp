@@ -38,6 +38,9 @@ SolverTraits DpmSolverAdaptive::traits() const {
   t.batch_coupled = true;  // one step size for the whole batch
   t.order = options_.order;
   t.evals_per_step = options_.order;  // per attempt (order - 1 after a rejection)
+  // Declared for what it shares with the others; init() asks more: sigma > 0 at every grid
+  // time, the end included.
+  t.needs_positive_sigma_at_step_start = true;
   return t;
 }
 

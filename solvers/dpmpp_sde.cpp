@@ -50,14 +50,13 @@ SolverTraits DpmppSolver::base_traits(double ode_order, int evals_per_step) cons
   t.stochastic = stochastic();
   t.order = stochastic() ? 1 : ode_order;
   t.evals_per_step = evals_per_step;
+  // With noise it samples the reverse process; at eta = 0 it also runs forwards (inversion).
+  t.needs_decreasing_grid = stochastic();
+  t.needs_positive_sigma_at_step_start = true;  // x0 from eps at the start
   return t;
 }
 
-void DpmppSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
-  if (stochastic())
-    for (std::size_t i = 0; i + 1 < times.size(); ++i)
-      if (!(times[i + 1] < times[i]))
-        throw Error(name_ + " with eta > 0 runs backwards in time: the grid must decrease");
+void DpmppSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& /*times*/) {
   const auto rows = x.rows(), cols = x.cols();
   eps_.resize(rows, cols);
   x0_.resize(rows, cols);
@@ -73,7 +72,6 @@ void DpmppSolver::normalised_increment(SolverContext& context, double t0, double
 void DpmppSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
   const ScheduleAt s = context.schedule().at(t0);
   const ScheduleAt t = context.schedule().at(t1);
-  if (!(s.sigma > 0)) throw Error(name_ + " cannot start a step at sigma = 0 (t = 0)");
   context.eps(x, t0, eps_);
   x0_ = (x - s.sigma * eps_) / s.alpha;
   if (t.sigma == 0) {

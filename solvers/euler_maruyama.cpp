@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "diffsde/error.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/vector_field.hpp"
 
@@ -15,6 +14,8 @@ SolverTraits EulerMaruyamaSolver::traits() const {
   t.order = 1;         // weak
   t.strong_order = 1;  // additive noise
   t.evals_per_step = 1;
+  t.needs_decreasing_grid = true;               // the reverse SDE
+  t.needs_positive_sigma_at_step_start = true;  // eps / sigma at t0
   t.noise_use =
       "one Brownian increment W(t1) - W(t0) of shape batch x dim per step; with Philox or "
       "replayed noise this is sqrt(t0 - t1) times draw i at step i";
@@ -22,10 +23,7 @@ SolverTraits EulerMaruyamaSolver::traits() const {
 }
 
 void EulerMaruyamaSolver::init(SolverContext& /*context*/, const State& x,
-                               const std::vector<double>& times) {
-  for (std::size_t i = 0; i + 1 < times.size(); ++i)
-    if (!(times[i + 1] < times[i]))
-      throw Error("euler_maruyama integrates the reverse SDE: the grid must decrease in t");
+                               const std::vector<double>& /*times*/) {
   eps_.resize(x.rows(), x.cols());
   dw_.resize(x.rows(), x.cols());
 }
@@ -33,7 +31,6 @@ void EulerMaruyamaSolver::init(SolverContext& /*context*/, const State& x,
 void EulerMaruyamaSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1,
                                State& x) {
   const FieldAt c = field_at(context.schedule(), t0);
-  if (!(c.sigma > 0)) throw Error("euler_maruyama cannot start a step at sigma = 0");
   const double h = t1 - t0;
   context.eps(x, t0, eps_);
   context.noise().brownian(t0, t1, dw_);

@@ -27,16 +27,18 @@ SolverTraits GgfSolver::traits() const {
   t.per_sample_steps = true;
   t.order = 1;  // weak
   t.evals_per_step = 2;
+  t.needs_decreasing_grid = true;  // the reverse SDE
+  // eps / sigma at the start of every attempt. Later attempts in an interval start where an
+  // accepted step ended with sigma > 0 (a step to sigma = 0 ends the interval), so the
+  // interval's start is the one to check.
+  t.needs_positive_sigma_at_step_start = true;
   t.noise_use =
       "brownian_tree only: each sample's increments W(t_new) - W(t) over its own steps, queried "
       "from the tree with the sample's global index; a rejected step re-uses the same path";
   return t;
 }
 
-void GgfSolver::init(SolverContext& context, const State& x, const std::vector<double>& times) {
-  for (std::size_t i = 0; i + 1 < times.size(); ++i)
-    if (!(times[i + 1] < times[i]))
-      throw Error("ggf integrates the reverse SDE: the grid must decrease in t");
+void GgfSolver::init(SolverContext& context, const State& x, const std::vector<double>& /*times*/) {
   if (!context.noise().is_path())
     throw Error("ggf needs the brownian_tree noise source (rejected steps must re-use the same "
                 "Brownian path), got '" + context.noise().name() + "'");
@@ -65,7 +67,6 @@ void GgfSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doubl
       if (tn < t1 + 1e-12 * span) tn = t1;  // no sliver step at the end
       const double h = tn - t;              // < 0
       const FieldAt c0 = field_at(sch, t), c1 = field_at(sch, tn);
-      if (!(c0.sigma > 0)) throw Error("ggf cannot start a step at sigma = 0");
       const double g0 = c0.g(), g1 = c1.g();
       context.eps(xr_, t, eps_);
       f0_ = reverse_sde_drift(c0, xr_, eps_);

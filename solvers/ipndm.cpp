@@ -20,6 +20,7 @@ SolverTraits IpndmSolver::traits() const {
   t.order = options_.order;
   t.evals_per_step = 1;
   t.warmup_steps = options_.order - 1;
+  t.needs_positive_sigma_at_step_start = true;  // rho = sigma / alpha and eps at the start
   return t;
 }
 
@@ -32,7 +33,6 @@ void IpndmSolver::init(SolverContext& /*context*/, const State& x, const std::ve
 void IpndmSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
   const ScheduleAt s = context.schedule().at(t0);
   const ScheduleAt t = context.schedule().at(t1);
-  if (!(s.sigma > 0)) throw Error("ipndm cannot start a step at sigma = 0 (t = 0)");
   const auto n = static_cast<std::ptrdiff_t>(options_.order);
   std::rotate(eps_.begin(), eps_.begin() + (n - 1), eps_.begin() + n);
   std::rotate(rho_.begin(), rho_.begin() + (n - 1), rho_.begin() + n);

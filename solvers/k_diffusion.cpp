@@ -44,8 +44,6 @@ std::vector<double> lms_coefficients(const std::vector<double>& nodes, double si
 }
 
 void KDiffusionSolver::init(SolverContext& context, const State& x, const std::vector<double>& times) {
-  for (std::size_t i = 0; i + 1 < times.size(); ++i)
-    if (!(times[i + 1] < times[i])) throw Error(name_ + " runs backwards in time: the grid must decrease");
   steps_ = times.empty() ? 0 : times.size() - 1;
   const ScheduleAt top = context.schedule().at(context.schedule().t_max());
   sigma_ve_max_ = sigma_ve_of(top);
@@ -60,7 +58,6 @@ void KDiffusionSolver::step(SolverContext& context, std::size_t /*i*/, double t0
   const Schedule& sch = context.schedule();
   const ScheduleAt s = sch.at(t0);
   const ScheduleAt t = sch.at(t1);
-  if (!(s.sigma > 0)) throw Error(name_ + " cannot start a step at sigma = 0 (t = 0)");
   x_ve_ = x / s.alpha;
   step_ve(context, t0, t1, s, t, x);
   x = t.alpha * x_ve_;
@@ -70,6 +67,10 @@ SolverTraits KDiffusionSolver::base_traits(bool stochastic) const {
   SolverTraits t;
   t.name = name_;
   t.stochastic = stochastic;
+  // k-diffusion's samplers are written for decreasing sigma (churn, ancestral split, the
+  // final step to 0), and x_ve = x / alpha with eps at the start of every step.
+  t.needs_decreasing_grid = true;
+  t.needs_positive_sigma_at_step_start = true;
   return t;
 }
 

@@ -31,6 +31,9 @@ SolverTraits PcSolver::traits() const {
   t.stochastic = true;
   t.batch_coupled = p.batch_coupled || (options_.corrector == Corrector::langevin &&
                                         options_.step_size == StepSize::batch_norms);
+  // The predictors are reverse-SDE solvers, and the corrector uses the score at t0.
+  t.needs_decreasing_grid = true;
+  t.needs_positive_sigma_at_step_start = true;
   if (options_.corrector == Corrector::none) {
     t.stochastic = p.stochastic;
     t.order = p.order;
@@ -52,9 +55,6 @@ SolverTraits PcSolver::traits() const {
 }
 
 void PcSolver::init(SolverContext& context, const State& x, const std::vector<double>& times) {
-  for (std::size_t i = 0; i + 1 < times.size(); ++i)
-    if (!(times[i + 1] < times[i]))
-      throw Error("pc integrates the reverse SDE: the grid must decrease in t");
   if (options_.corrector == Corrector::langevin) {
     g_.resize(x.rows(), x.cols());
     z_.resize(x.rows(), x.cols());

@@ -11,18 +11,10 @@ namespace diffsde {
 
 namespace {
 
-void check_decreasing(const std::vector<double>& times, const char* who) {
-  for (std::size_t i = 0; i + 1 < times.size(); ++i)
-    if (!(times[i + 1] < times[i]))
-      throw Error(std::string(who) + " integrates the reverse SDE: the grid must decrease in t");
-}
-
-// The reverse SDE's drift f x + g^2/sigma eps(x, t) into out (vector_field.hpp).
-void drift(SolverContext& context, const State& x, const ScheduleAt& s, State& eps, State& out,
-           const char* who) {
-  if (!(s.sigma > 0))
-    throw Error(std::string(who) + " cannot evaluate the drift at sigma = 0 (t = " +
-                format_double(s.t) + ")");
+// The reverse SDE's drift f x + g^2/sigma eps(x, t) into out (vector_field.hpp). Every stage
+// time has sigma > 0: the step's start (declared in the traits, checked by the driver), times
+// inside the step, and its end only where sigma > 0 there (SraSolver::step).
+void drift(SolverContext& context, const State& x, const ScheduleAt& s, State& eps, State& out) {
   context.eps(x, s.t, eps);
   out = reverse_sde_drift(field_at(s), x, eps);
 }
@@ -37,6 +29,8 @@ SolverTraits StochasticHeunSolver::traits() const {
   t.order = 1;         // weak
   t.strong_order = 1;  // additive noise
   t.evals_per_step = 2;
+  t.needs_decreasing_grid = true;  // the reverse SDE
+  t.needs_positive_sigma_at_step_start = true;
   t.noise_use =
       "one Brownian increment W(t1) - W(t0) of shape batch x dim per step, shared by the "
       "predictor and the corrector; with Philox or replayed noise this is sqrt(t0 - t1) times "
@@ -45,8 +39,7 @@ SolverTraits StochasticHeunSolver::traits() const {
 }
 
 void StochasticHeunSolver::init(SolverContext& /*context*/, const State& x,
-                                const std::vector<double>& times) {
-  check_decreasing(times, "stochastic_heun");
+                                const std::vector<double>& /*times*/) {
   eps_.resize(x.rows(), x.cols());
   f0_.resize(x.rows(), x.cols());
   xp_.resize(x.rows(), x.cols());
@@ -60,7 +53,7 @@ void StochasticHeunSolver::step(SolverContext& context, std::size_t /*i*/, doubl
   const FieldAt c1 = field_at(s1);
   const double h = t1 - t0;
   const double g0 = field_at(s0).g(), g1 = c1.g();
-  drift(context, x, s0, eps_, f0_, "stochastic_heun");
+  drift(context, x, s0, eps_, f0_);
   context.noise().brownian(t0, t1, dw_);
   xp_ = x + h * f0_ + g0 * dw_;
   if (!(c1.sigma > 0)) {  // a final step to sigma = 0: Euler–Maruyama
@@ -119,6 +112,8 @@ SolverTraits SraSolver::traits() const {
   t.order = 2;  // weak (additive noise)
   t.strong_order = 1.5;
   t.evals_per_step = tableau_.stages;
+  t.needs_decreasing_grid = true;  // the reverse SDE
+  t.needs_positive_sigma_at_step_start = true;
   t.noise_use =
       "two random variables per step: dW = W(t1) - W(t0) and I10 = int_{t1}^{t0} (W(s) - W(t0)) ds. "
       "With brownian_tree noise both come from the tree's path (I10 by the trapezoid rule on "
@@ -127,8 +122,7 @@ SolverTraits SraSolver::traits() const {
   return t;
 }
 
-void SraSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
-  check_decreasing(times, "sra");
+void SraSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& /*times*/) {
   f_.assign(static_cast<std::size_t>(tableau_.stages), State(x.rows(), x.cols()));
   g1_.assign(static_cast<std::size_t>(std::max(tableau_.stages, fallback_.stages)), 0.0);
   for (State* s : {&h_, &eps_, &dw_, &i10_, &w0_, &wa_, &wb_}) s->resize(x.rows(), x.cols());
@@ -187,7 +181,7 @@ void SraSolver::run_tableau(SolverContext& context, const SraTableau& tab, doubl
       noise += tab.b0[i][j] * g1_[j];
     }
     if (noise != 0) h_ += (noise / k) * i10_;
-    drift(context, h_, sch.at(t0 + tab.c0[i] * h), eps_, f_[i], "sra");
+    drift(context, h_, sch.at(t0 + tab.c0[i] * h), eps_, f_[i]);
   }
   double c_dw = 0, c_i10 = 0;
   for (std::size_t i = 0; i < s; ++i) {

@@ -79,6 +79,7 @@ SolverTraits UniPcSolver::traits() const {
   t.order = options_.lower_order_final ? std::min(2, options_.order + 1) : options_.order + 1;
   t.evals_per_step = 1;
   t.warmup_steps = options_.order - 1;
+  t.needs_positive_sigma_at_step_start = true;  // lambda and the model output at the start
   return t;
 }
 
@@ -96,7 +97,6 @@ void UniPcSolver::to_model_output(const ScheduleAt& at, const State& x, State& m
 void UniPcSolver::step(SolverContext& context, std::size_t i, double t0, double t1, State& x) {
   const ScheduleAt s = context.schedule().at(t0);
   const ScheduleAt t = context.schedule().at(t1);
-  if (!(s.sigma > 0)) throw Error("unipc cannot start a step at sigma = 0 (t = 0)");
   const bool data = options_.prediction == Prediction::data;
   if (count_ == 0) {  // the first step: the only evaluation not made by a corrector
     context.eps(x, t0, m_[0]);

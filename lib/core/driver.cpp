@@ -50,6 +50,37 @@ bool DriverOptions::is_valid(std::string* error) const {
   return true;
 }
 
+void check_solver_grid(const SolverTraits& traits, const Schedule& schedule,
+                       const std::vector<double>& times) {
+  const std::size_t n = times.size();
+  const auto interval = [&](std::size_t i) {
+    return "interval " + std::to_string(i) + " from t = " + format_double(times[i]) +
+           " to t = " + format_double(times[i + 1]);
+  };
+  if (traits.needs_decreasing_grid)
+    for (std::size_t i = 0; i + 1 < n; ++i)
+      if (!(times[i + 1] < times[i]))  // a NaN time fails too
+        throw Error(traits.name + (traits.stochastic ? " with noise" : "") +
+                    " runs backwards in time: the grid must decrease (" + interval(i) + ")");
+  if (!traits.needs_positive_sigma_at_step_start || n < 2) return;
+  // sigma is nondecreasing in t (log alpha_bar = -int_0^t beta, beta >= 0), so the earliest
+  // step start decides: one sigma(t) per grid, not per grid time (which would cost a few
+  // percent of a batch-1 run). The second pass only names the first offending interval.
+  double earliest = times[0];
+  bool nan = false;
+  for (std::size_t i = 0; i + 1 < n; ++i) {
+    nan = nan || std::isnan(times[i]);
+    earliest = std::min(earliest, times[i]);
+  }
+  if (!nan && schedule.sigma(earliest) > 0) return;
+  for (std::size_t i = 0; i + 1 < n; ++i) {
+    const double sigma = schedule.sigma(times[i]);
+    if (!(sigma > 0))
+      throw Error(traits.name + " cannot start a step at sigma = " + format_double(sigma) + " (" +
+                  interval(i) + ")");
+  }
+}
+
 namespace {
 
 // First row with a non-finite entry, or -1.
@@ -352,6 +383,7 @@ Summary Integrator::run(const Schedule& schedule, const Model& model,
                 model.name() + "' has dimension " + std::to_string(model.dim()));
   if (traits.stochastic && noise == nullptr)
     throw Error("integrate: solver '" + traits.name + "' is stochastic and needs a noise source");
+  check_solver_grid(traits, schedule, times);
 
   Summary summary;
   summary.solver = traits.name;

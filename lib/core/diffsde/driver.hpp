@@ -71,8 +71,18 @@ struct DriverOptions {
   bool is_valid(std::string* error = nullptr) const;
 };
 
+// Checks `times` against the grid requirements the solver declares in its traits
+// (SolverTraits::needs_decreasing_grid, needs_positive_sigma_at_step_start) and throws Error
+// naming the solver and the first interval that breaks one. integrate() calls it once per
+// run, before the solver's init() and any step; a validator calls it to refuse a grid
+// before running anything. Costs a comparison per grid time and one sigma(t); allocates only
+// to throw.
+void check_solver_grid(const SolverTraits& traits, const Schedule& schedule,
+                       const std::vector<double>& times);
+
 // Integrates x from times.front() to times.back() with `solver`. A stochastic solver
-// needs a noise source. Throws NumericalError on a non-finite state (on several
+// needs a noise source; the grid must meet the solver's requirements (check_solver_grid).
+// Throws NumericalError on a non-finite state (on several
 // threads: the one of the first failing step, and of its first failing sample, as on
 // one thread; x then holds each block where it stopped).
 //

@@ -45,6 +45,18 @@ struct SolverTraits {
   // blocks adds up its blocks' counts. Otherwise every block makes the same evaluations
   // and steps as the whole batch.
   bool per_sample_steps = false;
+
+  // Grid requirements, checked once per run by the driver before init() and the first
+  // step (check_solver_grid in driver.hpp), so that a solver need not repeat them.
+  //
+  // Runs only from noise to data: every grid interval must decrease in t. Reverse-SDE and
+  // ancestral solvers (their noise is that of the reverse process) and samplers written
+  // for decreasing sigma set it; ODE solvers that can also run forwards (an inversion) do
+  // not. It may depend on the parameters (ddim with eta > 0).
+  bool needs_decreasing_grid = false;
+  // Evaluates eps/sigma, lambda or x0 at the start of every step, so no interval may start
+  // where sigma = 0 (t = 0). Intervals may end there.
+  bool needs_positive_sigma_at_step_start = false;
 };
 
 // What a solver may use during a run. Counts model evaluations and accepted/rejected

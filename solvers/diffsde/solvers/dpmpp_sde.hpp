@@ -55,8 +55,8 @@ AncestralStep ancestral_step(const ScheduleAt& s, const ScheduleAt& t, double et
 // small final class below.
 class DpmppSolver : public Solver {
  public:
-  // Checks the grid (it must decrease when eta > 0) and sizes the work arrays (the sampler's
-  // own via allocate()).
+  // Sizes the work arrays (the sampler's own via allocate()). The grid must decrease when
+  // eta > 0 (base_traits declares it; the driver checks it).
   void init(SolverContext& context, const State& x, const std::vector<double>& times) final;
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) final;
 
@@ -66,8 +66,8 @@ class DpmppSolver : public Solver {
   const std::string& name() const { return name_; }
   double eta() const { return eta_; }
   bool stochastic() const { return eta_ > 0; }
-  // Name, stochastic, evaluations per step, and the order: ode_order at eta = 0 (observed:
-  // tests/test_dpmpp_sde.cpp), weak order 1 with noise.
+  // Name, stochastic, evaluations per step, the order (ode_order at eta = 0, observed:
+  // tests/test_dpmpp_sde.cpp; weak order 1 with noise) and the grid requirements.
   SolverTraits base_traits(double ode_order, int evals_per_step) const;
 
   // The sampler's work arrays beyond eps_, x0_ and z_, and any history reset.

@@ -34,14 +34,15 @@ std::vector<double> lms_coefficients(const std::vector<double>& nodes, double si
 // and DPM-2 moves, ancestral noise) lives here.
 class KDiffusionSolver : public Solver {
  public:
-  // Checks that the grid decreases and sizes the work arrays (the sampler's own via allocate()).
+  // Sizes the work arrays (the sampler's own via allocate()). The grid must decrease
+  // (base_traits declares it; the driver checks it).
   void init(SolverContext& context, const State& x, const std::vector<double>& times) final;
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) final;
 
  protected:
   explicit KDiffusionSolver(std::string name) : name_(std::move(name)) {}
   const std::string& name() const { return name_; }
-  // Traits with the name and stochastic flag filled in.
+  // Traits with the name, the stochastic flag and the grid requirements filled in.
   SolverTraits base_traits(bool stochastic) const;
 
   // The sampler's work arrays beyond x_ve_, eps_ and tmp_, and any history reset.
