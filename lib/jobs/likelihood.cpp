@@ -1,20 +1,12 @@
 // PF-ODE likelihoods (see likelihood.hpp and docs/likelihood.md).
 //
 // Each sample's augmented ODE is small (d + K values), so its state is a plain
-// std::vector<double> under odeint's default range algebra: this translation unit needs
-// none of odeint's Eigen adapter, which stays in solvers/pf_ode.cpp alone.
+// std::vector<double> (odeint's range algebra), integrated by pf_ode's steppers and loop
+// (odeint_integrator.hpp) with the likelihood's own limits.
 #include "diffsde/likelihood.hpp"
 
 #include <algorithm>
 #include <atomic>
-#include <boost/numeric/odeint/stepper/adams_bashforth_moulton.hpp>
-#include <boost/numeric/odeint/stepper/bulirsch_stoer.hpp>
-#include <boost/numeric/odeint/stepper/controlled_runge_kutta.hpp>
-#include <boost/numeric/odeint/stepper/euler.hpp>
-#include <boost/numeric/odeint/stepper/runge_kutta4.hpp>
-#include <boost/numeric/odeint/stepper/runge_kutta_cash_karp54.hpp>
-#include <boost/numeric/odeint/stepper/runge_kutta_dopri5.hpp>
-#include <boost/numeric/odeint/stepper/runge_kutta_fehlberg78.hpp>
 #include <chrono>
 #include <cmath>
 #include <exception>
@@ -26,11 +18,10 @@
 
 #include "diffsde/error.hpp"
 #include "diffsde/noise.hpp"
+#include "diffsde/solvers/odeint_integrator.hpp"
 #include "diffsde/vector_field.hpp"
 
 namespace diffsde {
-
-namespace odeint = boost::numeric::odeint;
 
 namespace {
 
@@ -116,16 +107,6 @@ class AugmentedRhs {
   long nfe_ = 0;
 };
 
-// odeint copies systems by value; this one refers to the thread's right-hand side.
-struct RhsRef {
-  AugmentedRhs* rhs;
-  void operator()(const Vec& y, Vec& dydt, double t) const { (*rhs)(y, dydt, t); }
-};
-
-struct StepCounts {
-  long accepted = 0, rejected = 0;
-};
-
 // A step that failed: where, and why (turned into a NumericalError naming the sample).
 struct StepFailure {
   long step;
@@ -139,114 +120,55 @@ bool all_finite(const Vec& y) {
   return true;
 }
 
-// ---------------------------------------------------------------------------------
-// Engines: one odeint stepper each, reused across the samples of one thread.
-class Engine {
- public:
-  virtual ~Engine() = default;
-  // Integrates y from t0 to t1 (> t0), landing exactly on t1; restarts all history first.
-  virtual StepCounts integrate(RhsRef rhs, Vec& y, double t0, double t1) = 0;
-};
+// The likelihood's limits on the adaptive loop: per sample, over its whole [t_min, t_max],
+// and an underflow never below 16 eps absolute (pf_ode keeps its own; see pf_ode.cpp).
+constexpr long kMaxAttempts = 1000000;
 
-// One do_step per uniform interval.
-template <class Stepper, bool kHistory>
-class FixedEngine final : public Engine {
+OdeintLoopSettings loop_settings(const LikelihoodOptions& o) {
+  OdeintLoopSettings loop;
+  loop.fixed_steps = o.steps;
+  loop.max_attempts = kMaxAttempts;
+  loop.underflow_floor = 1.0;
+  return loop;
+}
+
+// One sample's steps: counted, and the state checked after each one.
+class SampleSteps final : public OdeintObserver<Vec> {
  public:
-  explicit FixedEngine(long steps) : steps_(steps) {}
-  StepCounts integrate(RhsRef rhs, Vec& y, double t0, double t1) override {
-    if constexpr (kHistory) stepper_.reset();
-    const double h = (t1 - t0) / static_cast<double>(steps_);
-    for (long i = 0; i < steps_; ++i) {
-      const double t = t0 + static_cast<double>(i) * h;
-      const double t_next = i + 1 == steps_ ? t1 : t0 + static_cast<double>(i + 1) * h;
-      stepper_.do_step(rhs, y, t, t_next - t);
-      if (!all_finite(y)) throw StepFailure{i + 1, t_next, "the augmented state is not finite"};
-    }
-    return {steps_, 0};
+  void accepted(const Vec& y, double t) override {
+    ++accepted_;
+    if (!all_finite(y)) throw StepFailure{accepted_, t, "the augmented state is not finite"};
   }
+  void rejected(const Vec& /*y*/, double /*t*/) override { ++rejected_; }
+  long accepted() const { return accepted_; }
+  long rejected() const { return rejected_; }
 
  private:
-  long steps_;
-  Stepper stepper_;
+  long accepted_ = 0, rejected_ = 0;
 };
 
-// Controlled steps with try_step, the last one clipped to land on t1 (as pf_ode does).
-template <class Stepper, bool kReset>
-class AdaptiveEngine final : public Engine {
- public:
-  template <class... Args>
-  explicit AdaptiveEngine(double h_init, Args&&... args)
-      : stepper_(std::forward<Args>(args)...), h_init_(h_init) {}
-
-  StepCounts integrate(RhsRef rhs, Vec& y, double t0, double t1) override {
-    if constexpr (kReset) stepper_.reset();
-    StepCounts counts;
-    double t = t0;
-    double dt = std::min(h_init_, t1 - t0);
-    long attempts = 0;
-    while (t != t1) {
-      if (++attempts > kMaxAttempts)
-        throw StepFailure{counts.accepted, t,
-                          "more than " + std::to_string(kMaxAttempts) +
-                              " step attempts; the tolerance may be too tight for this model"};
-      const double remaining = t1 - t;
-      const bool last = dt >= remaining;
-      double dt_try = last ? remaining : dt;
-      if (stepper_.try_step(rhs, y, t, dt_try) == odeint::success) {
-        ++counts.accepted;
-        if (!all_finite(y))
-          throw StepFailure{counts.accepted, last ? t1 : t, "the augmented state is not finite"};
-        if (last) t = t1;  // exactly
-        dt = last ? std::max(dt, dt_try) : dt_try;
-      } else {
-        ++counts.rejected;
-        dt = dt_try;
-        if (!(dt > kMinRelativeStep * std::max(1.0, std::fabs(t))))
-          throw StepFailure{counts.accepted, t,
-                            "step size underflow (dt = " + format_double(dt) +
-                                "): the error estimate stays too large (non-finite values, "
-                                "or a tolerance below rounding)"};
-      }
-    }
-    return counts;
-  }
-
- private:
-  static constexpr long kMaxAttempts = 1000000;
-  static constexpr double kMinRelativeStep = 16 * std::numeric_limits<double>::epsilon();
-  Stepper stepper_;
-  double h_init_;
+struct StepCounts {
+  long accepted = 0, rejected = 0;
 };
 
-using Checker =
-    odeint::default_error_checker<double, odeint::range_algebra, odeint::default_operations>;
-template <class ErrorStepper>
-using Controlled = odeint::controlled_runge_kutta<ErrorStepper, Checker>;
-
-std::unique_ptr<Engine> make_engine(const LikelihoodOptions& o) {
-  const Checker checker(o.ode.atol, o.ode.rtol);
-  const double h = o.ode.h_init;
-  switch (o.ode.stepper) {
-    case PfOdeStepper::euler:
-      return std::make_unique<FixedEngine<odeint::euler<Vec>, false>>(o.steps);
-    case PfOdeStepper::rk4:
-      return std::make_unique<FixedEngine<odeint::runge_kutta4<Vec>, false>>(o.steps);
-    case PfOdeStepper::adams_bashforth_moulton:
-      return std::make_unique<FixedEngine<odeint::adams_bashforth_moulton<4, Vec>, true>>(o.steps);
-    case PfOdeStepper::cash_karp54:
-      return std::make_unique<
-          AdaptiveEngine<Controlled<odeint::runge_kutta_cash_karp54<Vec>>, false>>(h, checker);
-    case PfOdeStepper::dopri5:
-      return std::make_unique<AdaptiveEngine<Controlled<odeint::runge_kutta_dopri5<Vec>>, true>>(
-          h, checker);
-    case PfOdeStepper::fehlberg78:
-      return std::make_unique<
-          AdaptiveEngine<Controlled<odeint::runge_kutta_fehlberg78<Vec>>, false>>(h, checker);
-    case PfOdeStepper::bulirsch_stoer:
-      return std::make_unique<AdaptiveEngine<odeint::bulirsch_stoer<Vec>, true>>(h, o.ode.atol,
-                                                                                 o.ode.rtol);
+// Integrates one sample's y from t0 to t1 afresh (h_init, no history), as its own ODE.
+StepCounts integrate_sample(OdeintIntegrator<Vec>& integrator, AugmentedRhs& rhs, Vec& y, double t0,
+                            double t1) {
+  SampleSteps steps;
+  integrator.restart();
+  try {
+    integrator.advance(OdeintRhs<Vec>(rhs), y, t0, t1, &steps);
+  } catch (const OdeintStepFailure& f) {
+    if (f.reason() == OdeintStepFailure::Reason::too_many_attempts)
+      throw StepFailure{steps.accepted(), f.t(),
+                        "more than " + std::to_string(kMaxAttempts) +
+                            " step attempts; the tolerance may be too tight for this model"};
+    throw StepFailure{steps.accepted(), f.t(),
+                      "step size underflow (dt = " + format_double(f.dt()) +
+                          "): the error estimate stays too large (non-finite values, "
+                          "or a tolerance below rounding)"};
   }
-  throw Error("likelihood: unknown stepper");
+  return {steps.accepted(), steps.rejected()};
 }
 
 // Mean and standard error of the mean of n values.
@@ -440,7 +362,8 @@ LikelihoodResult pf_ode_likelihood(const Model& model, const Schedule& schedule,
 
   auto work = [&]() {
     AugmentedRhs rhs(model, schedule, options);
-    const std::unique_ptr<Engine> engine = make_engine(options);
+    const std::unique_ptr<OdeintIntegrator<Vec>> integrator =
+        make_odeint_integrator<Vec>(options.ode, loop_settings(options));
     Vec y(static_cast<std::size_t>(rhs.size()));
     for (Eigen::Index r = next++; r < n; r = next++) {
       const std::uint64_t sample = options.first_sample + static_cast<std::uint64_t>(r);
@@ -450,7 +373,7 @@ LikelihoodResult pf_ode_likelihood(const Model& model, const Schedule& schedule,
         for (int j = 0; j < d; ++j) y[static_cast<std::size_t>(j)] = result.x(r, j);
         StepCounts counts;
         try {
-          counts = engine->integrate(RhsRef{&rhs}, y, options.t_min, t_max);
+          counts = integrate_sample(*integrator, rhs, y, options.t_min, t_max);
         } catch (const StepFailure& f) {
           throw NumericalError(f.step, f.t,
                                "likelihood of data row " + std::to_string(r) + " (sample " +

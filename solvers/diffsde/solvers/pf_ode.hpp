@@ -15,8 +15,9 @@
 //
 // The ODE is singular at sigma = 0 (t = 0), so every grid time must be > 0.
 //
-// Boost.Odeint appears only in pf_ode.cpp (its Eigen adapter patches Eigen's namespace);
-// this header keeps it out behind a pointer to an internal engine.
+// The steppers, their table and the loop that drives them are odeint_integrator.hpp's
+// (shared with the PF-ODE likelihood); this solver checks the grid, writes the
+// right-hand side and counts the steps.
 #pragma once
 
 #include <memory>
@@ -24,41 +25,9 @@
 #include <vector>
 
 #include "diffsde/solver.hpp"
+#include "diffsde/solvers/odeint_integrator.hpp"
 
 namespace diffsde {
-
-// Each value has one row in pf_ode.cpp's stepper table (name, fixed or adaptive, order,
-// evaluations per step, grid needs, engine), in this order.
-enum class PfOdeStepper {
-  euler,                    // fixed, order 1
-  rk4,                      // fixed, classic Runge-Kutta, order 4
-  adams_bashforth_moulton,  // fixed, 4-step predictor-corrector, order 4; uniform grid only
-  cash_karp54,              // adaptive, Cash & Karp (1990), order 5 (error estimate 4)
-  dopri5,                   // adaptive, Dormand & Prince (1980), order 5 (error estimate 4)
-  fehlberg78,               // adaptive, Fehlberg (1969), order 8 (error estimate 7)
-  bulirsch_stoer,           // adaptive, extrapolated modified midpoint, variable order
-};
-
-// "euler" | "rk4" | ... ; throws Error listing the known names on anything else.
-PfOdeStepper pf_ode_stepper_from_string(const std::string& s);
-std::string to_string(PfOdeStepper stepper);
-// All steppers, in the order above.
-const std::vector<PfOdeStepper>& all_pf_ode_steppers();
-bool is_adaptive(PfOdeStepper stepper);
-
-struct PfOdeOptions {
-  PfOdeStepper stepper = PfOdeStepper::dopri5;
-  // Adaptive steppers only: odeint's per-component tolerance
-  //   |err_i| <= atol + rtol (|x_i| + |h| |dx_i/dt|), max over the whole batch.
-  double rtol = 1e-6;
-  double atol = 1e-6;
-  // Adaptive steppers only: the first trial |dt| (later intervals go on from the
-  // controller's last proposal).
-  double h_init = 0.01;
-
-  // True when usable; otherwise false with the reason in *error (naming the field).
-  bool is_valid(std::string* error = nullptr) const;
-};
 
 class PfOdeSolver final : public Solver {
  public:
@@ -70,7 +39,7 @@ class PfOdeSolver final : public Solver {
 
   const PfOdeOptions& options() const { return options_; }
   SolverTraits traits() const override;
-  // A new solver with the same options (the engine is made afresh by init).
+  // A new solver with the same options (the integrator is made afresh by init).
   std::unique_ptr<Solver> clone() const override;
   // Checks the grid (strictly monotone, every time > 0; uniform for
   // adams_bashforth_moulton), allocates the stepper's work arrays and resets its history
@@ -78,12 +47,9 @@ class PfOdeSolver final : public Solver {
   void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
 
-  // The engine wrapping one odeint stepper (defined in pf_ode.cpp).
-  class Engine;
-
  private:
   PfOdeOptions options_;
-  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<OdeintIntegrator<State>> integrator_;
 };
 
 }  // namespace diffsde
