@@ -24,6 +24,7 @@
 #include "diffsde/schedule.hpp"
 #include "diffsde/scores/analytic.hpp"
 #include "support/exact.hpp"
+#include "support/orders.hpp"
 
 // AddressSanitizer replaces malloc itself; under it this file counts nothing and the test
 // only says so.
@@ -116,18 +117,6 @@ using namespace diffsde;
 using nlohmann::json;
 
 namespace {
-
-std::vector<json> all_variants() {
-  std::vector<json> out;
-  for (const auto& entry : solver_registry().entries()) {
-    if (entry.variants.empty()) out.push_back(json{{"name", entry.name}});
-    for (json v : entry.variants) {
-      v["name"] = entry.name;
-      out.push_back(v);
-    }
-  }
-  return out;
-}
 
 struct Problem {
   std::shared_ptr<const Schedule> schedule = std::make_shared<VpLinearSchedule>();
@@ -227,7 +216,7 @@ TEST_CASE("No solver allocates per step (batch 256, 10 vs 50 steps)") {
     return;
   }
   const Problem p;
-  for (const json& config : all_variants()) {
+  for (const json& config : test::all_solver_variants()) {
     for (bool tree : {false, true}) {
       if (config["name"] == "ggf" && !tree) continue;  // ggf needs the tree
       const std::pair<int, bool> runs[] = {{1, false}, {2, false}, {2, true}};  // threads, observed

@@ -15,23 +15,12 @@
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/sweep.hpp"
+#include "support/orders.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
 
 namespace {
-
-std::vector<json> all_variants() {
-  std::vector<json> out;
-  for (const auto& entry : solver_registry().entries()) {
-    if (entry.variants.empty()) out.push_back(json{{"name", entry.name}});
-    for (json v : entry.variants) {
-      v["name"] = entry.name;
-      out.push_back(v);
-    }
-  }
-  return out;
-}
 
 // A smooth, finite eps that counts its calls: a refused grid must cost none.
 class CountingModel final : public Model {
@@ -77,7 +66,7 @@ void run(const json& config, const Schedule& schedule, const CountingModel& mode
 TEST_CASE("A solver that needs a decreasing grid is refused on an increasing one, before any step") {
   const VpLinearSchedule schedule;
   int refused = 0, forwards = 0;
-  for (const json& config : all_variants()) {
+  for (const json& config : test::all_solver_variants()) {
     const SolverTraits traits = solver_registry().create(config, "solver")->traits();
     INFO(config.dump());
     if (traits.needs_decreasing_grid) {
@@ -112,7 +101,7 @@ TEST_CASE("A solver that needs sigma > 0 at step starts is refused on a step fro
   REQUIRE(shifted.sigma(0.2) == 0);
   REQUIRE(shifted.sigma(0.6) > 0);
   int refused = 0;
-  for (const json& config : all_variants()) {
+  for (const json& config : test::all_solver_variants()) {
     const SolverTraits traits = solver_registry().create(config, "solver")->traits();
     INFO(config.dump());
     // Every declared guard lets a grid end at sigma = 0; only where steps start matters.

@@ -15,23 +15,12 @@
 #include "diffsde/schedule.hpp"
 #include "diffsde/scores/analytic.hpp"
 #include "support/exact.hpp"
+#include "support/orders.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
 
 namespace {
-
-std::vector<json> all_variants() {
-  std::vector<json> out;
-  for (const auto& entry : solver_registry().entries()) {
-    if (entry.variants.empty()) out.push_back(json{{"name", entry.name}});
-    for (json v : entry.variants) {
-      v["name"] = entry.name;
-      out.push_back(v);
-    }
-  }
-  return out;
-}
 
 State run(const json& config, std::shared_ptr<const Schedule> schedule, const std::vector<double>& times,
           const State& x_T) {
@@ -52,7 +41,7 @@ TEST_CASE("Every solver gives the same samples on a rule grid and on the same ti
                            json{{"name", "logSNR"}, {"steps", 9}, {"t_end", 1e-3}}}) {
     const auto times = grid_registry().create(grid, "grid")->times(*schedule);
     const auto custom = grid_registry().create(json{{"name", "custom"}, {"t", times}}, "grid")->times(*schedule);
-    for (const json& config : all_variants()) {
+    for (const json& config : test::all_solver_variants()) {
       INFO(config.dump() << " on " << grid.dump());
       State a, b;
       try {
@@ -79,7 +68,7 @@ TEST_CASE("Exponential integrators do not depend on the schedule, only on lambda
   for (double t : t_linear) t_cosine.push_back(cosine->t_of_lambda(linear->lambda(t)));
   const State x_T = test::standard_normal_rows(16, 2, 4);
   int compared = 0;
-  for (const json& config : all_variants()) {
+  for (const json& config : test::all_solver_variants()) {
     const std::string name = config["name"];
     const bool exponential = name == "ddim" || name == "ddpm" || name == "dpm_solver" || name == "unipc" ||
                              name == "deis" || name.rfind("dpmpp_", 0) == 0;

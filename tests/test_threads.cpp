@@ -24,23 +24,12 @@
 #include "diffsde/solvers/euler_maruyama.hpp"
 #include "diffsde/solvers/pf_ode.hpp"
 #include "support/exact.hpp"
+#include "support/orders.hpp"
 
 using namespace diffsde;
 using nlohmann::json;
 
 namespace {
-
-std::vector<json> all_variants() {
-  std::vector<json> out;
-  for (const auto& entry : solver_registry().entries()) {
-    if (entry.variants.empty()) out.push_back(json{{"name", entry.name}});
-    for (json v : entry.variants) {
-      v["name"] = entry.name;
-      out.push_back(v);
-    }
-  }
-  return out;
-}
 
 bool bitwise_equal(const State& a, const State& b) {
   return a.rows() == b.rows() && a.cols() == b.cols() &&
@@ -135,7 +124,7 @@ class Recorder final : public Observer {
 }  // namespace
 
 TEST_CASE("Every registered solver can be cloned, and the clone has the same traits") {
-  for (const json& config : all_variants()) {
+  for (const json& config : test::all_solver_variants()) {
     INFO(config.dump());
     auto solver = solver_registry().create(config, "solver");
     auto copy = solver->clone();
@@ -158,7 +147,7 @@ TEST_CASE("Any thread count gives the one-thread samples bit for bit, for every 
   // mixture kernel's 256-row chunks at different offsets in every block.
   for (long batch : {7L, 601L}) {
     const State x_T = test::standard_normal_rows(batch, 2, 21);
-    for (const json& config : all_variants()) {
+    for (const json& config : test::all_solver_variants()) {
       const auto traits = solver_registry().create(config, "solver")->traits();
       for (NoiseKind kind : {NoiseKind::philox, NoiseKind::tree}) {
         if (config["name"] == "ggf" && kind != NoiseKind::tree) continue;  // needs the tree
@@ -198,7 +187,7 @@ TEST_CASE("Any thread count gives the one-thread samples bit for bit, for every 
 TEST_CASE("Batch-coupled solvers are the documented ones") {
   // One step size for the whole batch (pf_ode's adaptive steppers, dpm_solver_adaptive) or
   // batch-mean norms (pc with score-SDE's batch_norms).
-  std::vector<json> configs = all_variants();
+  std::vector<json> configs = test::all_solver_variants();
   for (const char* rule : {"sigma", "sample_norms", "batch_norms"})
     configs.push_back({{"name", "pc"}, {"step_size", rule}});
   for (const json& config : configs) {

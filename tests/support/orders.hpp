@@ -26,6 +26,14 @@ inline std::vector<nlohmann::json> solver_variants(const RegistryEntry<Solver>& 
   return out;
 }
 
+// Every registered solver configuration to test, entry by entry in registration order.
+inline std::vector<nlohmann::json> all_solver_variants() {
+  std::vector<nlohmann::json> out;
+  for (const auto& entry : solver_registry().entries())
+    for (nlohmann::json& v : solver_variants(entry)) out.push_back(std::move(v));
+  return out;
+}
+
 // A uniform grid of `steps` steps from t_start to t_end, except that a multistep solver's
 // `warmup_steps` first steps (taken at lower orders) are shrunk to size ~ h^((order + 1) / 2),
 // so that their local errors O(size^2) and smaller stay below the O(h^order) global error
