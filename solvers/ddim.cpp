@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "diffsde/error.hpp"
-#include "diffsde/registry.hpp"
+#include "diffsde/solvers/options.hpp"
 
 namespace diffsde {
 
@@ -49,10 +49,15 @@ double ddpm_beta_noise(const ScheduleAt& s, const ScheduleAt& t) {
   return std::sqrt(-std::expm1(s.log_alpha_bar - t.log_alpha_bar));
 }
 
+bool DdimSolver::Options::is_valid(std::string* error, std::string* option) const {
+  if (!(eta >= 0)) return invalid_option(error, option, "eta", "must be >= 0");
+  if (clip_x0 && !(clip_x0->first < clip_x0->second))
+    return invalid_option(error, option, "clip_x0", "needs lo < hi");
+  return true;
+}
+
 DdimSolver::DdimSolver(Options options) : options_(std::move(options)) {
-  if (!(options_.eta >= 0)) throw Error(options_.name + ": eta must be >= 0");
-  if (options_.clip_x0 && !(options_.clip_x0->first < options_.clip_x0->second))
-    throw Error(options_.name + ": clip_x0 needs lo < hi");
+  check_options(options_, options_.name);
 }
 
 SolverTraits DdimSolver::traits() const {
@@ -98,54 +103,5 @@ void DdimSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doub
     x += noise * z_;
   }
 }
-
-namespace builtin {
-
-namespace {
-std::optional<std::pair<double, double>> clip_of(const Params& p) {
-  if (!p.has("clip_x0")) return std::nullopt;
-  const auto v = p.numbers("clip_x0");
-  if (v.size() != 2) p.fail("clip_x0", "expected [lo, hi], got " + std::to_string(v.size()) + " numbers");
-  if (!(v[0] < v[1])) p.fail("clip_x0", "needs lo < hi");
-  return std::make_pair(v[0], v[1]);
-}
-const ParamSpec kClip{"clip_x0", ParamType::numbers, nullptr,
-                      "clamp the predicted x0 to [lo, hi] before the step (off when not given)"};
-}  // namespace
-
-void register_ddim(Registry<Solver>& registry) {
-  registry.add({"ddim",
-                "generalized DDIM step (first-order exponential integrator in lambda); eta = 0 "
-                "is deterministic and equals DPM-Solver-1",
-                {{"eta", ParamType::number, 0.0,
-                  "stochasticity: noise scale eta * sqrt(posterior variance); 0 = deterministic, 1 = DDPM"},
-                 kClip},
-                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  DdimSolver::Options o;
-                  o.eta = p.number("eta");
-                  if (!(o.eta >= 0)) p.fail("eta", "must be >= 0");
-                  o.clip_x0 = clip_of(p);
-                  return std::make_unique<DdimSolver>(o);
-                },
-                {{{"eta", 0.0}}, {{"eta", 0.5}}, {{"eta", 1.0}}}});
-  registry.add({"ddpm",
-                "DDPM ancestral sampling (Algorithm 2): the generalized DDIM step at eta = 1, or "
-                "with the larger 'beta' variance",
-                {{"variance", ParamType::string, "posterior",
-                  "noise variance: posterior (beta_tilde) or beta (1 - alpha_bar_s/alpha_bar_t)",
-                  {"posterior", "beta"}},
-                 kClip},
-                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  DdimSolver::Options o;
-                  o.name = "ddpm";
-                  o.eta = 1;
-                  o.noise = p.string("variance") == "beta" ? DdimSolver::Noise::ddpm_beta : DdimSolver::Noise::eta;
-                  o.clip_x0 = clip_of(p);
-                  return std::make_unique<DdimSolver>(o);
-                },
-                {{{"variance", "posterior"}}, {{"variance", "beta"}}}});
-}
-
-}  // namespace builtin
 
 }  // namespace diffsde

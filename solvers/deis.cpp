@@ -4,9 +4,9 @@
 #include <cmath>
 
 #include "diffsde/error.hpp"
-#include "diffsde/registry.hpp"
 #include "diffsde/solvers/ddim.hpp"
 #include "diffsde/solvers/exponential.hpp"
+#include "diffsde/solvers/options.hpp"
 
 namespace diffsde {
 
@@ -26,9 +26,13 @@ std::array<double, 4> deis_weights(const std::array<double, 4>& r, int k, double
   return v;
 }
 
-DeisSolver::DeisSolver(Options options) : options_(options) {
-  if (options_.order < 1 || options_.order > kMaxOrder) throw Error("deis: order must be 1, 2 or 3");
+bool DeisSolver::Options::is_valid(std::string* error, std::string* option) const {
+  if (order < 1 || order > kMaxOrder)
+    return invalid_option(error, option, "order", "must be 1, 2 or 3, got " + std::to_string(order));
+  return true;
 }
+
+DeisSolver::DeisSolver(Options options) : options_(options) { check_options(options_, "deis"); }
 
 SolverTraits DeisSolver::traits() const {
   SolverTraits t;
@@ -70,25 +74,5 @@ void DeisSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doub
   x = c.x * x + (c.eps - t.sigma * v[0]) * eps_[0] - t.sigma * v[1] * eps_[1];
   if (k == 3) x -= t.sigma * v[2] * eps_[2];
 }
-
-namespace builtin {
-
-void register_deis(Registry<Solver>& registry) {
-  registry.add({"deis",
-                "DEIS (Zhang & Chen 2023): multistep exponential integrator; eps extrapolated by "
-                "the Lagrange polynomial in lambda through the last `order` values, integrated "
-                "exactly against the exponential kernel (phi functions); order 1 = DDIM",
-                {{"order", ParamType::integer, 3, "order of the method and number of eps values used: 1, 2 or 3"}},
-                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  const long order = p.integer("order");
-                  if (order < 1 || order > DeisSolver::kMaxOrder) p.fail("order", "must be 1, 2 or 3, got " + std::to_string(order));
-                  DeisSolver::Options o;
-                  o.order = static_cast<int>(order);
-                  return std::make_unique<DeisSolver>(o);
-                },
-                {{{"order", 1}}, {{"order", 2}}, {{"order", 3}}}});
-}
-
-}  // namespace builtin
 
 }  // namespace diffsde

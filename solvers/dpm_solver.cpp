@@ -5,10 +5,10 @@
 #include <utility>
 
 #include "diffsde/error.hpp"
-#include "diffsde/registry.hpp"
 #include "diffsde/solvers/ddim.hpp"
 #include "diffsde/solvers/dpm_solver_adaptive.hpp"
 #include "diffsde/solvers/exponential.hpp"
+#include "diffsde/solvers/options.hpp"
 
 namespace diffsde {
 
@@ -102,17 +102,14 @@ void DpmSinglestep::step(SolverContext& context, int order, const ScheduleAt& s,
 // ---------------------------------------------------------------------------
 // DpmSolver.
 
-bool DpmSolver::Options::is_valid(std::string* error) const {
-  if (order < 1 || order > 3) {
-    if (error != nullptr) *error = "order must be 1, 2 or 3, got " + std::to_string(order);
-    return false;
-  }
+bool DpmSolver::Options::is_valid(std::string* error, std::string* option) const {
+  if (order < 1 || order > 3)
+    return invalid_option(error, option, "order", "must be 1, 2 or 3, got " + std::to_string(order));
   return true;
 }
 
 DpmSolver::DpmSolver(Options options) : options_(options), single_(options.algorithm) {
-  std::string error;
-  if (!options_.is_valid(&error)) throw Error("dpm_solver: " + error);
+  check_options(options_, "dpm_solver");
 }
 
 SolverTraits DpmSolver::traits() const {
@@ -211,49 +208,5 @@ void DpmSolver::multistep(SolverContext& context, std::size_t i, const ScheduleA
     x = c.x * x + c.eps * *eps_s + k01 * (m_[0] - m_[1]) + k12 * (m_[1] - m_[2]);
   }
 }
-
-namespace builtin {
-
-void register_dpm_solver(Registry<Solver>& registry) {
-  RegistryEntry<Solver> entry;
-  entry.name = "dpm_solver";
-  entry.description =
-      "DPM-Solver / DPM-Solver++ (Lu et al. 2022): exponential integrator in lambda of order "
-      "1-3, singlestep or multistep, noise (dpmsolver) or data (dpmsolver++) prediction";
-  entry.params = {
-      {"order", ParamType::integer, 2, "order of the method: 1, 2 or 3"},
-      {"method", ParamType::string, "multistep",
-       "singlestep (order evaluations per step at lambda fractions 1/2 or 1/3, 2/3) or "
-       "multistep (one evaluation per step, history of previous outputs)",
-       {"singlestep", "multistep"}},
-      {"algorithm", ParamType::string, "dpmsolver++",
-       "model output the method expands: dpmsolver (noise prediction eps) or dpmsolver++ "
-       "(data prediction x0)",
-       {"dpmsolver", "dpmsolver++"}},
-      {"lower_order_final", ParamType::boolean, true,
-       "multistep: the order drops to the number of steps left (the last step is first "
-       "order); no effect on singlestep"},
-  };
-  entry.make = [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-    DpmSolver::Options o;
-    const long order = p.integer("order");
-    if (order < 1 || order > 3) p.fail("order", "must be 1, 2 or 3, got " + std::to_string(order));
-    o.order = static_cast<int>(order);
-    o.method = dpm_method_from_string(p.string("method"));
-    o.algorithm = dpm_algorithm_from_string(p.string("algorithm"));
-    o.lower_order_final = p.boolean("lower_order_final");
-    return std::make_unique<DpmSolver>(o);
-  };
-  for (int order : {1, 2, 3})
-    for (const char* method : {"singlestep", "multistep"})
-      for (const char* algorithm : {"dpmsolver", "dpmsolver++"})
-        entry.variants.push_back({{"order", order},
-                                  {"method", method},
-                                  {"algorithm", algorithm},
-                                  {"lower_order_final", false}});
-  registry.add(std::move(entry));
-}
-
-}  // namespace builtin
 
 }  // namespace diffsde

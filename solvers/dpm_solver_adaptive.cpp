@@ -6,28 +6,26 @@
 #include <utility>
 
 #include "diffsde/error.hpp"
-#include "diffsde/registry.hpp"
+#include "diffsde/solvers/options.hpp"
 
 namespace diffsde {
 
-bool DpmSolverAdaptive::Options::is_valid(std::string* error) const {
-  auto fail = [&](const std::string& message) {
-    if (error != nullptr) *error = message;
-    return false;
+bool DpmSolverAdaptive::Options::is_valid(std::string* error, std::string* option) const {
+  auto fail = [&](const char* name, const std::string& message) {
+    return invalid_option(error, option, name, message);
   };
-  if (order != 2 && order != 3) return fail("order must be 2 or 3, got " + std::to_string(order));
-  if (!(rtol >= 0) || !std::isfinite(rtol)) return fail("rtol must be >= 0, got " + format_double(rtol));
-  if (!(atol > 0) || !std::isfinite(atol)) return fail("atol must be > 0, got " + format_double(atol));
+  if (order != 2 && order != 3) return fail("order", "must be 2 or 3, got " + std::to_string(order));
+  if (!(rtol >= 0) || !std::isfinite(rtol)) return fail("rtol", "must be >= 0, got " + format_double(rtol));
+  if (!(atol > 0) || !std::isfinite(atol)) return fail("atol", "must be > 0, got " + format_double(atol));
   if (!(h_init > 0) || !std::isfinite(h_init))
-    return fail("h_init must be > 0, got " + format_double(h_init));
-  if (!(theta > 0 && theta <= 1)) return fail("theta must be in (0, 1], got " + format_double(theta));
+    return fail("h_init", "must be > 0, got " + format_double(h_init));
+  if (!(theta > 0 && theta <= 1)) return fail("theta", "must be in (0, 1], got " + format_double(theta));
   return true;
 }
 
 DpmSolverAdaptive::DpmSolverAdaptive(Options options)
     : options_(options), single_(options.algorithm) {
-  std::string error;
-  if (!options_.is_valid(&error)) throw Error("dpm_solver_adaptive: " + error);
+  check_options(options_, "dpm_solver_adaptive");
 }
 
 SolverTraits DpmSolverAdaptive::traits() const {
@@ -112,50 +110,5 @@ void DpmSolverAdaptive::step(SolverContext& context, std::size_t /*i*/, double t
     }
   }
 }
-
-namespace builtin {
-
-void register_dpm_solver_adaptive(Registry<Solver>& registry) {
-  RegistryEntry<Solver> entry;
-  entry.name = "dpm_solver_adaptive";
-  entry.description =
-      "DPM-Solver with adaptive step size in lambda (Lu et al. 2022, Algorithm 4): embedded "
-      "DPM-Solver-1/2 (order 2) or DPM-Solver-2/3 (order 3) pair";
-  entry.params = {
-      {"order", ParamType::integer, 3, "order of the higher method of the pair: 2 or 3"},
-      {"algorithm", ParamType::string, "dpmsolver",
-       "model output the steps expand: dpmsolver (noise prediction, as the paper) or "
-       "dpmsolver++ (data prediction)",
-       {"dpmsolver", "dpmsolver++"}},
-      {"rtol", ParamType::number, 1e-5,
-       "relative tolerance (the paper uses 0.05 for images in [-1, 1])"},
-      {"atol", ParamType::number, 1e-5,
-       "absolute tolerance (the paper uses 0.0078 for images in [-1, 1])"},
-      {"h_init", ParamType::number, 0.05, "first trial step size in lambda"},
-  };
-  entry.make = [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-    DpmSolverAdaptive::Options o;
-    const long order = p.integer("order");
-    if (order != 2 && order != 3) p.fail("order", "must be 2 or 3, got " + std::to_string(order));
-    o.order = static_cast<int>(order);
-    o.algorithm = dpm_algorithm_from_string(p.string("algorithm"));
-    o.rtol = p.number("rtol");
-    o.atol = p.number("atol");
-    o.h_init = p.number("h_init");
-    if (!(o.rtol >= 0) || !std::isfinite(o.rtol))
-      p.fail("rtol", "must be >= 0, got " + format_double(o.rtol));
-    if (!(o.atol > 0) || !std::isfinite(o.atol))
-      p.fail("atol", "must be > 0, got " + format_double(o.atol));
-    if (!(o.h_init > 0) || !std::isfinite(o.h_init))
-      p.fail("h_init", "must be > 0, got " + format_double(o.h_init));
-    return std::make_unique<DpmSolverAdaptive>(o);
-  };
-  for (int order : {2, 3})
-    for (const char* algorithm : {"dpmsolver", "dpmsolver++"})
-      entry.variants.push_back({{"order", order}, {"algorithm", algorithm}});
-  registry.add(std::move(entry));
-}
-
-}  // namespace builtin
 
 }  // namespace diffsde

@@ -6,9 +6,9 @@
 #include <utility>
 
 #include "diffsde/error.hpp"
-#include "diffsde/registry.hpp"
 #include "diffsde/solvers/ddim.hpp"
 #include "diffsde/solvers/exponential.hpp"
+#include "diffsde/solvers/options.hpp"
 
 namespace diffsde {
 
@@ -40,9 +40,32 @@ AncestralStep ancestral_step(const ScheduleAt& s, const ScheduleAt& t, double et
   return a;
 }
 
-DpmppSolver::DpmppSolver(std::string name, double eta) : name_(std::move(name)), eta_(eta) {
-  if (!(eta_ >= 0) || !std::isfinite(eta_)) throw Error(name_ + ": eta must be finite and >= 0");
+bool DpmppOptions::is_valid(std::string* error, std::string* option) const {
+  if (!(eta >= 0) || !std::isfinite(eta)) return invalid_option(error, option, "eta", "must be finite and >= 0");
+  return true;
 }
+
+bool Dpmpp2mSdeSolver::Options::is_valid(std::string* error, std::string* option) const {
+  return DpmppOptions{eta}.is_valid(error, option);
+}
+
+bool DpmppSdeSolver::Options::is_valid(std::string* error, std::string* option) const {
+  if (!DpmppOptions{eta}.is_valid(error, option)) return false;
+  if (!(r > 0 && r < 1)) return invalid_option(error, option, "r", "must lie in (0, 1)");
+  return true;
+}
+
+std::string to_string(Dpmpp2mSdeSolver::SolverType solver_type) {
+  return solver_type == Dpmpp2mSdeSolver::SolverType::midpoint ? "midpoint" : "heun";
+}
+
+Dpmpp2mSdeSolver::SolverType dpmpp_solver_type_from_string(const std::string& s) {
+  if (s == "midpoint") return Dpmpp2mSdeSolver::SolverType::midpoint;
+  if (s == "heun") return Dpmpp2mSdeSolver::SolverType::heun;
+  throw Error("unknown dpmpp_2m_sde solver_type '" + s + "'; known: midpoint, heun");
+}
+
+DpmppSolver::DpmppSolver(std::string name, double eta) : name_(std::move(name)), eta_(eta) {}
 
 SolverTraits DpmppSolver::base_traits(double ode_order, int evals_per_step) const {
   SolverTraits t;
@@ -150,14 +173,22 @@ void DpmppMultistepSolver::advance(SolverContext& context, const ScheduleAt& s, 
 
 Dpmpp2mSdeSolver::Dpmpp2mSdeSolver(Options options)
     : DpmppMultistepSolver("dpmpp_2m_sde", options.eta, 2, options.solver_type == SolverType::midpoint),
-      options_(options) {}
+      options_(options) {
+  check_options(options_, name());
+}
 
 // The third-order step at order 2 (its second step) uses the exact linear-x0 weight.
-Dpmpp3mSdeSolver::Dpmpp3mSdeSolver(double eta) : DpmppMultistepSolver("dpmpp_3m_sde", eta, 3, false) {}
+Dpmpp3mSdeSolver::Dpmpp3mSdeSolver(Options options)
+    : DpmppMultistepSolver("dpmpp_3m_sde", options.eta, 3, false) {
+  check_options(options, name());
+}
 
 // ---- dpmpp_2s_ancestral ----
 
-Dpmpp2sAncestralSolver::Dpmpp2sAncestralSolver(double eta) : DpmppSolver("dpmpp_2s_ancestral", eta) {}
+Dpmpp2sAncestralSolver::Dpmpp2sAncestralSolver(Options options)
+    : DpmppSolver("dpmpp_2s_ancestral", options.eta) {
+  check_options(options, name());
+}
 
 SolverTraits Dpmpp2sAncestralSolver::traits() const {
   SolverTraits t = base_traits(2, 2);
@@ -196,7 +227,7 @@ void Dpmpp2sAncestralSolver::advance(SolverContext& context, const ScheduleAt& s
 // ---- dpmpp_sde ----
 
 DpmppSdeSolver::DpmppSdeSolver(Options options) : DpmppSolver("dpmpp_sde", options.eta), options_(options) {
-  if (!(options_.r > 0 && options_.r < 1)) throw Error(name() + ": r must lie in (0, 1)");
+  check_options(options_, name());
 }
 
 SolverTraits DpmppSdeSolver::traits() const {
@@ -245,76 +276,5 @@ void DpmppSdeSolver::advance(SolverContext& context, const ScheduleAt& s, const 
     x += (a2.noise * std::sqrt(rho2)) * z_ + (a2.noise * std::sqrt((1 - rho2) / std::fabs(t.t - m.t))) * dw_;
   }
 }
-
-namespace builtin {
-
-namespace {
-
-double eta_of(const Params& p) {
-  const double eta = p.number("eta");
-  if (!(eta >= 0) || !std::isfinite(eta)) p.fail("eta", "must be finite and >= 0");
-  return eta;
-}
-
-const char* kEtaDoc =
-    "stochasticity >= 0: 0 is the deterministic DPM-Solver++ ODE solver, 1 the reverse SDE";
-
-}  // namespace
-
-void register_dpmpp_sde(Registry<Solver>& registry) {
-  using nlohmann::json;
-  registry.add({"dpmpp_2m_sde",
-                "SDE-DPM-Solver++(2M): second-order multistep in lambda with data prediction and "
-                "noise scaled by eta (k-diffusion's sample_dpmpp_2m_sde); eta = 0 is DPM-Solver++(2M)",
-                {{"eta", ParamType::number, 1.0,
-                  "noise: the step solves dx = [f x - (1+eta)/2 g^2 score] dt + sqrt(eta) g dW; "
-                  "0 = PF-ODE (DPM-Solver++(2M)), 1 = reverse SDE"},
-                 {"solver_type", ParamType::string, "midpoint",
-                  "second-order correction: midpoint or heun", {"midpoint", "heun"}}},
-                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  Dpmpp2mSdeSolver::Options o;
-                  o.eta = eta_of(p);
-                  o.solver_type = p.string("solver_type") == "heun" ? Dpmpp2mSdeSolver::SolverType::heun
-                                                                    : Dpmpp2mSdeSolver::SolverType::midpoint;
-                  return std::make_unique<Dpmpp2mSdeSolver>(o);
-                },
-                {json{{"eta", 0.0}, {"solver_type", "midpoint"}}, json{{"eta", 0.0}, {"solver_type", "heun"}},
-                 json{{"eta", 1.0}, {"solver_type", "midpoint"}}, json{{"eta", 1.0}, {"solver_type", "heun"}}}});
-  registry.add({"dpmpp_3m_sde",
-                "third-order multistep SDE-DPM-Solver++ (k-diffusion's sample_dpmpp_3m_sde); eta = 0 "
-                "is DPM-Solver++(3M)",
-                {{"eta", ParamType::number, 1.0, kEtaDoc}},
-                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  return std::make_unique<Dpmpp3mSdeSolver>(eta_of(p));
-                },
-                {json{{"eta", 0.0}}, json{{"eta", 1.0}}}});
-  registry.add({"dpmpp_2s_ancestral",
-                "DPM-Solver++(2S) to the ancestral 'down' point, then ancestral noise "
-                "(k-diffusion's sample_dpmpp_2s_ancestral); 2 evaluations per step",
-                {{"eta", ParamType::number, 1.0,
-                  "ancestral noise: sigma_up = eta sigma_t sqrt(1 - e^{-2h}) (capped at sigma_t); 0 = "
-                  "deterministic DPM-Solver++(2S), 1 = DDPM's posterior noise"}},
-                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  return std::make_unique<Dpmpp2sAncestralSolver>(eta_of(p));
-                },
-                {json{{"eta", 0.0}}, json{{"eta", 1.0}}}});
-  registry.add({"dpmpp_sde",
-                "DPM-Solver++ SDE: singlestep second order with an intermediate point at lambda_s + r h "
-                "and ancestral noise at it and at the end (k-diffusion's sample_dpmpp_sde)",
-                {{"eta", ParamType::number, 1.0,
-                  "ancestral noise at both sub-steps: sigma_up = eta sigma_t sqrt(1 - e^{-2h}) (capped); "
-                  "0 = deterministic DPM-Solver++(2S) with this r"},
-                 {"r", ParamType::number, 0.5, "position of the intermediate point in (0, 1), as a fraction of h"}},
-                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  DpmppSdeSolver::Options o;
-                  o.eta = eta_of(p);
-                  o.r = p.number("r");
-                  if (!(o.r > 0 && o.r < 1)) p.fail("r", "must lie in (0, 1)");
-                  return std::make_unique<DpmppSdeSolver>(o);
-                },
-                {json{{"eta", 0.0}, {"r", 0.5}}, json{{"eta", 0.0}, {"r", 0.3}}, json{{"eta", 1.0}, {"r", 0.5}}}});
-}
-
-}  // namespace builtin
 
 }  // namespace diffsde

@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "diffsde/registry.hpp"
 #include "diffsde/vector_field.hpp"
 
 namespace diffsde {
@@ -39,17 +38,5 @@ void EulerMaruyamaSolver::step(SolverContext& context, std::size_t /*i*/, double
   const double b = h * c.g2 / c.sigma;
   x = a * x + b * eps_ + c.g() * dw_;
 }
-
-namespace builtin {
-void register_euler_maruyama(Registry<Solver>& registry) {
-  registry.add({"euler_maruyama",
-                "Euler-Maruyama discretization of the reverse VP-SDE (strong order 1 for its "
-                "additive noise)",
-                {},
-                [](const Params&, const BuildContext&) -> std::unique_ptr<Solver> {
-                  return std::make_unique<EulerMaruyamaSolver>();
-                }});
-}
-}  // namespace builtin
 
 }  // namespace diffsde

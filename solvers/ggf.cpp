@@ -5,19 +5,27 @@
 #include <utility>
 
 #include "diffsde/error.hpp"
-#include "diffsde/registry.hpp"
+#include "diffsde/solvers/options.hpp"
 #include "diffsde/vector_field.hpp"
 
 namespace diffsde {
 
-GgfSolver::GgfSolver(GgfOptions options) : opt_(std::move(options)) {
-  if (!(opt_.rtol >= 0) || !(opt_.atol >= 0) || !(opt_.rtol > 0 || opt_.atol > 0))
-    throw Error("ggf: rtol and atol must be >= 0 and not both 0");
-  if (!(opt_.h_init > 0)) throw Error("ggf: h_init must be > 0");
-  if (opt_.norm != "l2" && opt_.norm != "linf")
-    throw Error("ggf: unknown norm '" + opt_.norm + "' (l2 or linf)");
-  if (opt_.max_steps < 1) throw Error("ggf: max_steps must be >= 1");
+bool GgfOptions::is_valid(std::string* error, std::string* option) const {
+  // The tolerances are one rule; the sentence names both, the JSON path the one to change.
+  const std::string tolerances = "rtol and atol must be >= 0 and not both 0";
+  if (!(rtol >= 0)) return invalid_option(error, option, "rtol", "must be >= 0", tolerances);
+  if (!(atol >= 0)) return invalid_option(error, option, "atol", "must be >= 0", tolerances);
+  if (!(rtol > 0 || atol > 0))
+    return invalid_option(error, option, "atol", "must be > 0 when rtol is 0", tolerances);
+  if (!(h_init > 0)) return invalid_option(error, option, "h_init", "must be > 0");
+  if (norm != "l2" && norm != "linf")
+    return invalid_option(error, option, "norm", "must be l2 or linf, got '" + norm + "'",
+                          "unknown norm '" + norm + "' (l2 or linf)");
+  if (max_steps < 1) return invalid_option(error, option, "max_steps", "must be >= 1");
+  return true;
 }
+
+GgfSolver::GgfSolver(GgfOptions options) : opt_(std::move(options)) { check_options(opt_, "ggf"); }
 
 SolverTraits GgfSolver::traits() const {
   SolverTraits t;
@@ -105,35 +113,5 @@ void GgfSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doubl
     x.row(r) = xr_;
   }
 }
-
-namespace builtin {
-void register_ggf(Registry<Solver>& registry) {
-  registry.add(
-      {"ggf",
-       "Adaptive reverse-SDE solver of Jolicoeur-Martineau et al. 2021 (Gotta Go Fast): "
-       "Euler-Maruyama / stochastic improved Euler embedded pair, per-sample step sizes; needs "
-       "brownian_tree noise",
-       {{"rtol", ParamType::number, 0.05, "relative tolerance epsilon_rel"},
-        {"atol", ParamType::number, 0.0039, "absolute tolerance epsilon_abs"},
-        {"h_init", ParamType::number, 0.01, "first step size of every sample"},
-        {"norm", ParamType::string, "l2", "error norm: l2 (scaled RMS) or linf", {"l2", "linf"}},
-        {"safety", ParamType::number, 0.9, "safety factor theta"},
-        {"exponent", ParamType::number, 0.9, "step-size exponent r: h_new = theta h E^-r"},
-        {"max_steps", ParamType::integer, 100000,
-         "step attempts per sample and grid interval before giving up (an Error)"}},
-       [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-         GgfOptions o;
-         o.rtol = p.number("rtol");
-         o.atol = p.number("atol");
-         o.h_init = p.number("h_init");
-         o.norm = p.string("norm");
-         o.safety = p.number("safety");
-         o.exponent = p.number("exponent");
-         o.max_steps = p.integer("max_steps");
-         return std::make_unique<GgfSolver>(o);
-       },
-       {nlohmann::json{{"norm", "l2"}}, nlohmann::json{{"norm", "linf"}}}});
-}
-}  // namespace builtin
 
 }  // namespace diffsde

@@ -4,15 +4,19 @@
 #include <cmath>
 
 #include "diffsde/error.hpp"
-#include "diffsde/registry.hpp"
 #include "diffsde/solvers/ddim.hpp"
 #include "diffsde/solvers/exponential.hpp"
+#include "diffsde/solvers/options.hpp"
 
 namespace diffsde {
 
-IpndmSolver::IpndmSolver(Options options) : options_(options) {
-  if (options_.order < 1 || options_.order > kMaxOrder) throw Error("ipndm: order must be 1..4");
+bool IpndmSolver::Options::is_valid(std::string* error, std::string* option) const {
+  if (order < 1 || order > kMaxOrder)
+    return invalid_option(error, option, "order", "must be 1, 2, 3 or 4, got " + std::to_string(order));
+  return true;
 }
+
+IpndmSolver::IpndmSolver(Options options) : options_(options) { check_options(options_, "ipndm"); }
 
 SolverTraits IpndmSolver::traits() const {
   SolverTraits t;
@@ -56,25 +60,5 @@ void IpndmSolver::step(SolverContext& context, std::size_t /*i*/, double t0, dou
   for (int j = 2; j < k; ++j) combined_ += w[static_cast<std::size_t>(j)] * eps_[static_cast<std::size_t>(j)];
   x = c.x * x + c.eps * combined_;
 }
-
-namespace builtin {
-
-void register_ipndm(Registry<Solver>& registry) {
-  registry.add({"ipndm",
-                "improved PNDM (Zhang & Chen 2023): Adams–Bashforth combination of the last "
-                "`order` eps values in the DDIM transfer, with variable-step weights in "
-                "rho = sigma/alpha (the classic iPNDM weights on rho-uniform steps); order 1 = DDIM",
-                {{"order", ParamType::integer, 4, "order of the method and number of eps values used: 1 to 4"}},
-                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  const long order = p.integer("order");
-                  if (order < 1 || order > IpndmSolver::kMaxOrder) p.fail("order", "must be 1, 2, 3 or 4, got " + std::to_string(order));
-                  IpndmSolver::Options o;
-                  o.order = static_cast<int>(order);
-                  return std::make_unique<IpndmSolver>(o);
-                },
-                {{{"order", 1}}, {{"order", 2}}, {{"order", 3}}, {{"order", 4}}}});
-}
-
-}  // namespace builtin
 
 }  // namespace diffsde

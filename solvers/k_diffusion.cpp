@@ -3,12 +3,11 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <limits>
 
 #include "diffsde/error.hpp"
-#include "diffsde/registry.hpp"
 #include "diffsde/solvers/ddim.hpp"
 #include "diffsde/solvers/exponential.hpp"
+#include "diffsde/solvers/options.hpp"
 
 namespace diffsde {
 
@@ -105,12 +104,13 @@ void KDiffusionSolver::add_ancestral_noise(SolverContext& context, double noise,
   }
 }
 
-namespace {
-
-void check_ancestral(const std::string& name, const KDiffusionAncestralOptions& o) {
-  if (!(o.eta >= 0)) throw Error(name + ": eta must be >= 0");
-  if (!(o.s_noise >= 0)) throw Error(name + ": s_noise must be >= 0");
+bool KDiffusionAncestralOptions::is_valid(std::string* error, std::string* option) const {
+  if (!(eta >= 0)) return invalid_option(error, option, "eta", "must be >= 0");
+  if (!(s_noise >= 0)) return invalid_option(error, option, "s_noise", "must be >= 0");
+  return true;
 }
+
+namespace {
 
 // The ancestral samplers draw after the step's evaluations.
 const char* const kAncestralNoiseUse =
@@ -142,7 +142,7 @@ void KDiffusionEuler::step_ve(SolverContext& context, double t0, double /*t1*/, 
 
 KDiffusionEulerAncestral::KDiffusionEulerAncestral(KDiffusionAncestralOptions options)
     : KDiffusionSolver("euler_ancestral"), options_(options) {
-  check_ancestral(name(), options_);
+  check_options(options_, name());
 }
 
 SolverTraits KDiffusionEulerAncestral::traits() const {
@@ -168,10 +168,16 @@ void KDiffusionEulerAncestral::step_ve(SolverContext& context, double t0, double
 
 // ---- heun ----
 
+bool KDiffusionHeun::Options::is_valid(std::string* error, std::string* option) const {
+  if (!(s_churn >= 0)) return invalid_option(error, option, "s_churn", "must be >= 0");
+  if (!(s_tmin >= 0)) return invalid_option(error, option, "s_tmin", "must be >= 0");
+  if (!(s_tmax >= s_tmin)) return invalid_option(error, option, "s_tmax", "must be >= s_tmin");
+  if (!(s_noise >= 0)) return invalid_option(error, option, "s_noise", "must be >= 0");
+  return true;
+}
+
 KDiffusionHeun::KDiffusionHeun(Options options) : KDiffusionSolver("heun"), options_(options) {
-  if (!(options_.s_noise >= 0)) throw Error(name() + ": s_noise must be >= 0");
-  if (!(options_.s_churn >= 0)) throw Error(name() + ": s_churn must be >= 0");
-  if (!(options_.s_tmin <= options_.s_tmax)) throw Error(name() + ": needs s_tmin <= s_tmax");
+  check_options(options_, name());
 }
 
 SolverTraits KDiffusionHeun::traits() const {
@@ -244,7 +250,7 @@ void KDiffusionDpm2::step_ve(SolverContext& context, double t0, double /*t1*/, c
 
 KDiffusionDpm2Ancestral::KDiffusionDpm2Ancestral(KDiffusionAncestralOptions options)
     : KDiffusionSolver("dpm2_ancestral"), options_(options) {
-  check_ancestral(name(), options_);
+  check_options(options_, name());
 }
 
 SolverTraits KDiffusionDpm2Ancestral::traits() const {
@@ -270,8 +276,16 @@ void KDiffusionDpm2Ancestral::step_ve(SolverContext& context, double t0, double 
 
 // ---- lms ----
 
-KDiffusionLms::KDiffusionLms(int order) : KDiffusionSolver("lms"), order_(order) {
-  if (order_ < 1 || order_ > kMaxLmsOrder) throw Error(name() + ": order must be 1 to 4");
+bool KDiffusionLms::Options::is_valid(std::string* error, std::string* option) const {
+  if (order < 1 || order > kMaxLmsOrder)
+    return invalid_option(error, option, "order", "must be 1 to 4, got " + std::to_string(order));
+  return true;
+}
+
+KDiffusionLms::KDiffusionLms() : KDiffusionLms(Options{}) {}
+
+KDiffusionLms::KDiffusionLms(Options options) : KDiffusionSolver("lms"), order_(options.order) {
+  check_options(options, name());
 }
 
 SolverTraits KDiffusionLms::traits() const {
@@ -306,92 +320,5 @@ void KDiffusionLms::step_ve(SolverContext& context, double t0, double t1, const 
   lms_coefficients_into(history_sigma_.data(), k, sv_s, sv_t, c.data());
   for (int j = 0; j < k; ++j) x_ve_ += c[static_cast<std::size_t>(j)] * history_[static_cast<std::size_t>(j)];
 }
-
-namespace builtin {
-
-namespace {
-
-const ParamSpec kEta{"eta", ParamType::number, 1.0,
-                     "ancestral stochasticity, >= 0: sigma_up = eta * (the DDPM posterior std); 0 = deterministic"};
-const ParamSpec kSNoise{"s_noise", ParamType::number, 1.0, "scale of the added noise, >= 0 (1 = exact)"};
-
-double checked(const Params& p, const std::string& name) {
-  const double v = p.number(name);
-  if (!(v >= 0)) p.fail(name, "must be >= 0");
-  return v;
-}
-
-KDiffusionAncestralOptions ancestral_options(const Params& p) {
-  KDiffusionAncestralOptions o;
-  o.eta = checked(p, "eta");
-  o.s_noise = checked(p, "s_noise");
-  return o;
-}
-
-std::unique_ptr<Solver> make_heun(const Params& p) {
-  KDiffusionHeun::Options o;
-  o.s_churn = checked(p, "s_churn");
-  o.s_tmin = checked(p, "s_tmin");
-  o.s_tmax = p.has("s_tmax") ? p.number("s_tmax") : std::numeric_limits<double>::infinity();
-  if (!(o.s_tmax >= o.s_tmin)) p.fail("s_tmax", "must be >= s_tmin");
-  o.s_noise = checked(p, "s_noise");
-  return std::make_unique<KDiffusionHeun>(o);
-}
-
-std::unique_ptr<Solver> make_lms(const Params& p) {
-  const long order = p.integer("order");
-  if (order < 1 || order > kMaxLmsOrder) p.fail("order", "must be 1 to 4, got " + std::to_string(order));
-  return std::make_unique<KDiffusionLms>(static_cast<int>(order));
-}
-
-}  // namespace
-
-void register_k_diffusion(Registry<Solver>& registry) {
-  using nlohmann::json;
-  registry.add({"euler",
-                "k-diffusion / EDM Euler step in sigma_ve = sigma/alpha (first order; equals ddim eta = 0)",
-                {},
-                [](const Params&, const BuildContext&) -> std::unique_ptr<Solver> {
-                  return std::make_unique<KDiffusionEuler>();
-                }});
-  registry.add({"euler_ancestral",
-                "k-diffusion Euler ancestral: Euler to sigma_down, then noise sigma_up (equals ddim with "
-                "the same eta at s_noise = 1)",
-                {kEta, kSNoise},
-                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  return std::make_unique<KDiffusionEulerAncestral>(ancestral_options(p));
-                },
-                {{{"eta", 1.0}}, {{"eta", 0.5}}}});
-  registry.add({"heun",
-                "EDM Algorithm 2: Heun's second-order method in sigma_ve with optional churn "
-                "(stochastic when s_churn > 0)",
-                {{"s_churn", ParamType::number, 0.0, "churn: gamma = min(s_churn/steps, sqrt(2) - 1), >= 0"},
-                 {"s_tmin", ParamType::number, 0.0, "churn only where sigma_ve >= s_tmin"},
-                 {"s_tmax", ParamType::number, nullptr, "churn only where sigma_ve <= s_tmax (infinity when not given)"},
-                 kSNoise},
-                [](const Params& p, const BuildContext&) { return make_heun(p); },
-                {json::object(), {{"s_churn", 10.0}}}});
-  registry.add({"dpm2",
-                "k-diffusion DPM-Solver-2-like step: midpoint in log sigma_ve (second order, 2 evaluations "
-                "per step; the final step to 0 is Euler)",
-                {},
-                [](const Params&, const BuildContext&) -> std::unique_ptr<Solver> {
-                  return std::make_unique<KDiffusionDpm2>();
-                }});
-  registry.add({"dpm2_ancestral",
-                "k-diffusion DPM-2 ancestral: dpm2 to sigma_down, then noise sigma_up",
-                {kEta, kSNoise},
-                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  return std::make_unique<KDiffusionDpm2Ancestral>(ancestral_options(p));
-                }});
-  registry.add({"lms",
-                "k-diffusion linear multistep in sigma_ve, coefficients from the exact integral of the "
-                "Lagrange basis over each variable step",
-                {{"order", ParamType::integer, 4, "order, 1 to 4 (the first order - 1 steps use lower orders)"}},
-                [](const Params& p, const BuildContext&) { return make_lms(p); },
-                {{{"order", 1}}, {{"order", 2}}, {{"order", 3}}, {{"order", 4}}}});
-}
-
-}  // namespace builtin
 
 }  // namespace diffsde

@@ -3,12 +3,35 @@
 #include <cmath>
 
 #include "diffsde/error.hpp"
-#include "diffsde/registry.hpp"
-#include "diffsde/solvers/ddim.hpp"
-#include "diffsde/solvers/euler_maruyama.hpp"
-#include "diffsde/solvers/reverse_diffusion.hpp"
+#include "diffsde/solvers/options.hpp"
 
 namespace diffsde {
+
+std::string to_string(PcSolver::Corrector corrector) {
+  return corrector == PcSolver::Corrector::langevin ? "langevin" : "none";
+}
+
+std::string to_string(PcSolver::StepSize step_size) {
+  switch (step_size) {
+    case PcSolver::StepSize::sigma: return "sigma";
+    case PcSolver::StepSize::sample_norms: return "sample_norms";
+    case PcSolver::StepSize::batch_norms: return "batch_norms";
+  }
+  return "?";
+}
+
+PcSolver::Corrector pc_corrector_from_string(const std::string& s) {
+  if (s == "langevin") return PcSolver::Corrector::langevin;
+  if (s == "none") return PcSolver::Corrector::none;
+  throw Error("unknown pc corrector '" + s + "'; known: langevin, none");
+}
+
+PcSolver::StepSize pc_step_size_from_string(const std::string& s) {
+  if (s == "sigma") return PcSolver::StepSize::sigma;
+  if (s == "sample_norms") return PcSolver::StepSize::sample_norms;
+  if (s == "batch_norms") return PcSolver::StepSize::batch_norms;
+  throw Error("unknown pc step_size '" + s + "'; known: sigma, sample_norms, batch_norms");
+}
 
 std::unique_ptr<Solver> PcSolver::clone() const {
   auto predictor = predictor_->clone();
@@ -16,12 +39,18 @@ std::unique_ptr<Solver> PcSolver::clone() const {
   return std::make_unique<PcSolver>(std::move(predictor), options_);
 }
 
+bool PcSolver::Options::is_valid(std::string* error, std::string* option) const {
+  if (!(snr > 0) || !std::isfinite(snr))
+    return invalid_option(error, option, "snr", "must be a finite number > 0");
+  if (n_steps < 1 || n_steps > 1000000)
+    return invalid_option(error, option, "n_steps", "must be between 1 and 1000000");
+  return true;
+}
+
 PcSolver::PcSolver(std::unique_ptr<Solver> predictor, Options options)
     : predictor_(std::move(predictor)), options_(options) {
   if (!predictor_) throw Error("pc: needs a predictor");
-  if (!(options_.snr > 0) || !std::isfinite(options_.snr))
-    throw Error("pc: snr must be a finite number > 0");
-  if (options_.n_steps < 1) throw Error("pc: n_steps must be >= 1");
+  check_options(options_, "pc");
 }
 
 SolverTraits PcSolver::traits() const {
@@ -104,60 +133,5 @@ void PcSolver::step(SolverContext& context, std::size_t i, double t0, double t1,
   if (options_.corrector == Corrector::langevin) correct(context, t0, t1, x);
   predictor_->step(context, i, t0, t1, x);
 }
-
-namespace builtin {
-namespace {
-// The predictors pc offers, each with the defaults of its registry entry.
-std::unique_ptr<Solver> make_predictor(const std::string& name) {
-  if (name == "euler_maruyama") return std::make_unique<EulerMaruyamaSolver>();
-  if (name == "ddpm") {
-    DdimSolver::Options o;
-    o.name = "ddpm";
-    o.eta = 1;
-    o.noise = DdimSolver::Noise::eta;  // variance "posterior"
-    return std::make_unique<DdimSolver>(o);
-  }
-  return std::make_unique<ReverseDiffusionSolver>();
-}
-}  // namespace
-
-void register_pc(Registry<Solver>& registry) {
-  registry.add(
-      {"pc",
-       "predictor-corrector sampler of score-SDE: n_steps Langevin corrector steps at t0, then "
-       "a reverse-SDE predictor step from t0 to t1",
-       {{"predictor", ParamType::string, "reverse_diffusion",
-         "the predictor: a reverse-SDE solver, with its default parameters",
-         {"euler_maruyama", "reverse_diffusion", "ddpm"}},
-        {"corrector", ParamType::string, "langevin",
-         "the corrector: langevin (score-SDE's LangevinCorrector) or none", {"langevin", "none"}},
-        {"snr", ParamType::number, 0.16, "signal-to-noise ratio of the Langevin step, > 0"},
-        {"n_steps", ParamType::integer, 1, "corrector steps per grid step, >= 1"},
-        {"step_size", ParamType::string, "sigma",
-         "Langevin step size rule: sigma (2 a (snr sigma)^2), sample_norms (score-SDE's norms "
-         "per sample) or batch_norms (score-SDE's batch means; depends on the batch)",
-         {"sigma", "sample_norms", "batch_norms"}}},
-       [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-         PcSolver::Options o;
-         o.corrector = p.string("corrector") == "none" ? PcSolver::Corrector::none
-                                                       : PcSolver::Corrector::langevin;
-         const std::string step_size = p.string("step_size");
-         o.step_size = step_size == "sample_norms"  ? PcSolver::StepSize::sample_norms
-                       : step_size == "batch_norms" ? PcSolver::StepSize::batch_norms
-                                                    : PcSolver::StepSize::sigma;
-         o.snr = p.number("snr");
-         if (!(o.snr > 0) || !std::isfinite(o.snr)) p.fail("snr", "must be a finite number > 0");
-         const long n_steps = p.integer("n_steps");
-         if (n_steps < 1 || n_steps > 1000000) p.fail("n_steps", "must be between 1 and 1000000");
-         o.n_steps = static_cast<int>(n_steps);
-         return std::make_unique<PcSolver>(make_predictor(p.string("predictor")), o);
-       },
-       {{{"predictor", "euler_maruyama"}, {"corrector", "none"}},
-        {{"predictor", "reverse_diffusion"}, {"corrector", "langevin"}},
-        {{"predictor", "euler_maruyama"}, {"corrector", "langevin"}, {"n_steps", 2},
-         {"step_size", "sample_norms"}},
-        {{"predictor", "ddpm"}, {"corrector", "langevin"}}}});
-}
-}  // namespace builtin
 
 }  // namespace diffsde

@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "diffsde/registry.hpp"
 
 namespace diffsde {
 
@@ -49,17 +48,5 @@ void ReverseDiffusionSolver::step(SolverContext& context, std::size_t /*i*/, dou
   context.noise().brownian(t0, t1, dw_);
   x = c.x * x + c.eps * eps_ + c.noise * dw_;
 }
-
-namespace builtin {
-void register_reverse_diffusion(Registry<Solver>& registry) {
-  registry.add({"reverse_diffusion",
-                "score-SDE's reverse-diffusion predictor: DDPM-style discretization of the "
-                "forward VP-SDE, run backwards (strong order 1 for its additive noise)",
-                {},
-                [](const Params&, const BuildContext&) -> std::unique_ptr<Solver> {
-                  return std::make_unique<ReverseDiffusionSolver>();
-                }});
-}
-}  // namespace builtin
 
 }  // namespace diffsde

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "diffsde/error.hpp"
-#include "diffsde/registry.hpp"
+#include "diffsde/solvers/options.hpp"
 #include "diffsde/vector_field.hpp"
 
 namespace diffsde {
@@ -97,13 +97,23 @@ SraTableau SraTableau::sra3() {
   return t;
 }
 
-SraSolver::SraSolver(const std::string& tableau)
-    : tableau_name_(tableau),
-      tableau_(tableau == "sra3" ? SraTableau::sra3() : SraTableau::sra1()),
-      fallback_(SraTableau::sra1()) {
+bool SraSolver::Options::is_valid(std::string* error, std::string* option) const {
   if (tableau != "sra1" && tableau != "sra3")
-    throw Error("sra: unknown tableau '" + tableau + "' (sra1 or sra3)");
+    return invalid_option(error, option, "tableau", "must be sra1 or sra3, got '" + tableau + "'",
+                          "unknown tableau '" + tableau + "' (sra1 or sra3)");
+  return true;
 }
+
+SraSolver::SraSolver(Options options)
+    : tableau_name_(options.tableau),
+      tableau_(options.tableau == "sra3" ? SraTableau::sra3() : SraTableau::sra1()),
+      fallback_(SraTableau::sra1()) {
+  check_options(options, "sra");
+}
+
+SraSolver::SraSolver() : SraSolver(Options{}) {}
+
+SraSolver::SraSolver(const std::string& tableau) : SraSolver(Options{tableau}) {}
 
 SolverTraits SraSolver::traits() const {
   SolverTraits t;
@@ -199,25 +209,5 @@ void SraSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doubl
   const bool end_at_zero = !(context.schedule().sigma(t1) > 0);
   run_tableau(context, end_at_zero ? fallback_ : tableau_, t0, t1, x);
 }
-
-namespace builtin {
-void register_sde_rk(Registry<Solver>& registry) {
-  registry.add({"stochastic_heun",
-                "Stochastic Heun (improved Euler) for the reverse VP-SDE's additive noise: strong "
-                "order 1, 2 evaluations per step",
-                {},
-                [](const Params&, const BuildContext&) -> std::unique_ptr<Solver> {
-                  return std::make_unique<StochasticHeunSolver>();
-                }});
-  registry.add({"sra",
-                "Roessler's SRA stochastic Runge-Kutta schemes for additive noise (strong order "
-                "1.5): sra1 (2 evaluations per step) or sra3 (3)",
-                {{"tableau", ParamType::string, "sra1", "SRA tableau: sra1 or sra3", {"sra1", "sra3"}}},
-                [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-                  return std::make_unique<SraSolver>(p.string("tableau"));
-                },
-                {nlohmann::json{{"tableau", "sra1"}}, nlohmann::json{{"tableau", "sra3"}}}});
-}
-}  // namespace builtin
 
 }  // namespace diffsde

@@ -4,9 +4,9 @@
 #include <cmath>
 
 #include "diffsde/error.hpp"
-#include "diffsde/registry.hpp"
 #include "diffsde/solvers/ddim.hpp"
 #include "diffsde/solvers/exponential.hpp"
+#include "diffsde/solvers/options.hpp"
 
 namespace diffsde {
 
@@ -67,9 +67,31 @@ UniPcCoefficients unipc_coefficients(const std::array<double, 3>& r, int p, doub
   return c;
 }
 
-UniPcSolver::UniPcSolver(Options options) : options_(options) {
-  if (options_.order < 1 || options_.order > kMaxOrder) throw Error("unipc: order must be 1, 2 or 3");
+std::string to_string(UniPcVariant variant) { return variant == UniPcVariant::bh1 ? "bh1" : "bh2"; }
+
+UniPcVariant unipc_variant_from_string(const std::string& s) {
+  if (s == "bh1") return UniPcVariant::bh1;
+  if (s == "bh2") return UniPcVariant::bh2;
+  throw Error("unknown UniPC variant '" + s + "'; known: bh1, bh2");
 }
+
+std::string to_string(UniPcSolver::Prediction prediction) {
+  return prediction == UniPcSolver::Prediction::data ? "data" : "noise";
+}
+
+UniPcSolver::Prediction unipc_prediction_from_string(const std::string& s) {
+  if (s == "data") return UniPcSolver::Prediction::data;
+  if (s == "noise") return UniPcSolver::Prediction::noise;
+  throw Error("unknown UniPC prediction '" + s + "'; known: data, noise");
+}
+
+bool UniPcSolver::Options::is_valid(std::string* error, std::string* option) const {
+  if (order < 1 || order > kMaxOrder)
+    return invalid_option(error, option, "order", "must be 1, 2 or 3, got " + std::to_string(order));
+  return true;
+}
+
+UniPcSolver::UniPcSolver(Options options) : options_(options) { check_options(options_, "unipc"); }
 
 SolverTraits UniPcSolver::traits() const {
   SolverTraits t;
@@ -156,43 +178,5 @@ void UniPcSolver::step(SolverContext& context, std::size_t i, double t0, double 
   std::rotate(lambda_.begin(), lambda_.begin() + n, lambda_.begin() + n + 1);
   count_ = std::min(count_ + 1, options_.order);
 }
-
-namespace builtin {
-
-void register_unipc(Registry<Solver>& registry) {
-  std::vector<nlohmann::json> variants;
-  for (int order : {1, 2, 3})
-    for (const char* variant : {"bh1", "bh2"})
-      for (const char* prediction : {"data", "noise"})
-        variants.push_back({{"order", order}, {"variant", variant}, {"prediction", prediction},
-                            {"lower_order_final", false}});
-  registry.add(
-      {"unipc",
-       "UniPC (Zhao et al. 2023): multistep UniP predictor and UniC corrector in lambda; the "
-       "corrector reuses the next step's evaluation, so one evaluation per step; order + 1 "
-       "with lower_order_final off, 2 with it on",
-       {{"order", ParamType::integer, 2, "predictor order p (1, 2 or 3); with the corrector the method has order p + 1"},
-        {"variant", ParamType::string, "bh1", "B(h) of the order conditions: bh1 (B = h) or bh2 (B = expm1(h))",
-         {"bh1", "bh2"}},
-        {"prediction", ParamType::string, "data", "model output the steps extrapolate: data (x0) or noise (eps)",
-         {"data", "noise"}},
-        {"lower_order_final", ParamType::boolean, true,
-         "step i of N uses order min(order, N - i), stabilizing few-step runs; the last step is "
-         "then first order, so the global order is 2"}},
-       [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
-         const long order = p.integer("order");
-         if (order < 1 || order > UniPcSolver::kMaxOrder) p.fail("order", "must be 1, 2 or 3, got " + std::to_string(order));
-         UniPcSolver::Options o;
-         o.order = static_cast<int>(order);
-         o.variant = p.string("variant") == "bh2" ? UniPcVariant::bh2 : UniPcVariant::bh1;
-         o.prediction = p.string("prediction") == "noise" ? UniPcSolver::Prediction::noise
-                                                          : UniPcSolver::Prediction::data;
-         o.lower_order_final = p.boolean("lower_order_final");
-         return std::make_unique<UniPcSolver>(o);
-       },
-       variants});
-}
-
-}  // namespace builtin
 
 }  // namespace diffsde

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The layers' direction (docs/architecture.md): the core (lib/core) includes no JSON,
 # LibTorch, registry, built-in, solver, model or job header and names no solver, model
-# or command; solver headers and the analytic models include no JSON or registry header.
-# Fails with the offending file and line.
+# or command; the solvers (headers and sources) and the analytic models include no JSON or
+# registry header. Fails with the offending file and line.
 set -u
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$root" || exit 2
@@ -32,13 +32,18 @@ for f in $core_files; do
   done < <(grep -nE 'nlohmann|_registry\(|RegistryEntry|ParamSpec' "$f")
 done
 
-# Solver headers and the models (scores/, less the LibTorch ones): no JSON; their registry
+# The solvers and the models (scores/, less the LibTorch ones): no JSON; their registry
 # entries live in lib/builtins.
-for f in solvers/diffsde/solvers/*.hpp scores/*.cpp scores/diffsde/scores/analytic.hpp; do
+for f in solvers/diffsde/solvers/*.hpp solvers/*.cpp scores/*.cpp scores/diffsde/scores/analytic.hpp; do
+  # pf_ode's registry entry is still in solvers/pf_ode.cpp until it moves to
+  # lib/builtins/solvers/ (its header is checked like the others).
+  [ "$f" = solvers/pf_ode.cpp ] && continue
   while IFS= read -r hit; do
-    [ -n "$hit" ] && fail "$f:$hit: a solver header or an analytic model includes a JSON or registry header"
-  done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](nlohmann/|diffsde/registry\.hpp)' "$f")
+    [ -n "$hit" ] && fail "$f:$hit: a solver or an analytic model includes a JSON or registry header"
+  done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](nlohmann/|diffsde/(registry|builtins)\.hpp)' "$f")
 done
 
-if [ $status -eq 0 ]; then echo "layering: the core includes nothing above it"; fi
+if [ $status -eq 0 ]; then
+  echo "layering: the core includes nothing above it; solvers and models include no JSON"
+fi
 exit $status

@@ -60,8 +60,11 @@ class DdimSolver final : public Solver {
     Noise noise = Noise::eta;
     // Clamp the predicted x0 to [lo, hi] (and recompute eps from it), as diffusers' clip_sample.
     std::optional<std::pair<double, double>> clip_x0;
+    // eta >= 0 and lo < hi (options.hpp: the message in *error, the option in *option).
+    bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
 
+  // Throws Error unless options.is_valid().
   explicit DdimSolver(Options options);
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override { return std::make_unique<DdimSolver>(options_); }

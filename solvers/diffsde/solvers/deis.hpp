@@ -17,6 +17,7 @@
 #pragma once
 
 #include <array>
+#include <string>
 #include <vector>
 
 #include "diffsde/solver.hpp"
@@ -34,8 +35,11 @@ class DeisSolver final : public Solver {
   static constexpr int kMaxOrder = 3;
   struct Options {
     int order = 3;  // 1..3; 1 = DDIM
+    // order 1, 2 or 3 (options.hpp: the message in *error, the option in *option).
+    bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
 
+  // Throws Error unless options.is_valid().
   explicit DeisSolver(Options options);
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override { return std::make_unique<DeisSolver>(options_); }

@@ -96,9 +96,11 @@ class DpmSolver final : public Solver {
     // True: 3M weights D2 as the reference code does (g_3 D2; observed order 2). Only for
     // the test that documents the difference.
     bool reference_3m = false;
-    bool is_valid(std::string* error) const;
+    // order 1, 2 or 3 (options.hpp: the message in *error, the option in *option).
+    bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
 
+  // Throws Error unless options.is_valid().
   explicit DpmSolver(Options options);
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override { return std::make_unique<DpmSolver>(options_); }

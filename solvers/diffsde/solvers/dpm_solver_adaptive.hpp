@@ -35,9 +35,12 @@ class DpmSolverAdaptive final : public Solver {
     double atol = 1e-5;
     double h_init = 0.05;  // first trial step in lambda
     double theta = 0.9;    // safety factor
-    bool is_valid(std::string* error) const;
+    // order 2 or 3, rtol >= 0, atol and h_init > 0 (all finite), theta in (0, 1]
+    // (options.hpp: the message in *error, the option in *option).
+    bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
 
+  // Throws Error unless options.is_valid().
   explicit DpmSolverAdaptive(Options options);
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override {

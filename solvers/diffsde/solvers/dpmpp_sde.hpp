@@ -50,6 +50,13 @@ struct AncestralStep {
 };
 AncestralStep ancestral_step(const ScheduleAt& s, const ScheduleAt& t, double eta);
 
+// The options of dpmpp_3m_sde and dpmpp_2s_ancestral, and the eta rule of all four samplers.
+struct DpmppOptions {
+  double eta = 1;  // 0 = the PF-ODE solver, 1 = the reverse SDE
+  // eta finite and >= 0 (options.hpp: the message in *error, the option in *option).
+  bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
+};
+
 // What the four samplers share: every step evaluates eps at s, forms x0_s, and returns x0_s on
 // a step to sigma_t = 0; otherwise the sampler's advance() takes over. Each sampler is a
 // small final class below.
@@ -61,7 +68,7 @@ class DpmppSolver : public Solver {
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) final;
 
  protected:
-  // Throws Error unless eta is finite and >= 0.
+  // eta is checked by the sampler's constructor (its Options::is_valid).
   DpmppSolver(std::string name, double eta);
   const std::string& name() const { return name_; }
   double eta() const { return eta_; }
@@ -114,7 +121,10 @@ class Dpmpp2mSdeSolver final : public DpmppMultistepSolver {
   struct Options {
     double eta = 1;
     SolverType solver_type = SolverType::midpoint;
+    // eta as DpmppOptions.
+    bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
+  // Throws Error unless options.is_valid().
   explicit Dpmpp2mSdeSolver(Options options);
   std::unique_ptr<Solver> clone() const override { return std::make_unique<Dpmpp2mSdeSolver>(options_); }
 
@@ -125,16 +135,22 @@ class Dpmpp2mSdeSolver final : public DpmppMultistepSolver {
 // dpmpp_3m_sde: its third-order multistep extension.
 class Dpmpp3mSdeSolver final : public DpmppMultistepSolver {
  public:
-  explicit Dpmpp3mSdeSolver(double eta = 1);
-  std::unique_ptr<Solver> clone() const override { return std::make_unique<Dpmpp3mSdeSolver>(eta()); }
+  using Options = DpmppOptions;
+  // Throws Error unless options.is_valid().
+  explicit Dpmpp3mSdeSolver(Options options = {});
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<Dpmpp3mSdeSolver>(Options{eta()}); }
 };
 
 // dpmpp_2s_ancestral: DPM-Solver++(2S) to the "down" point, then ancestral noise.
 class Dpmpp2sAncestralSolver final : public DpmppSolver {
  public:
-  explicit Dpmpp2sAncestralSolver(double eta = 1);
+  using Options = DpmppOptions;
+  // Throws Error unless options.is_valid().
+  explicit Dpmpp2sAncestralSolver(Options options = {});
   SolverTraits traits() const override;
-  std::unique_ptr<Solver> clone() const override { return std::make_unique<Dpmpp2sAncestralSolver>(eta()); }
+  std::unique_ptr<Solver> clone() const override {
+    return std::make_unique<Dpmpp2sAncestralSolver>(Options{eta()});
+  }
 
  private:
   void allocate(Eigen::Index rows, Eigen::Index cols) override;
@@ -148,8 +164,10 @@ class DpmppSdeSolver final : public DpmppSolver {
   struct Options {
     double eta = 1;
     double r = 0.5;  // intermediate point at lambda_s + r h
+    // eta as DpmppOptions, then r in (0, 1).
+    bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
-  // Throws Error unless r lies in (0, 1).
+  // Throws Error unless options.is_valid().
   explicit DpmppSdeSolver(Options options);
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override { return std::make_unique<DpmppSdeSolver>(options_); }
@@ -160,5 +178,9 @@ class DpmppSdeSolver final : public DpmppSolver {
   Options options_;
   State x0_mid_, dw_;
 };
+
+// "midpoint" | "heun"; the second throws Error on unknown names.
+std::string to_string(Dpmpp2mSdeSolver::SolverType solver_type);
+Dpmpp2mSdeSolver::SolverType dpmpp_solver_type_from_string(const std::string& s);
 
 }  // namespace diffsde

@@ -18,10 +18,14 @@ struct GgfOptions {
   double exponent = 0.9;   // r
   std::string norm = "l2"; // l2 (scaled RMS) or linf
   long max_steps = 100000; // step attempts per sample and grid interval
+  // rtol, atol >= 0 and not both 0, h_init > 0, norm l2 or linf, max_steps >= 1
+  // (options.hpp: the message in *error, the option in *option).
+  bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
 };
 
 class GgfSolver final : public Solver {
  public:
+  // Throws Error unless options.is_valid().
   explicit GgfSolver(GgfOptions options = {});
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override { return std::make_unique<GgfSolver>(opt_); }

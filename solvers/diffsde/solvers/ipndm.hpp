@@ -17,6 +17,7 @@
 #pragma once
 
 #include <array>
+#include <string>
 #include <vector>
 
 #include "diffsde/solver.hpp"
@@ -30,8 +31,11 @@ class IpndmSolver final : public Solver {
   static constexpr int kMaxOrder = 4;
   struct Options {
     int order = 4;  // 1..4; 1 = DDIM
+    // order 1 to 4 (options.hpp: the message in *error, the option in *option).
+    bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
 
+  // Throws Error unless options.is_valid().
   explicit IpndmSolver(Options options);
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override { return std::make_unique<IpndmSolver>(options_); }

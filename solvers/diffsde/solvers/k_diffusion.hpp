@@ -72,6 +72,8 @@ class KDiffusionSolver : public Solver {
 struct KDiffusionAncestralOptions {
   double eta = 1;      // sigma_up = eta * (the DDPM posterior std)
   double s_noise = 1;  // scale of the added noise
+  // eta and s_noise >= 0 (options.hpp: the message in *error, the option in *option).
+  bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
 };
 
 // euler: x_ve' = x_ve + (sigma_ve_t - sigma_ve_s) eps   (== ddim eta = 0).
@@ -90,6 +92,7 @@ class KDiffusionEuler final : public KDiffusionSolver {
 // euler_ancestral: Euler to sigma_down, then + s_noise sigma_up z   (== ddim eta at s_noise 1).
 class KDiffusionEulerAncestral final : public KDiffusionSolver {
  public:
+  // Throws Error unless options.is_valid().
   explicit KDiffusionEulerAncestral(KDiffusionAncestralOptions options);
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override {
@@ -111,7 +114,11 @@ class KDiffusionHeun final : public KDiffusionSolver {
     double s_tmin = 0;
     double s_tmax = 1e300;  // infinity
     double s_noise = 1;
+    // s_churn, s_tmin and s_noise >= 0, s_tmax >= s_tmin (options.hpp: the message in
+    // *error, the option in *option).
+    bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
+  // Throws Error unless options.is_valid().
   explicit KDiffusionHeun(Options options);
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override { return std::make_unique<KDiffusionHeun>(options_); }
@@ -140,6 +147,7 @@ class KDiffusionDpm2 final : public KDiffusionSolver {
 // dpm2_ancestral: dpm2 to sigma_down, then ancestral noise.
 class KDiffusionDpm2Ancestral final : public KDiffusionSolver {
  public:
+  // Throws Error unless options.is_valid().
   explicit KDiffusionDpm2Ancestral(KDiffusionAncestralOptions options);
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override {
@@ -156,9 +164,16 @@ class KDiffusionDpm2Ancestral final : public KDiffusionSolver {
 // lms: linear multistep in sigma_ve with lms_coefficients over each (variable) step.
 class KDiffusionLms final : public KDiffusionSolver {
  public:
-  explicit KDiffusionLms(int order = 4);  // order 1 to 4
+  struct Options {
+    int order = 4;  // 1 to 4
+    // order 1 to 4 (options.hpp: the message in *error, the option in *option).
+    bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
+  };
+  KDiffusionLms();  // the default Options (a default argument `= {}` would need them complete)
+  // Throws Error unless options.is_valid().
+  explicit KDiffusionLms(Options options);
   SolverTraits traits() const override;
-  std::unique_ptr<Solver> clone() const override { return std::make_unique<KDiffusionLms>(order_); }
+  std::unique_ptr<Solver> clone() const override { return std::make_unique<KDiffusionLms>(Options{order_}); }
 
  private:
   void allocate(Eigen::Index rows, Eigen::Index cols) override;

@@ -38,10 +38,13 @@ class PcSolver final : public Solver {
     StepSize step_size = StepSize::sigma;
     double snr = 0.16;  // signal-to-noise ratio of the Langevin step
     int n_steps = 1;    // corrector steps per grid step
+    // snr finite and > 0, n_steps in [1, 10^6] (options.hpp: the message in *error, the
+    // option in *option).
+    bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
 
-  // `predictor` advances the state from t0 to t1 after the corrector. Throws Error on
-  // snr <= 0 or n_steps < 1.
+  // `predictor` advances the state from t0 to t1 after the corrector. Throws Error without
+  // a predictor or unless options.is_valid().
   PcSolver(std::unique_ptr<Solver> predictor, Options options);
   SolverTraits traits() const override;
   // A PcSolver around a clone of the predictor (nullptr if the predictor has none).
@@ -61,5 +64,12 @@ class PcSolver final : public Solver {
   State g_, z_;
   BatchVector step_;  // per-sample Langevin step sizes
 };
+
+// "langevin" | "none"; "sigma" | "sample_norms" | "batch_norms".
+std::string to_string(PcSolver::Corrector corrector);
+std::string to_string(PcSolver::StepSize step_size);
+// Throw Error on unknown names.
+PcSolver::Corrector pc_corrector_from_string(const std::string& s);
+PcSolver::StepSize pc_step_size_from_string(const std::string& s);
 
 }  // namespace diffsde

@@ -38,7 +38,15 @@ struct SraTableau {
 
 class SraSolver final : public Solver {
  public:
-  explicit SraSolver(const std::string& tableau = "sra1");
+  struct Options {
+    std::string tableau = "sra1";  // sra1 or sra3
+    // tableau sra1 or sra3 (options.hpp: the message in *error, the option in *option).
+    bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
+  };
+  SraSolver();  // the default Options (a default argument `= {}` would need them complete)
+  // Throws Error unless options.is_valid().
+  explicit SraSolver(Options options);
+  explicit SraSolver(const std::string& tableau);
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override {
     return std::make_unique<SraSolver>(tableau_name_);

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <array>
+#include <string>
 #include <vector>
 
 #include "diffsde/solver.hpp"
@@ -31,6 +32,9 @@
 namespace diffsde {
 
 enum class UniPcVariant { bh1, bh2 };
+// "bh1" | "bh2"; the second throws Error on unknown names.
+std::string to_string(UniPcVariant variant);
+UniPcVariant unipc_variant_from_string(const std::string& s);
 
 // The coefficients of one UniPC step of order p (1..3): `predictor` a_1..a_{p-1} for
 // D_1..D_{p-1}, `corrector` a_1..a_p for D_1..D_{p-1}, D_t. r[k] (k = 1..p-1) are the
@@ -53,8 +57,11 @@ class UniPcSolver final : public Solver {
     // Lower the order of the final steps: step i of N uses order min(order, N - i) (as the
     // reference implementation); the last step is then first order, and the global order 2.
     bool lower_order_final = true;
+    // order 1, 2 or 3 (options.hpp: the message in *error, the option in *option).
+    bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
 
+  // Throws Error unless options.is_valid().
   explicit UniPcSolver(Options options);
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override { return std::make_unique<UniPcSolver>(options_); }
@@ -74,5 +81,9 @@ class UniPcSolver final : public Solver {
   std::size_t steps_ = 0;
   State base_;  // the first-order part of the step, shared by predictor and corrector
 };
+
+// "data" | "noise"; the second throws Error on unknown names.
+std::string to_string(UniPcSolver::Prediction prediction);
+UniPcSolver::Prediction unipc_prediction_from_string(const std::string& s);
 
 }  // namespace diffsde

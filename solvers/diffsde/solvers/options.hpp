@@ -1,0 +1,34 @@
+// What the solvers' options structs share. Every solver with parameters has a plain
+// `Options` struct with defaults and one validation,
+//   bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
+// its constructor throws Error("<solver>: " + error) through check_options(), and its
+// registry entry (lib/builtins/solvers/) reports the same failure as a ConfigError at the
+// JSON path of `option`. No JSON here: the solvers sit on the core only.
+#pragma once
+
+#include <string>
+
+#include "diffsde/error.hpp"
+
+namespace diffsde {
+
+// Reports a bad option from is_valid and returns false. With `option`, *option is the
+// option's parameter name and *error what is wrong with it ("must be >= 0"), for a message
+// at its JSON path; without, *error is one sentence that names the option (`sentence`, by
+// default "<name> <message>"), as a constructor's Error needs.
+inline bool invalid_option(std::string* error, std::string* option, const std::string& name,
+                           const std::string& message, const std::string& sentence = {}) {
+  if (option != nullptr) *option = name;
+  if (error != nullptr)
+    *error = option != nullptr ? message : sentence.empty() ? name + " " + message : sentence;
+  return false;
+}
+
+// Throws Error("<solver>: <sentence>") unless options.is_valid(): the constructors' check.
+template <class Options>
+void check_options(const Options& options, const std::string& solver) {
+  std::string error;
+  if (!options.is_valid(&error)) throw Error(solver + ": " + error);
+}
+
+}  // namespace diffsde
