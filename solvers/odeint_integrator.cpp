@@ -16,6 +16,7 @@
 //    (get_unit_value returns by value, swap goes through a temporary), i.e. they allocate
 //    at every step; ours compute the same values in place.
 #include "diffsde/solvers/odeint_integrator.hpp"
+#include "diffsde/solvers/options.hpp"
 
 #include <algorithm>
 #include <boost/numeric/odeint/algebra/default_operations.hpp>
@@ -419,17 +420,13 @@ bool is_adaptive(PfOdeStepper stepper) {
   return row != nullptr && row->info.adaptive;
 }
 
-bool PfOdeOptions::is_valid(std::string* error) const {
-  auto fail = [&](const std::string& message) {
-    if (error != nullptr) *error = message;
-    return false;
-  };
+bool PfOdeOptions::is_valid(std::string* error, std::string* option) const {
   if (!(rtol > 0) || !std::isfinite(rtol))
-    return fail("rtol must be > 0, got " + format_double(rtol));
+    return invalid_option(error, option, "rtol", "must be > 0, got " + format_double(rtol));
   if (!(atol > 0) || !std::isfinite(atol))
-    return fail("atol must be > 0, got " + format_double(atol));
+    return invalid_option(error, option, "atol", "must be > 0, got " + format_double(atol));
   if (!(h_init > 0) || !std::isfinite(h_init))
-    return fail("h_init must be > 0, got " + format_double(h_init));
+    return invalid_option(error, option, "h_init", "must be > 0, got " + format_double(h_init));
   return true;
 }
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "diffsde/error.hpp"
-#include "diffsde/registry.hpp"
+#include "diffsde/solvers/options.hpp"
 #include "diffsde/vector_field.hpp"
 
 namespace diffsde {
@@ -51,26 +51,10 @@ class ContextCounts final : public OdeintObserver<State> {
   SolverContext* context_;
 };
 
-// The names of the steppers whose row passes `keep`, joined by ", " and the last by `last_sep`.
-template <class Keep>
-std::string joined_names(Keep keep, const std::string& last_sep = ", ") {
-  std::vector<std::string> names;
-  for (const OdeintStepperInfo& row : odeint_steppers())
-    if (keep(row)) names.emplace_back(row.name);
-  std::string out;
-  for (std::size_t i = 0; i < names.size(); ++i)
-    out += (i == 0 ? "" : i + 1 == names.size() ? last_sep : ", ") + names[i];
-  return out;
-}
-
-bool is_fixed(const OdeintStepperInfo& row) { return !row.adaptive; }
-bool is_adaptive_row(const OdeintStepperInfo& row) { return row.adaptive; }
-
 }  // namespace
 
 PfOdeSolver::PfOdeSolver(PfOdeOptions options) : options_(options) {
-  std::string error;
-  if (!options_.is_valid(&error)) throw Error("pf_ode: " + error);
+  check_options(options_, "pf_ode");
 }
 
 PfOdeSolver::~PfOdeSolver() = default;
@@ -159,58 +143,5 @@ void PfOdeSolver::step(SolverContext& context, std::size_t /*i*/, double t0, dou
                 "tolerance below rounding)");
   }
 }
-
-namespace builtin {
-
-void register_pf_ode(Registry<Solver>& registry) {
-  std::vector<std::string> choices;
-  std::vector<nlohmann::json> variants;
-  for (const OdeintStepperInfo& row : odeint_steppers()) {
-    choices.emplace_back(row.name);
-    variants.push_back(nlohmann::json{{"stepper", row.name}});
-  }
-  // The texts below name the steppers from the table, so that a new row shows up in them.
-  const std::string fixed = joined_names(is_fixed);
-  const std::string adaptive = joined_names(is_adaptive_row);
-  std::string uniform_note;
-  for (const OdeintStepperInfo& row : odeint_steppers())
-    if (row.uniform_grid_reason != nullptr)
-      uniform_note += " (" + std::string(row.name) + " needs a uniform grid)";
-  RegistryEntry<Solver> entry;
-  entry.name = "pf_ode";
-  entry.description =
-      "Probability-flow ODE dx/dt = -beta/2 x + beta/(2 sigma) eps(x, t) under a Boost.Odeint "
-      "stepper: fixed (" + fixed + ") or adaptive (" + adaptive + ")";
-  entry.params = {
-      {"stepper", ParamType::string, "dopri5",
-       "odeint stepper; " + joined_names(is_fixed, " and ") + " take one step per grid interval" +
-           uniform_note + ", the others choose their own steps between the grid times",
-       choices},
-      {"rtol", ParamType::number, 1e-6, "relative tolerance of the adaptive steppers"},
-      {"atol", ParamType::number, 1e-6, "absolute tolerance of the adaptive steppers"},
-      {"h_init", ParamType::number, 0.01, "first trial |dt| of the adaptive steppers"},
-  };
-  entry.make = [adaptive](const Params& params, const BuildContext&) -> std::unique_ptr<Solver> {
-    PfOdeOptions o;
-    o.stepper = pf_ode_stepper_from_string(params.string("stepper"));
-    o.rtol = params.number("rtol");
-    o.atol = params.number("atol");
-    o.h_init = params.number("h_init");
-    if (!is_adaptive(o.stepper))
-      for (const char* name : {"rtol", "atol", "h_init"})
-        if (params.given(name))
-          params.fail(name,
-                      "only the adaptive steppers (" + adaptive + ") use it; stepper '" +
-                          to_string(o.stepper) + "' takes one step per grid interval");
-    if (!(o.rtol > 0)) params.fail("rtol", "must be > 0, got " + format_double(o.rtol));
-    if (!(o.atol > 0)) params.fail("atol", "must be > 0, got " + format_double(o.atol));
-    if (!(o.h_init > 0)) params.fail("h_init", "must be > 0, got " + format_double(o.h_init));
-    return std::make_unique<PfOdeSolver>(o);
-  };
-  entry.variants = std::move(variants);
-  registry.add(std::move(entry));
-}
-
-}  // namespace builtin
 
 }  // namespace diffsde

@@ -35,9 +35,6 @@ done
 # The solvers and the models (scores/, less the LibTorch ones): no JSON; their registry
 # entries live in lib/builtins.
 for f in solvers/diffsde/solvers/*.hpp solvers/*.cpp scores/*.cpp scores/diffsde/scores/analytic.hpp; do
-  # pf_ode's registry entry is still in solvers/pf_ode.cpp until it moves to
-  # lib/builtins/solvers/ (its header is checked like the others).
-  [ "$f" = solvers/pf_ode.cpp ] && continue
   while IFS= read -r hit; do
     [ -n "$hit" ] && fail "$f:$hit: a solver or an analytic model includes a JSON or registry header"
   done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](nlohmann/|diffsde/(registry|builtins)\.hpp)' "$f")

@@ -1,6 +1,5 @@
 // The built-in solvers: one declaration and one call per solver family, in the order that
-// `diffsde list solvers` shows. Each family's entries are in lib/builtins/solvers/FAMILY.cpp,
-// except pf_ode's, which is still in solvers/pf_ode.cpp.
+// `diffsde list solvers` shows. Each family's entries are in lib/builtins/solvers/FAMILY.cpp.
 #include "diffsde/builtins.hpp"
 
 namespace diffsde::builtin {
@@ -9,7 +8,7 @@ void register_euler_maruyama(Registry<Solver>& registry);
 void register_ddim(Registry<Solver>& registry);  // ddim and ddpm
 void register_reverse_diffusion(Registry<Solver>& registry);
 void register_pc(Registry<Solver>& registry);
-void register_pf_ode(Registry<Solver>& registry);  // solvers/pf_ode.cpp
+void register_pf_ode(Registry<Solver>& registry);
 void register_dpm_solver(Registry<Solver>& registry);
 void register_dpm_solver_adaptive(Registry<Solver>& registry);
 void register_dpmpp_sde(Registry<Solver>& registry);  // dpmpp_2m_sde, dpmpp_3m_sde, dpmpp_2s_ancestral, dpmpp_sde

@@ -75,8 +75,9 @@ struct PfOdeOptions {
   // controller's last proposal).
   double h_init = 0.01;
 
-  // True when usable; otherwise false with the reason in *error (naming the field).
-  bool is_valid(std::string* error = nullptr) const;
+  // True when usable; otherwise false with the reason (solvers/diffsde/solvers/options.hpp:
+  // the option in *option and what is wrong in *error, or one sentence in *error).
+  bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
 };
 
 // How a caller drives the loop. The two callers keep different limits (pf_ode gives up
