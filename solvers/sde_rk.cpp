@@ -182,7 +182,7 @@ void SraSolver::run_tableau(SolverContext& context, const SraTableau& tab, doubl
   const Schedule& sch = context.schedule();
   const double h = t1 - t0, k = t0 - t1;
   const auto s = static_cast<std::size_t>(tab.stages);
-  for (std::size_t j = 0; j < s; ++j) g1_[j] = field_at(sch, t0 + tab.c1[j] * h).g();
+  for (std::size_t j = 0; j < s; ++j) g1_[j] = field_g(sch, t0 + tab.c1[j] * h);
   for (std::size_t i = 0; i < s; ++i) {
     h_ = x;
     double noise = 0;

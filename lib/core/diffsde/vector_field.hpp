@@ -43,6 +43,11 @@ inline FieldAt field_at(const ScheduleAt& s) {
 }
 inline FieldAt field_at(const Schedule& schedule, double t) { return field_at(schedule.at(t)); }
 
+// The diffusion coefficient g(t) alone, for solvers that need it at points where they need
+// nothing else (it skips the alpha, sigma and lambda of Schedule::at): the same value as
+// field_at(schedule, t).g().
+inline double field_g(const Schedule& schedule, double t) { return std::sqrt(schedule.beta(t)); }
+
 // The reverse SDE's drift f x + (g^2 / sigma) eps, as an expression of x and eps.
 template <class X, class E>
 auto reverse_sde_drift(const FieldAt& c, const X& x, const E& eps) {
