@@ -20,15 +20,8 @@ using nlohmann::json;
 
 namespace {
 
-// Gaussian data per axis, from t = 1 to 0.1. (A time-uniform grid ending much closer to
-// t = 0 has lambda steps near its end that shrink far more slowly than 1/N, so
-// lambda-based multistep methods are still pre-asymptotic at a few hundred steps.)
-struct Problem {
-  std::shared_ptr<VpLinearSchedule> schedule = std::make_shared<VpLinearSchedule>(0.1, 20.0);
-  test::GaussianProblem exact{schedule, {0.5, -1.0}, {0.6, 1.2}};
-  GaussianModel model{schedule, Eigen::Vector2d(0.5, -1.0), Eigen::Vector2d(0.6, 1.2)};
-  double t_start = 1.0, t_end = 0.1;
-};
+// The problem of both order tests (support/orders.hpp).
+using Problem = test::OrderProblem;
 
 std::vector<double> order_test_grid(const Problem& p, int steps, const SolverTraits& traits) {
   return test::order_test_grid(*p.schedule, p.t_start, p.t_end, steps, traits.warmup_steps, traits.order);

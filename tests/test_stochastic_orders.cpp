@@ -49,15 +49,8 @@ using nlohmann::json;
 
 namespace {
 
-// Gaussian data per axis (unequal spreads, neither 1), from t = 1 to 0.1 as in
-// test_solver_orders.cpp: at the same step counts, ending closer to t = 0 leaves the lambda-based
-// multistep solvers (dpmpp_*m_sde) further from their asymptotic rate.
-struct Problem {
-  std::shared_ptr<VpLinearSchedule> schedule = std::make_shared<VpLinearSchedule>(0.1, 20.0);
-  test::GaussianProblem exact{schedule, {0.5, -1.0}, {0.6, 1.2}};
-  GaussianModel model{schedule, Eigen::Vector2d(0.5, -1.0), Eigen::Vector2d(0.6, 1.2)};
-  double t_start = 1.0, t_end = 0.1;
-};
+// The problem of both order tests (support/orders.hpp).
+using Problem = test::OrderProblem;
 
 // The deterministic test's tolerance on an observed order.
 double tolerance(double order) { return 0.25 + 0.05 * order; }

@@ -4,13 +4,16 @@
 #pragma once
 
 #include <cmath>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "diffsde/grid.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
+#include "diffsde/scores/analytic.hpp"
 #include "diffsde/solver.hpp"
+#include "support/exact.hpp"
 
 namespace diffsde::test {
 
@@ -25,6 +28,17 @@ inline std::vector<nlohmann::json> solver_variants(const RegistryEntry<Solver>& 
   }
   return out;
 }
+
+// The order tests' problem: Gaussian data per axis (unequal spreads, neither 1), from t = 1
+// to 0.1. (A time-uniform grid ending much closer to t = 0 has lambda steps near its end that
+// shrink far more slowly than 1/N, so lambda-based multistep methods, dpmpp_*m_sde among
+// them, are still pre-asymptotic at a few hundred steps.)
+struct OrderProblem {
+  std::shared_ptr<VpLinearSchedule> schedule = std::make_shared<VpLinearSchedule>(0.1, 20.0);
+  GaussianProblem exact{schedule, {0.5, -1.0}, {0.6, 1.2}};
+  GaussianModel model{schedule, Eigen::Vector2d(0.5, -1.0), Eigen::Vector2d(0.6, 1.2)};
+  double t_start = 1.0, t_end = 0.1;
+};
 
 // Every registered solver configuration to test, entry by entry in registration order.
 inline std::vector<nlohmann::json> all_solver_variants() {
