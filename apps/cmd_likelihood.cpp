@@ -90,6 +90,9 @@ int run_likelihood(const std::string& config_path, const std::string& data_path,
   } catch (const ConfigError& e) {
     throw ConfigError(e.path(), e.message() + " (in " + config_path + ")");
   }
+  // Every output can be written: checked before the run, not found out after it.
+  for (const std::string& path : {out_path, summary_path})
+    if (!path.empty()) check_writable(path);
   const LikelihoodConfig& config = job.config;
   const int dim = job.model->dim();
   const State data = read_data(data_path, dim, first, count);

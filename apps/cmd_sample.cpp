@@ -58,6 +58,9 @@ int run_sample(const std::string& config_path, const std::string& out_path,
     grid_path = (dot != std::string::npos && (slash == std::string::npos || dot > slash) ? out_path.substr(0, dot)
                                                                                           : out_path) + ".png";
   }
+  // Every output can be written: checked before the run, not found out after it.
+  for (const std::string& path : {out_path, summary_path, grid_path})
+    if (!path.empty()) check_writable(path);
   std::cout << "sampling " << job.x.rows() << " x " << job.x.cols() << " with " << job.solver->traits().name
             << " on " << job.schedule->name() << ", " << job.grid->name() << " grid of "
             << job.times.size() - 1 << " steps from t = " << job.times.front()

@@ -71,6 +71,24 @@ expect_error bad_batch 2 "batch" "${good/\"batch\":16/\"batch\":-3}"
 expect_error missing_init 2 "no_such_file.npy" "${good/\"seed\":0/\"seed\":0,\"init\":\"no_such_file.npy\"}"
 expect_error bad_json 2 "line 1, column" '{"schedule": {"name": "vp_linear",}}'
 expect_error short_replay 2 "" "${good/\"seed\":0/\"seed\":0,\"noise\":\"no_such_noise.npy\"}"
+# A solver that does not fit the grid or the noise is refused before any step, at its path.
+expect_error abm_grid 2 "solver: pf_ode: stepper adams_bashforth_moulton needs a uniform grid" \
+  '{"schedule":{"name":"vp_linear"},"model":"gmm","grid":{"name":"logSNR","steps":8},"solver":{"name":"pf_ode","stepper":"adams_bashforth_moulton"},"batch":4}'
+expect_error increasing_grid 2 "solver: euler_maruyama with noise runs backwards in time" \
+  '{"schedule":{"name":"vp_linear"},"model":"gmm","grid":{"name":"time_uniform","t_start":0.1,"t_end":0.9,"steps":4},"solver":"euler_maruyama","batch":4}'
+expect_error ggf_philox 2 "solver: ggf needs the brownian_tree noise source" \
+  '{"schedule":{"name":"vp_linear"},"model":"gmm","grid":{"name":"time_uniform","steps":4},"solver":"ggf","batch":4}'
+
+# Outputs that cannot be written are refused before the run, and nothing is written.
+"$bin" sample --out "$work/no_such_folder/x.npy" > "$work/nofolder.out" 2>&1
+rc=$?; [ $rc -eq 2 ]; check "--out in a missing folder exits 2 (got $rc)" $?
+grep -q "no_such_folder/x.npy: cannot be written: the folder" "$work/nofolder.out"; check "--out in a missing folder is named" $?
+grep -q "^sampling" "$work/nofolder.out"; [ $? -ne 0 ]; check "--out in a missing folder: no run started" $?
+mkdir -p "$work/adir"
+"$bin" sample --out "$work/early.npy" --summary "$work/adir" > "$work/sumdir.out" 2>&1
+rc=$?; [ $rc -eq 2 ]; check "--summary on a folder exits 2 (got $rc)" $?
+grep -q "adir: is a directory" "$work/sumdir.out"; check "--summary on a folder is named" $?
+[ ! -e "$work/early.npy" ]; check "--summary on a folder: samples not written either" $?
 
 # A file that is not there.
 "$bin" sample "$work/absent.json" --out "$work/absent.npy" 2> "$work/absent.err"

@@ -129,6 +129,16 @@ expect_error wrong_dim 2 "x3.npy" "$base"'}' "$work/x3.npy"
 expect_error off_grid 2 "row 0, column 0" "$base"',"data_kind":"image8"}'
 expect_error bad_json 2 "line 1, column" '{"schedule": {"name": "vp_linear",}}'
 
+# Outputs that cannot be written are refused before the run.
+printf '%s' "$base"'}' > "$work/outs.json"
+"$bin" likelihood "$work/outs.json" --data "$work/x.npy" --out "$work/no_such_folder/o.jsonl" > "$work/outs.out" 2>&1
+rc=$?; [ $rc -eq 2 ]; check "--out in a missing folder exits 2 (got $rc)" $?
+grep -q "no_such_folder/o.jsonl: cannot be written" "$work/outs.out"; check "--out in a missing folder is named" $?
+mkdir -p "$work/sdir"
+"$bin" likelihood "$work/outs.json" --data "$work/x.npy" --out "$work/outs.jsonl" --summary "$work/sdir" > "$work/outs2.out" 2>&1
+rc=$?; [ $rc -eq 2 ]; check "--summary on a folder exits 2 (got $rc)" $?
+[ ! -e "$work/outs.jsonl" ]; check "--summary on a folder: the rows are not written either" $?
+
 # A failed run leaves an existing output file as it was.
 echo "keep" > "$work/keep.jsonl"
 printf '%s' "$base"',"t_min":-1}' > "$work/keep.json"

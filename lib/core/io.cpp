@@ -33,6 +33,18 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   }
 }
 
+void check_writable(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (path.empty()) throw IoError(path, "an empty file name");
+  if (fs::is_directory(path, ec)) throw IoError(path, "is a directory, not a file");
+  const fs::path parent = fs::path(path).parent_path();
+  const std::string folder = parent.empty() ? "." : parent.string();
+  if (!fs::is_directory(folder, ec)) throw IoError(path, "cannot be written: the folder " + folder + " does not exist");
+  if (::access(folder.c_str(), W_OK | X_OK) != 0)
+    throw IoError(path, "cannot be written: no permission to create files in " + folder);
+}
+
 std::string read_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw IoError(path, "is a directory, not a file");

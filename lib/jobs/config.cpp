@@ -69,6 +69,17 @@ SampleJob build_sample_job(const SampleConfig& config) {
   job.x = problem_initial_state(config, job.model->dim(), config.seed);
   job.noise = make_problem_noise(config, "philox", config.seed, std::min(job.times.front(), job.times.back()),
                                  std::max(job.times.front(), job.times.back()));
+  // The solver against the grid and the noise before any step, as a sweep checks its cells:
+  // the guards its traits declare and its own checks in init, on one row.
+  SolverContext probe(*job.schedule, *job.model, job.noise.get());
+  try {
+    check_solver_grid(job.solver->traits(), *job.schedule, job.times);
+    job.solver->init(probe, State::Zero(1, job.model->dim()), job.times);
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const Error& e) {
+    throw ConfigError("solver", e.what());
+  }
   return job;
 }
 

@@ -10,6 +10,10 @@ namespace diffsde {
 // Throws IoError naming the file; on failure no temp file is left behind.
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
+// Checks, before any work, that `path` can be written by write_file_atomic: its folder
+// exists and takes new files, and the path is not a folder. IoError naming it otherwise.
+void check_writable(const std::string& path);
+
 // Reads a whole file; IoError naming it when it cannot be read.
 std::string read_file(const std::string& path);
 
