@@ -71,6 +71,16 @@ expect_error bad_batch 2 "batch" "${good/\"batch\":16/\"batch\":-3}"
 expect_error missing_init 2 "no_such_file.npy" "${good/\"seed\":0/\"seed\":0,\"init\":\"no_such_file.npy\"}"
 expect_error bad_json 2 "line 1, column" '{"schedule": {"name": "vp_linear",}}'
 expect_error short_replay 2 "" "${good/\"seed\":0/\"seed\":0,\"noise\":\"no_such_noise.npy\"}"
+# A key given twice and a number beyond a double are refused with their JSON path, not
+# passed over (the last value winning) or reported without a place.
+expect_error duplicate_key 2 "the key grid.steps is given twice" "${good/\"steps\":50/\"steps\":50,\"steps\":60}"
+expect_error overflow 2 "number overflow parsing '1e999' at schedule.beta1" "${good/\"name\":\"vp_linear\"/\"name\":\"vp_linear\",\"beta1\":1e999}"
+# Unknown names suggest the nearest known one.
+expect_error near_name 2 "unknown solver 'dpmsolver'; known: " "${good/euler_maruyama/dpmsolver}"
+grep -qF "(did you mean 'dpm_solver'?)" "$work/near_name.err"; check "dpmsolver suggests dpm_solver" $?
+expect_error near_key 2 "grd: unknown key" "${good/\"grid\"/\"grd\"}"
+grep -qF "(did you mean 'grid'?)" "$work/near_key.err"; check "grd suggests grid" $?
+
 # A solver that does not fit the grid or the noise is refused before any step, at its path.
 expect_error abm_grid 2 "solver: pf_ode: stepper adams_bashforth_moulton needs a uniform grid" \
   '{"schedule":{"name":"vp_linear"},"model":"gmm","grid":{"name":"logSNR","steps":8},"solver":{"name":"pf_ode","stepper":"adams_bashforth_moulton"},"batch":4}'
@@ -78,6 +88,15 @@ expect_error increasing_grid 2 "solver: euler_maruyama with noise runs backwards
   '{"schedule":{"name":"vp_linear"},"model":"gmm","grid":{"name":"time_uniform","t_start":0.1,"t_end":0.9,"steps":4},"solver":"euler_maruyama","batch":4}'
 expect_error ggf_philox 2 "solver: ggf needs the brownian_tree noise source" \
   '{"schedule":{"name":"vp_linear"},"model":"gmm","grid":{"name":"time_uniform","steps":4},"solver":"ggf","batch":4}'
+
+# Unknown commands say so and suggest the nearest; --version names the build's options.
+"$bin" samplee > "$work/cmd.out" 2>&1
+rc=$?; [ $rc -eq 2 ]; check "unknown command exits 2 (got $rc)" $?
+grep -qF "unknown command 'samplee' (did you mean 'sample'?)" "$work/cmd.out"; check "samplee suggests sample" $?
+"$bin" --version > "$work/version.out" 2>&1
+rc=$?; check "--version exits 0 (got $rc)" $rc
+grep -q "^diffsde [0-9]" "$work/version.out" && grep -q "^LibTorch: " "$work/version.out" && grep -q "^MPI: " "$work/version.out"
+check "--version names the version, LibTorch and MPI: $(cat "$work/version.out")" $?
 
 # Outputs that cannot be written are refused before the run, and nothing is written.
 "$bin" sample --out "$work/no_such_folder/x.npy" > "$work/nofolder.out" 2>&1

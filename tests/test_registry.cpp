@@ -119,3 +119,27 @@ TEST_CASE("The global registries hold the built-ins") {
     CHECK(diffsde::grid_registry().find(name) != nullptr);
   for (const char* name : {"gaussian", "gmm"}) CHECK(diffsde::model_registry().find(name) != nullptr);
 }
+
+TEST_CASE("Unknown names suggest the nearest known one, only when near") {
+  using diffsde::did_you_mean;
+  using diffsde::nearest_name;
+  const std::vector<std::string> known = {"euler", "euler_maruyama", "dpm_solver", "ddim", "heun"};
+  CHECK(nearest_name("dpmsolver", known) == "dpm_solver");     // one deletion
+  CHECK(nearest_name("dpm-solver", known) == "dpm_solver");    // '-' reads as '_'
+  CHECK(nearest_name("eluer", known) == "euler");              // two neighbours swapped
+  CHECK(nearest_name("DDIM", known) == "ddim");                // case
+  CHECK(nearest_name("euler_maruyma", known) == "euler_maruyama");
+  CHECK(nearest_name("xyz", known).empty());                   // nothing near
+  CHECK(nearest_name("ddim", known).empty());                  // known already
+  CHECK(nearest_name("sampler", {}).empty());
+  CHECK(did_you_mean("haun", known) == " (did you mean 'heun'?)");  // one substitution
+  CHECK(did_you_mean("hune", known).empty());  // two edits in a short name: too far
+  CHECK(did_you_mean("zzzz", known).empty());
+  try {
+    diffsde::solver_registry().create(nlohmann::json{{"name", "dpmsolver"}}, "solver");
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    CHECK(e.path() == "solver.name");
+    CHECK(std::string(e.what()).find("(did you mean 'dpm_solver'?)") != std::string::npos);
+  }
+}

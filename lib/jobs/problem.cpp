@@ -56,7 +56,8 @@ json parse_noise(const json& v, const std::string& path, const ProblemRules& rul
   }
   const std::string name = registry_name_of(object, path);
   if (std::find(sources.begin(), sources.end(), name) == sources.end())
-    throw ConfigError(join_path(path, "name"), "unknown noise source '" + name + "'; known: " + joined(sources));
+    throw ConfigError(join_path(path, "name"), "unknown noise source '" + name + "'; known: " + joined(sources) +
+                                                     did_you_mean(name, sources));
   const Params p(object, noise_specs(name), path);  // unknown keys, types
   if (name == "brownian_tree") {
     const long depth = p.integer("depth");

@@ -306,6 +306,8 @@ FeatureMap load_classifier_features(const FeatureMapOptions& o) {
 
 }  // namespace
 
+bool torch_cuda_available() { return torch::cuda::is_available(); }
+
 void enable_torch_models() {
   use_reproducible_torchscript();
   set_torchscript_factory(make_torchscript_model);

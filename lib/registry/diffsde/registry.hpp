@@ -42,6 +42,12 @@ std::string json_type_name(const nlohmann::json& v);
 // "unknown key; known: a, b, c".
 void check_keys(const nlohmann::json& object, const std::vector<std::string>& known, const std::string& path);
 
+// The known name nearest to `given` (edit distance, ignoring case, '-' and '_' as one),
+// or "" when none is near enough to be a likely typo; for "did you mean" hints.
+std::string nearest_name(const std::string& given, const std::vector<std::string>& known);
+// " (did you mean 'NAME'?)" for nearest_name, or "".
+std::string did_you_mean(const std::string& given, const std::vector<std::string>& known);
+
 // A JSON value that must be a non-negative integer (seeds, counts); 3.0 is accepted,
 // -1, 2.5 and "3" are ConfigErrors at `path` that say what was given.
 std::uint64_t non_negative_integer(const nlohmann::json& v, const std::string& path);
@@ -122,7 +128,7 @@ class Registry {
     if (const auto* e = find(name)) return *e;
     std::string known;
     for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
-    throw ConfigError(path, "unknown " + kind_ + " '" + name + "'; known: " + known);
+    throw ConfigError(path, "unknown " + kind_ + " '" + name + "'; known: " + known + did_you_mean(name, names()));
   }
 
   std::vector<std::string> names() const;

@@ -69,6 +69,9 @@ class TorchScriptModel final : public Model {
 // diffsde_torch; the command line calls it at start-up, applications that link
 // diffsde::torch call it once before building models from JSON.
 void enable_torch_models();
+// True when this LibTorch was built with CUDA and sees a CUDA device (defined in
+// diffsde_torch; `diffsde --version` reports it).
+bool torch_cuda_available();
 // Defined in the core library: the factory behind the "torchscript" entry (empty
 // until enable_torch_models() sets it), and whether it is set.
 using ModelFactory = std::function<std::unique_ptr<Model>(const Params&, const BuildContext&)>;
