@@ -21,6 +21,9 @@ bool GgfOptions::is_valid(std::string* error, std::string* option) const {
   if (norm != "l2" && norm != "linf")
     return invalid_option(error, option, "norm", "must be l2 or linf, got '" + norm + "'",
                           "unknown norm '" + norm + "' (l2 or linf)");
+  // The controller h_new = safety h E^-exponent shrinks a rejected step only with both > 0.
+  if (!(safety > 0 && safety <= 1)) return invalid_option(error, option, "safety", "must be in (0, 1]");
+  if (!(exponent > 0)) return invalid_option(error, option, "exponent", "must be > 0");
   if (max_steps < 1) return invalid_option(error, option, "max_steps", "must be >= 1");
   return true;
 }

@@ -98,6 +98,10 @@ rc=$?; check "--version exits 0 (got $rc)" $rc
 grep -q "^diffsde [0-9]" "$work/version.out" && grep -q "^LibTorch: " "$work/version.out" && grep -q "^MPI: " "$work/version.out"
 check "--version names the version, LibTorch and MPI: $(cat "$work/version.out")" $?
 
+# ggf's options are checked like every solver's, at their JSON path.
+expect_error ggf_h_init 2 "solver.h_init: must be > 0" "${good/\"name\":\"euler_maruyama\"/\"name\":\"ggf\",\"h_init\":0}"
+expect_error ggf_safety 2 "solver.safety: must be in (0, 1]" "${good/\"name\":\"euler_maruyama\"/\"name\":\"ggf\",\"safety\":0}"
+
 # Outputs that cannot be written are refused before the run, and nothing is written.
 "$bin" sample --out "$work/no_such_folder/x.npy" > "$work/nofolder.out" 2>&1
 rc=$?; [ $rc -eq 2 ]; check "--out in a missing folder exits 2 (got $rc)" $?

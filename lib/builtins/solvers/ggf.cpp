@@ -29,9 +29,7 @@ void register_ggf(Registry<Solver>& registry) {
          o.safety = p.number("safety");
          o.exponent = p.number("exponent");
          o.max_steps = p.integer("max_steps");
-         // Not checked(p, o): ggf's bad options have always surfaced as the constructor's
-         // Error ("ggf: h_init must be > 0", no JSON path), and the messages stay as they are.
-         return std::make_unique<GgfSolver>(o);
+         return std::make_unique<GgfSolver>(checked(p, o));
        },
        {nlohmann::json{{"norm", "l2"}}, nlohmann::json{{"norm", "linf"}}}});
 }
