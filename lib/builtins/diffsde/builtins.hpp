@@ -6,18 +6,10 @@
 
 #include "diffsde/registry.hpp"
 
-namespace diffsde {
+namespace diffsde::builtin {
 
-class Schedule;
-class Grid;
-class Model;
-class Solver;
-
-namespace builtin {
 void register_schedules(Registry<Schedule>& registry);  // lib/builtins/schedules.cpp
 void register_grids(Registry<Grid>& registry);          // lib/builtins/grids.cpp
 void register_models(Registry<Model>& registry);        // lib/builtins/models.cpp
 void register_solvers(Registry<Solver>& registry);      // lib/builtins/solvers.cpp
-}  // namespace builtin
-
-}  // namespace diffsde
+}  // namespace diffsde::builtin
