@@ -402,11 +402,12 @@ Eigen::MatrixXd GaussianModel::data_covariance() const {
 // GmmModel
 
 GmmModel::GmmModel(std::shared_ptr<const Schedule> schedule, Eigen::VectorXd weights,
-                   Eigen::MatrixXd means, Eigen::MatrixXd stds)
+                   Eigen::MatrixXd means, Eigen::MatrixXd stds, std::vector<std::vector<int>> classes)
     : AnalyticModel(std::move(schedule)),
       weights_(std::move(weights)),
       means_(std::move(means)),
-      stds_(std::move(stds)) {
+      stds_(std::move(stds)),
+      classes_(std::move(classes)) {
   if (!schedule_) throw Error("GmmModel: no schedule given");
   const Eigen::Index K = weights_.size();
   if (K == 0) throw Error("GmmModel: no components (weights is empty)");
@@ -438,6 +439,124 @@ GmmModel::GmmModel(std::shared_ptr<const Schedule> schedule, Eigen::VectorXd wei
   const double total = weights_.sum();
   if (!std::isfinite(total)) throw Error("GmmModel: the weights' sum is not finite");
   weights_ /= total;
+  for (std::size_t c = 0; c < classes_.size(); ++c) {
+    const auto& members = classes_[c];
+    const std::string where = "GmmModel: classes[" + std::to_string(c) + "]";
+    if (members.empty()) throw Error(where + " is empty (a class needs at least one component)");
+    std::vector<bool> seen(static_cast<std::size_t>(K), false);
+    Eigen::VectorXd w(static_cast<Eigen::Index>(members.size()));
+    Eigen::MatrixXd m(w.size(), means_.cols()), sd(w.size(), means_.cols());
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      const int k = members[i];
+      if (k < 0 || k >= K)
+        throw Error(where + " names component " + std::to_string(k) + "; the components are 0 .. " +
+                    std::to_string(K - 1));
+      if (seen[static_cast<std::size_t>(k)])
+        throw Error(where + " names component " + std::to_string(k) + " twice");
+      seen[static_cast<std::size_t>(k)] = true;
+      const auto row = static_cast<Eigen::Index>(i);
+      w(row) = weights_(k);
+      m.row(row) = means_.row(k);
+      sd.row(row) = stds_.row(k);
+    }
+    class_models_.push_back(std::make_shared<const GmmModel>(schedule_, std::move(w), std::move(m), std::move(sd)));
+  }
+}
+
+const GmmModel& GmmModel::class_model(int c) const {
+  if (c < 0 || c >= static_cast<int>(class_models_.size()))
+    throw Error("GmmModel: class " + std::to_string(c) + " does not exist (the model has " +
+                std::to_string(class_models_.size()) + " classes)");
+  return *class_models_[static_cast<std::size_t>(c)];
+}
+
+std::vector<InputSpec> GmmModel::inputs() const {
+  if (classes_.empty()) return {};
+  InputSpec y;
+  y.name = "y";
+  y.type = InputType::int64;
+  y.classes = static_cast<long>(classes_.size());
+  y.has_null_label = true;
+  y.null_label = -1;
+  y.optional = true;
+  y.description = "class label per sample (0 .. classes - 1; -1: the whole mixture)";
+  return {y};
+}
+
+template <class F>
+void GmmModel::by_class(const ModelRows& rows, long n, F&& f) const {
+  const ModelInput* y = classes_.empty() ? nullptr : rows.input("y");
+  if (y == nullptr) {
+    f(*this, nullptr);
+    return;
+  }
+  if (y->type() != InputType::int64 || y->size() != 1)
+    throw Error("gmm: input 'y' must be one int64 label per sample, got " + y->shape_text());
+  const auto label = [&](long r) { return *y->int_row(rows.input_row0 + r); };
+  const auto model_of = [&](std::int64_t c) -> const GmmModel& {
+    if (c == -1) return *this;
+    if (c < 0 || c >= static_cast<std::int64_t>(class_models_.size()))
+      throw Error("gmm: label " + std::to_string(c) + " is out of range (classes 0 .. " +
+                  std::to_string(class_models_.size() - 1) + ", or -1 for none)");
+    return *class_models_[static_cast<std::size_t>(c)];
+  };
+  // One label for every row (a shared label, or a block of one class): no gathering.
+  bool same = true;
+  for (long r = 1; r < n && same; ++r) same = label(r) == label(0);
+  if (n == 0 || same) {
+    f(model_of(n == 0 ? -1 : label(0)), nullptr);
+    return;
+  }
+  std::vector<std::int64_t> labels;
+  for (long r = 0; r < n; ++r)
+    if (std::find(labels.begin(), labels.end(), label(r)) == labels.end()) labels.push_back(label(r));
+  std::vector<Eigen::Index> index;
+  for (std::int64_t c : labels) {
+    index.clear();
+    for (long r = 0; r < n; ++r)
+      if (label(r) == c) index.push_back(r);
+    f(model_of(c), &index);
+  }
+}
+
+void GmmModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
+  by_class(rows, static_cast<long>(x.rows()), [&](const GmmModel& m, const std::vector<Eigen::Index>* index) {
+    if (index == nullptr) {
+      m.eps(x, t, out);
+      return;
+    }
+    State xs = x(*index, Eigen::all), es(xs.rows(), xs.cols());
+    m.eps(xs, t, es);
+    out(*index, Eigen::all) = es;
+  });
+}
+
+void GmmModel::eps_jvp_rows(const ConstStateRef& x, double t, const ModelRows& rows, const ConstStateRef& v,
+                            StateRef eps_out, StateRef jvp_out) const {
+  by_class(rows, static_cast<long>(x.rows()), [&](const GmmModel& m, const std::vector<Eigen::Index>* index) {
+    if (index == nullptr) {
+      m.eps_jvp(x, t, v, eps_out, jvp_out);
+      return;
+    }
+    State xs = x(*index, Eigen::all), vs = v(*index, Eigen::all), es(xs.rows(), xs.cols()), js(xs.rows(), xs.cols());
+    m.eps_jvp(xs, t, vs, es, js);
+    eps_out(*index, Eigen::all) = es;
+    jvp_out(*index, Eigen::all) = js;
+  });
+}
+
+void GmmModel::log_density_rows(const ConstStateRef& x, double t, const ModelRows& rows,
+                                Eigen::Ref<BatchVector> out) const {
+  by_class(rows, static_cast<long>(x.rows()), [&](const GmmModel& m, const std::vector<Eigen::Index>* index) {
+    if (index == nullptr) {
+      m.log_density(x, t, out);
+      return;
+    }
+    State xs = x(*index, Eigen::all);
+    BatchVector ls(xs.rows());
+    m.log_density(xs, t, ls);
+    out(*index) = ls;
+  });
 }
 
 GmmModel GmmModel::builtin_2d(std::shared_ptr<const Schedule> schedule) {

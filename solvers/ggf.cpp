@@ -79,7 +79,7 @@ void GgfSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doubl
       const double h = tn - t;              // < 0
       const FieldAt c0 = field_at(sch, t), c1 = field_at(sch, tn);
       const double g0 = c0.g(), g1 = c1.g();
-      context.eps(xr_, t, eps_);
+      context.eps_rows(static_cast<long>(r), xr_, t, eps_);
       f0_ = reverse_sde_drift(c0, xr_, eps_);
       path.brownian_rows(t, tn, static_cast<std::uint64_t>(r), dw_);
       xp_ = xr_ + h * f0_ + g0 * dw_;  // Euler–Maruyama
@@ -90,7 +90,7 @@ void GgfSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doubl
         context.count_accepted();
         break;
       }
-      context.eps(xp_, tn, eps_);
+      context.eps_rows(static_cast<long>(r), xp_, tn, eps_);
       // Stochastic improved Euler: x'' = x + h/2 (f(x, t) + f(x', t_new)) + (g0 + g1)/2 dW
       xpp_ = xr_ + (0.5 * h) * (f0_ + c1.f * xp_ + c1.sde_eps() * eps_) +
              (0.5 * (g0 + g1)) * dw_;

@@ -1,6 +1,7 @@
 // Registry entries of the built-in models: "gaussian" and "gmm" (analytic data
 // distributions bound to the run's schedule, scores/) and "torchscript" (its factory is set
 // by diffsde::torch).
+#include <algorithm>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -94,8 +95,30 @@ std::unique_ptr<Model> make_gmm(const Params& params, const BuildContext& ctx) {
       if (!(stds(k, j) > 0.0))
         params.fail("stds", "entry [" + std::to_string(k) + "][" + std::to_string(j) +
                                 "] must be > 0, got " + json(stds(k, j)).dump());
+  // classes: [[components of class 0], [of class 1], ...]
+  std::vector<std::vector<int>> classes;
+  if (params.has("classes")) {
+    const json& c = params.value("classes");
+    if (!c.is_array() || c.empty())
+      params.fail("classes", "expected a non-empty list of lists of component indices, e.g. [[0], [1, 2]]");
+    for (std::size_t k = 0; k < c.size(); ++k) {
+      const std::string at = "class " + std::to_string(k) + " ";
+      if (!c[k].is_array() || c[k].empty())
+        params.fail("classes", at + "must be a non-empty list of component indices, got " + c[k].dump());
+      std::vector<int> members;
+      for (const json& m : c[k]) {
+        if (!m.is_number_integer() || m.get<long>() < 0 || m.get<long>() >= static_cast<long>(weights.size()))
+          params.fail("classes", at + "names " + m.dump() + "; the components are 0 .. " +
+                                     std::to_string(weights.size() - 1));
+        if (std::find(members.begin(), members.end(), m.get<int>()) != members.end())
+          params.fail("classes", at + "names component " + m.dump() + " twice");
+        members.push_back(m.get<int>());
+      }
+      classes.push_back(std::move(members));
+    }
+  }
   Eigen::VectorXd w = Eigen::Map<const Eigen::VectorXd>(weights.data(), static_cast<Eigen::Index>(weights.size()));
-  return std::make_unique<GmmModel>(std::move(schedule), std::move(w), means, std::move(stds));
+  return std::make_unique<GmmModel>(std::move(schedule), std::move(w), means, std::move(stds), std::move(classes));
 }
 
 json matrix_json(const Eigen::MatrixXd& m) {
@@ -152,7 +175,11 @@ void register_models(Registry<Model>& registry) {
                   "component means, K x dim (one row per weight)"},
                  {"stds", ParamType::matrix, matrix_json(builtin.stds()),
                   "component standard deviations (> 0), K x dim, or 1 x dim shared by all "
-                  "components"}},
+                  "components"},
+                 {"classes", ParamType::json, nullptr,
+                  "labelled mixture: [[components of class 0], [of class 1], ...]; the model then "
+                  "takes the input y (an int64 class per sample, -1: the whole mixture), and class "
+                  "c's law is its components' mixture"}},
                 make_gmm});
 
   registry.add({"torchscript",

@@ -269,7 +269,7 @@ bool Integrator::Impl::prepare(const SolverTraits& run_traits, const Schedule& s
       if (!b.noise) return false;
       b.draws_before = b.noise->draws();
     }
-    b.context.emplace(schedule, model, b.noise.get());
+    b.context.emplace(schedule, model, b.noise.get(), static_cast<long>(b.row0));
     b.failed_step = std::numeric_limits<long>::max();
     b.error = nullptr;
   }
@@ -340,6 +340,7 @@ Summary Integrator::Impl::run_split(const SolverTraits& run_traits,
     // Every block makes the whole batch's evaluations, steps and draws, except where each
     // sample steps on its own: then the blocks' counts add up.
     const std::size_t counted = run_traits.per_sample_steps ? blocks.size() : 1;
+    for (const Block& b : blocks) summary.network_rows += b.context->network_rows();
     for (std::size_t k = 0; k < counted; ++k) {
       summary.nfe += blocks[k].context->nfe();
       summary.accepted += blocks[k].context->accepted();
@@ -409,6 +410,7 @@ Summary Integrator::run(const Schedule& schedule, const Model& model,
   summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   summary.steps = static_cast<long>(times.size() - 1);
   summary.nfe = context.nfe();
+  summary.network_rows = context.network_rows();
   summary.accepted = traits.adaptive ? context.accepted() : summary.steps;
   summary.rejected = context.rejected();
   summary.draws = noise != nullptr ? noise->draws() - draws_before : 0;

@@ -223,7 +223,8 @@ enum class ByteOrder { little, native, big };
 
 // Maps a descr to a dtype, or throws naming what is unsupported.
 NpyDtype parse_descr(const std::string& file, const std::string& descr) {
-  const std::string supported = " (only float64 '<f8', float32 '<f4' and uint8 '|u1')";
+  const std::string supported =
+      " (only float64 '<f8', float32 '<f4', uint8 '|u1', int32 '<i4' and int64 '<i8')";
   std::string body = descr;
   ByteOrder order = ByteOrder::native;
   if (!body.empty() && (body[0] == '<' || body[0] == '>' || body[0] == '=' || body[0] == '|')) {
@@ -233,12 +234,14 @@ NpyDtype parse_descr(const std::string& file, const std::string& descr) {
     body = body.substr(1);
   }
   if (body == "u1") return NpyDtype::uint8;  // one byte: the byte order does not matter
-  if (body != "f8" && body != "f4")
+  if (body != "f8" && body != "f4" && body != "i8" && body != "i4")
     throw IoError(file, "unsupported dtype '" + descr + "'" + supported);
   const bool little =
       order == ByteOrder::little || (order == ByteOrder::native && host_little_endian());
   if (!little)
     throw IoError(file, "unsupported dtype '" + descr + "': big-endian data" + supported);
+  if (body == "i8") return NpyDtype::int64;
+  if (body == "i4") return NpyDtype::int32;
   return body == "f8" ? NpyDtype::float64 : NpyDtype::float32;
 }
 
@@ -305,7 +308,9 @@ NpyArray read_npy(const std::string& path) {
       throw IoError(path, "shape " + shape_repr(a.shape) + " is too large");
     count *= d;
   }
-  const std::size_t item = dtype == NpyDtype::float64 ? 8 : dtype == NpyDtype::float32 ? 4 : 1;
+  const std::size_t item = dtype == NpyDtype::float64 || dtype == NpyDtype::int64   ? 8
+                           : dtype == NpyDtype::float32 || dtype == NpyDtype::int32 ? 4
+                                                                                    : 1;
   if (count > std::numeric_limits<std::size_t>::max() / item)
     throw IoError(path, "shape " + shape_repr(a.shape) + " is too large");
   const std::size_t expected = count * item;
@@ -319,7 +324,20 @@ NpyArray read_npy(const std::string& path) {
                             " needs " + std::to_string(expected) + " bytes)");
 
   a.data.resize(count);
-  if (dtype == NpyDtype::uint8) {
+  a.dtype = dtype;
+  if (dtype == NpyDtype::int64 || dtype == NpyDtype::int32) {
+    a.ints.resize(count);
+    if (dtype == NpyDtype::int64) {
+      read_exact(f.get(), path, a.ints.data(), expected, expected, 0, "data");
+      if (!host_little_endian()) byteswap_in_place(a.ints.data(), count);
+    } else {
+      std::vector<std::int32_t> buf(count);
+      read_exact(f.get(), path, buf.data(), expected, expected, 0, "data");
+      if (!host_little_endian()) byteswap_in_place(buf.data(), count);
+      for (std::size_t i = 0; i < count; ++i) a.ints[i] = buf[i];
+    }
+    for (std::size_t i = 0; i < count; ++i) a.data[i] = static_cast<double>(a.ints[i]);
+  } else if (dtype == NpyDtype::uint8) {
     std::vector<unsigned char> bytes(count);
     read_exact(f.get(), path, bytes.data(), expected, expected, 0, "data");
     for (std::size_t i = 0; i < count; ++i) a.data[i] = static_cast<double>(bytes[i]);
@@ -369,7 +387,8 @@ std::string npy_header(const std::vector<std::size_t>& shape, NpyDtype dtype) {
 }  // namespace
 
 void write_npy(const std::string& path, const NpyArray& array, NpyDtype dtype) {
-  if (dtype == NpyDtype::uint8) throw IoError(path, "uint8 .npy files are read, not written");
+  if (dtype != NpyDtype::float64 && dtype != NpyDtype::float32)
+    throw IoError(path, "uint8 and integer .npy files are read, not written");
   std::size_t count = 1;
   for (std::size_t d : array.shape) {
     if (d != 0 && count > std::numeric_limits<std::size_t>::max() / d)

@@ -23,9 +23,10 @@ json default_sample_config() {
 
 namespace {
 
-const std::vector<std::string> kSampleKeys = {"schedule", "model", "grid",  "solver",
-                                              "batch",    "seed",  "first_sample", "init",
-                                              "noise",    "threads"};
+const std::vector<std::string> kSampleKeys = {"schedule", "model",  "grid",     "solver",
+                                              "batch",    "seed",   "first_sample", "init",
+                                              "noise",    "threads", "cond",   "uncond",
+                                              "guidance", "thresholding"};
 
 }  // namespace
 
@@ -58,6 +59,8 @@ SampleJob build_sample_job(const SampleConfig& config) {
   const Problem problem = build_problem(config);
   job.schedule = problem.schedule;
   job.model = problem.model;
+  job.base_model = problem.base_model;
+  job.cond = problem.cond;
   const BuildContext& context = problem.context;
   job.grid = grid_registry().create(config.grid, "grid", context);
   try {
@@ -97,6 +100,7 @@ nlohmann::json summary_json(const SampleJob& job, const Summary& summary) {
               {"grid", job.grid->name()},
               {"steps", summary.steps},
               {"nfe", summary.nfe},
+              {"network_rows", summary.network_rows},
               {"accepted", summary.accepted},
               {"rejected", summary.rejected},
               {"draws", summary.draws},
@@ -107,14 +111,18 @@ nlohmann::json summary_json(const SampleJob& job, const Summary& summary) {
               {"batch", job.x.rows()},
               {"dim", job.x.cols()},
               {"seed", job.config.seed}};
-  const auto* analytic = dynamic_cast<const AnalyticModel*>(job.model.get());
+  // The exact densities are those of the registry's model; with conditioning, each
+  // sample's log-density is that of its own inputs (a labelled mixture: its class).
+  const auto* analytic = dynamic_cast<const AnalyticModel*>(job.base_model ? job.base_model.get() : job.model.get());
   if (analytic != nullptr && job.x.rows() > 1) {
     const Eigen::MatrixXd x = job.x.matrix();
     const Eigen::VectorXd mean = x.colwise().mean().transpose();
     const Eigen::MatrixXd centered = x.rowwise() - mean.transpose();
     const Eigen::MatrixXd cov = centered.transpose() * centered / static_cast<double>(x.rows() - 1);
     BatchVector logp(job.x.rows());
-    analytic->log_density(job.x, 0.0, logp);
+    ModelRows rows;
+    rows.inputs = job.cond && !job.cond->empty() ? job.cond.get() : nullptr;
+    analytic->log_density_rows(job.x, 0.0, rows, logp);
     auto to_json = [](const Eigen::MatrixXd& m) {
       json a = json::array();
       for (Eigen::Index i = 0; i < m.rows(); ++i) {

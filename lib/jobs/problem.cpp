@@ -7,6 +7,7 @@
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
 #include "diffsde/npy.hpp"
+#include "problem_cond.hpp"
 
 namespace diffsde {
 
@@ -99,6 +100,7 @@ ProblemSpec parse_problem(const json& section, const std::string& path, const Pr
   }
   if (takes(rules, "noise") && section.contains("noise"))
     out.noise = parse_noise(section.at("noise"), join_path(path, "noise"), rules);
+  parse_conditioning(section, path, rules, out);
   return out;
 }
 
@@ -107,8 +109,16 @@ Problem build_problem(const ProblemSpec& spec) {
   std::shared_ptr<Schedule> schedule = schedule_registry().create(spec.schedule, join_path(spec.path, "schedule"));
   problem.schedule = schedule;
   problem.context = BuildContext{problem.schedule, spec.base_dir};
-  problem.model = model_registry().create(spec.model, join_path(spec.path, "model"), problem.context);
+  problem.base_model = model_registry().create(spec.model, join_path(spec.path, "model"), problem.context);
+  problem.model = problem.base_model;
+  condition_problem(spec, problem);
   return problem;
+}
+
+ModelRows Problem::rows() const {
+  ModelRows r;
+  r.inputs = cond && !cond->empty() ? cond.get() : nullptr;
+  return r;
 }
 
 State initial_noise(std::uint64_t seed, std::uint64_t first_sample, long batch, int dim) {

@@ -223,9 +223,10 @@ struct Parser {
   void parse_problem(const json& section) {
     const std::string path = join_path(kRoot, "problem");
     if (!section.is_object()) throw ConfigError(path, "expected an object, got " + json_type_name(section));
-    check_keys(section, {"schedule", "model", "batch", "seed", "init", "noise"}, path);
+    check_keys(section, {"schedule", "model", "batch", "seed", "init", "noise", "cond", "uncond", "guidance", "thresholding"},
+               path);
     ProblemRules rules;
-    rules.keys = {"batch", "seed", "init", "noise"};
+    rules.keys = {"batch", "seed", "init", "noise", "cond", "uncond", "guidance", "thresholding"};
     rules.default_batch = sweep.batch;
     rules.noise_sources = {"philox", "brownian_tree"};
     const ProblemSpec spec = diffsde::parse_problem(section, path, rules, sweep.base_dir);

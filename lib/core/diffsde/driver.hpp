@@ -22,6 +22,9 @@ struct Summary {
   long accepted = 0;     // accepted steps (adaptive solvers; = steps otherwise)
   long rejected = 0;     // rejected steps (adaptive solvers)
   std::uint64_t draws = 0;  // normal draws made from the noise source
+  // Rows the network evaluated, summed over the evaluations and the batch (batch x NFE,
+  // or twice that for classifier-free guidance in one batched call).
+  long long network_rows = 0;
   double seconds = 0;    // wall time of the integration
   double t_start = 0, t_end = 0;
   int threads = 1;       // threads the run used (row blocks integrated side by side)

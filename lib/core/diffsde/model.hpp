@@ -1,11 +1,14 @@
-// The model interface: a noise prediction eps(x, t) for a batch at one time.
+// The model interface: a noise prediction eps(x, t) for a batch at one time, optionally
+// with per-sample conditioning (conditioning.hpp).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "diffsde/conditioning.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/state.hpp"
@@ -24,6 +27,22 @@ class Model {
   // Must not depend on which other rows are in the batch.
   virtual void eps(const ConstStateRef& x, double t, StateRef out) const = 0;
 
+  // Conditioning. The inputs the model takes beside x and t (class labels, embeddings);
+  // empty for an unconditional model.
+  virtual std::vector<InputSpec> inputs() const { return {}; }
+  // eps for rows that are the samples `rows` says, with their inputs. This is what the
+  // solvers call (through SolverContext); the default ignores `rows` and calls eps(x, t,
+  // out), so an unconditional model implements eps() alone. A conditional model overrides
+  // both: eps(x, t, out) is then its output without inputs (its unconditional form, or an
+  // Error naming the missing input).
+  virtual void eps_rows(const ConstStateRef& x, double t, const ModelRows& /*rows*/,
+                        StateRef out) const {
+    eps(x, t, out);
+  }
+  // Network rows one evaluation of `rows` rows at t costs (a guided model evaluates each
+  // row twice), for the run summary.
+  virtual long network_rows(long rows, double /*t*/) const { return rows; }
+
   // Jacobian-vector products of eps, for likelihoods (the divergence of the PF-ODE drift).
   // True when eps_jvp is implemented (exactly: in closed form or by automatic
   // differentiation, never by finite differences).
@@ -38,7 +57,26 @@ class Model {
                 "' has no Jacobian-vector product of eps (eps_jvp); use a model that provides "
                 "one, or the finite-difference fallback");
   }
+  // eps_jvp for conditioned rows; the default ignores `rows`.
+  virtual void eps_jvp_rows(const ConstStateRef& x, double t, const ModelRows& /*rows*/,
+                            const ConstStateRef& v, StateRef eps_out, StateRef jvp_out) const {
+    eps_jvp(x, t, v, eps_out, jvp_out);
+  }
 };
+
+// A model from a function, in one line:
+//   auto model = diffsde::make_model(2, [](const ConstStateRef& x, double t, StateRef eps) {...});
+// and, for a conditional model, with the inputs it takes and a function that also gets the
+// rows (their samples and inputs):
+//   auto model = diffsde::make_model(2, {{"y", InputType::int64, {}, 10}},
+//       [](const ConstStateRef& x, double t, const ModelRows& rows, StateRef eps) {...});
+// The function is called from several threads at once when the driver runs on several.
+using EpsFunction = std::function<void(const ConstStateRef& x, double t, StateRef eps)>;
+using ConditionalEpsFunction =
+    std::function<void(const ConstStateRef& x, double t, const ModelRows& rows, StateRef eps)>;
+std::shared_ptr<Model> make_model(int dim, EpsFunction eps, std::string name = "function");
+std::shared_ptr<Model> make_model(int dim, std::vector<InputSpec> inputs, ConditionalEpsFunction eps,
+                                  std::string name = "function");
 
 // A model whose marginal densities p_t are known in closed form (analytic data
 // distributions pushed through the forward VP-SDE of its schedule).
@@ -49,6 +87,12 @@ class AnalyticModel : public Model {
   const Schedule& schedule() const { return *schedule_; }
   // log p_t(x) for every row of x (t = 0: the data distribution).
   virtual void log_density(const ConstStateRef& x, double t, Eigen::Ref<BatchVector> out) const = 0;
+  // log p_t(x | inputs) for conditioned rows (a labelled mixture: the law of the row's class);
+  // the default ignores `rows`.
+  virtual void log_density_rows(const ConstStateRef& x, double t, const ModelRows& /*rows*/,
+                                Eigen::Ref<BatchVector> out) const {
+    log_density(x, t, out);
+  }
   // Score grad_x log p_t(x) for every row (= -eps / sigma for t > 0).
   virtual void score(const ConstStateRef& x, double t, StateRef out) const = 0;
   // Mean and (diagonal-free) covariance of the data distribution p_0.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,12 +11,16 @@
 
 namespace diffsde {
 
-// uint8 is read (converted to double), never written.
-enum class NpyDtype { float64, float32, uint8 };
+// uint8, int32 and int64 are read, never written.
+enum class NpyDtype { float64, float32, uint8, int32, int64 };
 
 struct NpyArray {
   std::vector<std::size_t> shape;
   std::vector<double> data;  // C order, converted to double on read
+  // The file's dtype, and for int32 and int64 files the values exactly (data holds them
+  // converted to double too).
+  NpyDtype dtype = NpyDtype::float64;
+  std::vector<std::int64_t> ints;
   std::size_t size() const;
 };
 

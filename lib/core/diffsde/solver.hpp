@@ -63,16 +63,34 @@ struct SolverTraits {
 // steps for the run summary.
 class SolverContext {
  public:
-  SolverContext(const Schedule& schedule, const Model& model, NoiseSource* noise)
-      : schedule_(schedule), model_(model), noise_(noise) {}
+  // first_row: the index in the run's batch of the first row this context's solver steps
+  // (a row block of a split run starts further down); the model sees its rows as those
+  // samples (ModelRows::first_sample), so per-sample conditioning follows them.
+  SolverContext(const Schedule& schedule, const Model& model, NoiseSource* noise, long first_row = 0)
+      : schedule_(schedule), model_(model), noise_(noise) {
+    rows_.first_sample = static_cast<std::uint64_t>(first_row);
+  }
 
   const Schedule& schedule() const { return schedule_; }
   const Model& model() const { return model_; }
-  // eps(x, t) into out; one function evaluation.
+  // eps(x, t) into out for the rows the solver steps (all of them, from the first); one
+  // function evaluation.
   void eps(const ConstStateRef& x, double t, StateRef out) {
-    model_.eps(x, t, out);
+    model_.eps_rows(x, t, rows_, out);
     ++nfe_;
+    network_rows_ += model_.network_rows(static_cast<long>(x.rows()), t);
   }
+  // eps for x holding the solver's rows row .. row + x.rows() - 1 only (a solver that steps
+  // each sample on its own); one function evaluation.
+  void eps_rows(long row, const ConstStateRef& x, double t, StateRef out) {
+    model_.eps_rows(x, t, rows_.sub(row), out);
+    ++nfe_;
+    network_rows_ += model_.network_rows(static_cast<long>(x.rows()), t);
+  }
+  // The rows the solver steps, as the model sees them.
+  const ModelRows& rows() const { return rows_; }
+  // Network rows evaluated (Model::network_rows summed over the evaluations).
+  long long network_rows() const { return network_rows_; }
   bool has_noise() const { return noise_ != nullptr; }
   // The run's noise source; Error if the run has none.
   NoiseSource& noise();
@@ -87,7 +105,9 @@ class SolverContext {
   const Schedule& schedule_;
   const Model& model_;
   NoiseSource* noise_;
+  ModelRows rows_;
   long nfe_ = 0, accepted_ = 0, rejected_ = 0;
+  long long network_rows_ = 0;
 };
 
 class Solver {

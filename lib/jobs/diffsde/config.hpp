@@ -43,7 +43,11 @@ SampleConfig parse_sample_config(const nlohmann::json& config, const std::string
 struct SampleJob {
   SampleConfig config;
   std::shared_ptr<const Schedule> schedule;
+  // The model integrated (with its conditioning, guidance and thresholding layers), the
+  // registry's model beneath them, and the run's inputs (Problem in problem.hpp).
   std::shared_ptr<const Model> model;
+  std::shared_ptr<const Model> base_model;
+  std::shared_ptr<const Conditioning> cond;
   std::unique_ptr<Grid> grid;
   std::vector<double> times;
   std::unique_ptr<Solver> solver;

@@ -4,8 +4,14 @@
 // the JSON path (and the file where one is read).
 //
 //   sample:      the keys at the top level of the config ("batch", "seed", ...)
-//   sweep:       "problem": {"schedule", "model", "batch", "seed", "init", "noise"}
-//   likelihood:  the keys "schedule", "model" and "seed" at the top level
+//   sweep:       "problem": {"schedule", "model", "batch", "seed", "init", "noise", ...}
+//   likelihood:  the keys "schedule", "model" and "seed" at the top level, ...
+//
+// Conditioning (every command): "cond": {NAME: VALUE} gives the model's inputs (VALUE: a
+// number or list shared by every sample, a list of one label per sample, or a .npy path),
+// "uncond" the unconditional ones for guidance, "guidance": {"scale", "interval",
+// "interval_sigma", "rescale", "batched", "space"} and "thresholding": {"ratio", "max"} or
+// {"clip": [lo, hi]} wrap the model (scores/diffsde/scores/guidance.hpp).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "diffsde/conditioning.hpp"
 #include "diffsde/model.hpp"
 #include "diffsde/noise.hpp"
 #include "diffsde/registry.hpp"
@@ -27,7 +34,8 @@ namespace diffsde {
 struct ProblemRules {
   // The optional keys the command takes besides the required "schedule" and "model":
   // any of "batch", "seed", "first_sample", "init", "noise".
-  std::vector<std::string> keys = {"batch", "seed", "first_sample", "init", "noise"};
+  std::vector<std::string> keys = {"batch", "seed",  "first_sample", "init",        "noise",
+                                   "cond",  "uncond", "guidance",    "thresholding"};
   long default_batch = 16;
   // Noise sources "noise" may name: philox, brownian_tree, replay. A bare string is the
   // name of one of them, or else (where replay is allowed) the path of a replay file.
@@ -48,6 +56,9 @@ struct ProblemSpec {
   // {"name": "philox"}, {"name": "brownian_tree", "depth": 20} or {"name": "replay",
   // "path": "draws.npy"}; null: the command's default.
   nlohmann::json noise;
+  // Conditioning, as given (objects; null when absent). Checked for form here, against
+  // the model's inputs by build_problem.
+  nlohmann::json cond, uncond, guidance, thresholding;
   // JSON path of the section ("" for the top level), for the errors of later steps.
   std::string path;
   // Relative file names are resolved against this folder (the config file's).
@@ -62,8 +73,17 @@ ProblemSpec parse_problem(const nlohmann::json& section, const std::string& path
 // and PATH.model), and the context for making the grid, solver and metrics.
 struct Problem {
   std::shared_ptr<const Schedule> schedule;
+  // The model to integrate: the registry's model, wrapped with the conditioning, guidance
+  // and thresholding the spec gives (the registry's model itself when it gives none).
   std::shared_ptr<const Model> model;
+  // The registry's model (for the exact densities of an analytic one).
+  std::shared_ptr<const Model> base_model;
+  // The run's inputs (row i: sample i of the batch); empty without "cond".
+  std::shared_ptr<const Conditioning> cond;
   BuildContext context;
+  // The rows of the whole batch as the base model sees them (with the conditional inputs),
+  // for exact conditional densities.
+  ModelRows rows() const;
 };
 Problem build_problem(const ProblemSpec& spec);
 

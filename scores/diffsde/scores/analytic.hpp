@@ -39,8 +39,15 @@ class GaussianModel final : public AnalyticModel {
 class GmmModel final : public AnalyticModel {
  public:
   // weights: K (normalised here, must be > 0); means, stds: K x dim.
+  //
+  // classes (optional) makes it a labelled mixture: classes[c] lists the components of
+  // class c (each 0 .. K - 1, none twice), and class c's law is the mixture of those
+  // components with their weights renormalised. The model then takes the input "y", an
+  // int64 class per sample: row r's eps, score and log-density are those of class y (exact
+  // for every t); y = -1, or no input, gives the whole mixture (the unconditional law).
   GmmModel(std::shared_ptr<const Schedule> schedule, Eigen::VectorXd weights,
-           Eigen::MatrixXd means, Eigen::MatrixXd stds);
+           Eigen::MatrixXd means, Eigen::MatrixXd stds,
+           std::vector<std::vector<int>> classes = {});
   // The built-in 3-component 2-D mixture used by the demos and benchmarks.
   static GmmModel builtin_2d(std::shared_ptr<const Schedule> schedule);
   std::string name() const override { return "gmm"; }
@@ -56,13 +63,32 @@ class GmmModel final : public AnalyticModel {
   Eigen::VectorXd data_mean() const override;
   Eigen::MatrixXd data_covariance() const override;
   State sample_data(long n, std::uint64_t seed, std::uint64_t first_sample = 0) const override;
+
+  // The labelled form: input "y" when classes were given.
+  std::vector<InputSpec> inputs() const override;
+  void eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
+  void eps_jvp_rows(const ConstStateRef& x, double t, const ModelRows& rows, const ConstStateRef& v,
+                    StateRef eps_out, StateRef jvp_out) const override;
+  void log_density_rows(const ConstStateRef& x, double t, const ModelRows& rows,
+                        Eigen::Ref<BatchVector> out) const override;
+  const std::vector<std::vector<int>>& classes() const { return classes_; }
+  // Class c's law as a mixture of its own (c in 0 .. classes().size() - 1).
+  const GmmModel& class_model(int c) const;
+
   const Eigen::VectorXd& weights() const { return weights_; }
   const Eigen::MatrixXd& means() const { return means_; }
   const Eigen::MatrixXd& stds() const { return stds_; }
 
  private:
+  // Calls f(model, row_indices or nullptr for all rows) once per class present in rows'
+  // "y" (the whole mixture for -1 or no input).
+  template <class F>
+  void by_class(const ModelRows& rows, long n, F&& f) const;
+
   Eigen::VectorXd weights_;
   Eigen::MatrixXd means_, stds_;
+  std::vector<std::vector<int>> classes_;
+  std::vector<std::shared_ptr<const GmmModel>> class_models_;
 };
 
 }  // namespace diffsde
