@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Conditioning and guidance from the command line: the contract's keys run, give the same
+# samples whatever the split, and bad input is refused before any step with exit code 2
+# and the JSON path (or file) of the offending value.
+source "$(dirname "$0")/cli_common.sh" "$1"
+
+# expect_error NAME NEEDLE CONFIG_JSON: sample exits 2 naming NEEDLE and writes nothing.
+expect_error() {
+  local name=$1 needle=$2 config=$3
+  printf '%s' "$config" > "$work/$name.json"
+  "$bin" sample "$work/$name.json" --out "$work/$name.npy" > "$work/$name.out" 2> "$work/$name.err"
+  local rc=$?
+  [ "$rc" -eq 2 ]; check "$name: exit code $rc, expected 2: $(cat "$work/$name.err")" $?
+  grep -qF -- "$needle" "$work/$name.err"; rc=$?; check "$name: stderr lacks '$needle': $(cat "$work/$name.err")" $rc
+  [ ! -e "$work/$name.npy" ]; check "$name: output file was written" $?
+}
+
+# A labelled version of the built-in mixture: class 0 = component 0, class 1 = components 1, 2.
+head='"schedule":{"name":"vp_linear"},"model":{"name":"gmm","classes":[[0],[1,2]]},"grid":{"name":"logSNR","steps":20,"t_start":1,"t_end":1e-3},"solver":{"name":"dpm_solver","order":2},"batch":6,"seed":3'
+
+# Per-sample labels from the JSON and from an int64 .npy give the same samples, and 1 and 2
+# threads and the batched or two-call guidance give the same bytes.
+/usr/bin/python3 -c "import numpy as np; np.save('$work/y.npy', np.array([0,1,1,0,-1,1], dtype=np.int64)); np.save('$work/y32.npy', np.array([0,1,1,0,-1,1], dtype=np.int32)); np.save('$work/yf.npy', np.zeros(6)); np.save('$work/y5.npy', np.zeros(5, dtype=np.int64))"
+run() {  # run NAME CONFIG_TAIL
+  printf '{%s,%s}' "$head" "$2" > "$work/$1.json"
+  "$bin" sample "$work/$1.json" --out "$work/$1.npy" --summary "$work/$1.s.json" > "$work/$1.out" 2>&1
+  local rc=$?; check "$1 runs: $(cat "$work/$1.out")" $rc
+}
+run list '"cond":{"y":[0,1,1,0,-1,1]},"guidance":{"scale":3}'
+run file '"cond":{"y":"y.npy"},"guidance":{"scale":3}'
+run file32 '"cond":{"y":"y32.npy"},"guidance":{"scale":3}'
+run threads '"cond":{"y":"y.npy"},"guidance":{"scale":3},"threads":2'
+run twocalls '"cond":{"y":"y.npy"},"guidance":{"scale":3,"batched":false},"threads":2'
+for other in file file32 threads twocalls; do
+  cmp -s "$work/list.npy" "$work/$other.npy"; check "list and $other give the same samples" $?
+done
+grep -q '"network_rows": 240' "$work/list.s.json"; check "guided: 20 steps x 6 rows x 2 network rows: $(grep network_rows "$work/list.s.json")" $?
+grep -q '"nfe": 20' "$work/list.s.json"; check "guided: 20 model evaluations" $?
+
+# Guidance scale 0 is the unconditional model; scale 1 and no guidance are the conditional one.
+run s0 '"cond":{"y":1},"guidance":{"scale":0}'
+run plain '"threads":1'
+cmp -s "$work/s0.npy" "$work/plain.npy"; check "scale 0 = the unconditional mixture" $?
+run s1 '"cond":{"y":1},"guidance":{"scale":1}'
+run cond1 '"cond":{"y":1}'
+cmp -s "$work/s1.npy" "$work/cond1.npy"; check "scale 1 = the conditional model" $?
+grep -q '"network_rows": 120' "$work/s1.s.json"; check "scale 1: one network row per row" $?
+run interval '"cond":{"y":1},"guidance":{"scale":4,"interval":[0.3,0.7],"rescale":0.5,"space":"x0"},"thresholding":{"ratio":0.9,"max":2}'
+run clip '"cond":{"y":1},"thresholding":{"clip":[-1,1]}'
+
+# Bad input: exit 2 naming the place, before any step.
+expect_error uncond_model 'cond.y: model '"'"'gmm'"'"' takes no conditioning' \
+  '{"schedule":{"name":"vp_linear"},"model":{"name":"gmm"},"grid":{"name":"logSNR","steps":5},"solver":{"name":"ddim"},"cond":{"y":1}}'
+expect_error guide_uncond_model 'guidance: model '"'"'gmm'"'"' takes no conditioning' \
+  '{"schedule":{"name":"vp_linear"},"model":{"name":"gmm"},"grid":{"name":"logSNR","steps":5},"solver":{"name":"ddim"},"guidance":{"scale":2}}'
+expect_error label_range 'cond.y: label 5 (row 0) is out of range' "{$head,\"cond\":{\"y\":5}}"
+expect_error label_float 'cond.y: input '"'"'y'"'"' takes integer class labels' "{$head,\"cond\":{\"y\":0.5}}"
+expect_error label_count 'cond.y: has 4 values' "{$head,\"cond\":{\"y\":[0,1,0,1]}}"
+expect_error unknown_input "cond.label: model 'gmm' has no input 'label'" "{$head,\"cond\":{\"label\":1}}"
+expect_error cond_type 'cond.y: expected a number, a list of numbers or the path of a .npy file' "{$head,\"cond\":{\"y\":true}}"
+expect_error cond_form 'cond: expected an object' "{$head,\"cond\":[1]}"
+expect_error file_float 'yf.npy: holds floating-point values' "{$head,\"cond\":{\"y\":\"yf.npy\"}}"
+expect_error file_rows 'y5.npy: has 5 rows; expected 6' "{$head,\"cond\":{\"y\":\"y5.npy\"}}"
+expect_error file_missing 'nothere.npy: file not found' "{$head,\"cond\":{\"y\":\"nothere.npy\"}}"
+expect_error no_cond 'cond: guidance needs the conditional inputs' "{$head,\"guidance\":{\"scale\":2}}"
+expect_error scale_missing 'guidance.scale: is required' "{$head,\"cond\":{\"y\":1},\"guidance\":{}}"
+expect_error rescale_range 'guidance.rescale: must be between 0 and 1' "{$head,\"cond\":{\"y\":1},\"guidance\":{\"scale\":2,\"rescale\":2}}"
+expect_error interval_order 'guidance.interval: must be [t_lo, t_hi]' "{$head,\"cond\":{\"y\":1},\"guidance\":{\"scale\":2,\"interval\":[0.8,0.2]}}"
+expect_error space 'guidance.space: expected one of eps, x0, v' "{$head,\"cond\":{\"y\":1},\"guidance\":{\"scale\":2,\"space\":\"x\"}}"
+expect_error guidance_key "guidance.scael: unknown key" "{$head,\"cond\":{\"y\":1},\"guidance\":{\"scale\":2,\"scael\":1}}"
+expect_error uncond_alone 'uncond: is used only with "guidance"' "{$head,\"cond\":{\"y\":1},\"uncond\":{\"y\":-1}}"
+expect_error uncond_range 'uncond.y: label 7 (row 0) is out of range' "{$head,\"cond\":{\"y\":1},\"uncond\":{\"y\":7},\"guidance\":{\"scale\":2}}"
+expect_error ratio 'thresholding.ratio: must be in (0, 1]' "{$head,\"thresholding\":{\"ratio\":1.5}}"
+expect_error tmax 'thresholding.max: must be finite and >= 1' "{$head,\"thresholding\":{\"max\":0.5}}"
+expect_error clip_mixed 'thresholding.clip: static clipping takes no ratio or max' "{$head,\"thresholding\":{\"clip\":[-1,1],\"ratio\":0.9}}"
+expect_error clip_order 'thresholding.clip: must be [lo, hi]' "{$head,\"thresholding\":{\"clip\":[1,-1]}}"
+expect_error classes_range 'model.classes: class 1 names 3; the components are 0 .. 2' \
+  '{"schedule":{"name":"vp_linear"},"model":{"name":"gmm","classes":[[0],[1,3]]},"grid":{"name":"logSNR","steps":5},"solver":{"name":"ddim"}}'
+
+echo "$passes passed, $failures failed"
+[ "$failures" -eq 0 ]
