@@ -77,5 +77,35 @@ expect_error clip_order 'thresholding.clip: must be [lo, hi]' "{$head,\"threshol
 expect_error classes_range 'model.classes: class 1 names 3; the components are 0 .. 2' \
   '{"schedule":{"name":"vp_linear"},"model":{"name":"gmm","classes":[[0],[1,3]]},"grid":{"name":"logSNR","steps":5},"solver":{"name":"ddim"}}'
 
+# A sweep with per-sample labels across reference chunks (300 samples: chunks of 256 and
+# 44): the reference solves each chunk with its own rows' labels, so a converged solver's
+# path error is small, and log_likelihood is each sample's exact conditional log-density.
+/usr/bin/python3 -c "import numpy as np; np.save('$work/y300.npy', (np.arange(300) % 3 == 0).astype(np.int64))"
+cat > "$work/sweep.json" <<JSON
+{"problem": {"schedule": "vp_linear", "model": {"name": "gmm", "classes": [[0], [1, 2]]}, "batch": 300, "seed": 1,
+             "cond": {"y": "y300.npy"}, "guidance": {"scale": 1.5}, "noise": "philox"},
+ "reference": {"ode": {"solver": {"name": "pf_ode", "rtol": 1e-10, "atol": 1e-10}, "grid": {"name": "time_uniform", "steps": 1}}},
+ "solvers": [{"name": "dpm_solver", "order": 3}],
+ "grids": [{"name": "logSNR", "t_end": 0.001}], "steps": [100], "seeds": [0],
+ "metrics": ["path_error", "log_likelihood"]}
+JSON
+"$bin" sweep "$work/sweep.json" --out "$work/sweep.jsonl" --quiet > "$work/sweep.out" 2>&1
+rc=$?; check "conditional sweep runs: $(cat "$work/sweep.out")" $rc
+/usr/bin/python3 - "$work/sweep.jsonl" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+cells = [l for l in lines if l.get("status") == "ok"]
+assert len(cells) == 1, lines
+m = cells[0]["metrics"]
+assert m["path_rms"] < 2e-3 and m["path_max"] < 0.05, m
+assert -4 < m["log_likelihood"] < 0, m
+assert cells[0]["network_rows"] == 2 * 300 * cells[0]["nfe"], cells[0]
+PY
+check "conditional sweep: small path error across chunks, conditional log-likelihood, network rows" $?
+sed 's/"path_error", "log_likelihood"/"frechet"/' "$work/sweep.json" > "$work/sweep_frechet.json"
+"$bin" sweep "$work/sweep_frechet.json" --out "$work/sweep_frechet.jsonl" --quiet > "$work/sweep_frechet.out" 2>&1
+rc=$?; [ "$rc" -eq 2 ] && grep -qF "frechet compares the samples with the unconditional data law" "$work/sweep_frechet.out"
+check "frechet on a conditional sweep: exit 2 with the reason: rc $rc, $(cat "$work/sweep_frechet.out")" $?
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

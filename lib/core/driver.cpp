@@ -41,6 +41,10 @@ void TrajectoryObserver::on_step(long /*step*/, double t, const State& x) {
 }
 
 bool DriverOptions::is_valid(std::string* error) const {
+  if (first_row < 0) {
+    if (error != nullptr) *error = "first_row must be >= 0, got " + std::to_string(first_row);
+    return false;
+  }
   if (threads < 0 || threads > kMaxThreads) {
     if (error != nullptr)
       *error = "threads must be between 0 (all cores) and " + std::to_string(kMaxThreads) +
@@ -269,7 +273,7 @@ bool Integrator::Impl::prepare(const SolverTraits& run_traits, const Schedule& s
       if (!b.noise) return false;
       b.draws_before = b.noise->draws();
     }
-    b.context.emplace(schedule, model, b.noise.get(), static_cast<long>(b.row0));
+    b.context.emplace(schedule, model, b.noise.get(), options.first_row + static_cast<long>(b.row0));
     b.failed_step = std::numeric_limits<long>::max();
     b.error = nullptr;
   }
@@ -399,7 +403,7 @@ Summary Integrator::run(const Schedule& schedule, const Model& model,
     b.noise.reset();
   }
 
-  SolverContext context(schedule, model, noise);
+  SolverContext context(schedule, model, noise, options.first_row);
   const std::uint64_t draws_before = noise != nullptr ? noise->draws() : 0;
   for (auto* o : observers) o->on_start(times.front(), x);
   solver.init(context, x, times);

@@ -18,6 +18,15 @@ using nlohmann::json;
 
 namespace {
 
+// Metrics that compare the samples with the (unconditional) data law cannot judge a
+// conditional run: they are refused there, naming the one that can.
+void unconditional_only(const MetricSetup& setup, const std::string& metric) {
+  if (setup.cond && !setup.cond->empty())
+    throw ConfigError(setup.path, metric + " compares the samples with the unconditional data law, but the problem "
+                                           "has per-sample inputs (\"cond\"); use log_likelihood, the exact "
+                                           "conditional log-density of each sample");
+}
+
 const AnalyticModel& analytic_model(const MetricSetup& setup, const std::string& metric, const std::string& why) {
   const auto* analytic = dynamic_cast<const AnalyticModel*>(setup.model.get());
   if (analytic == nullptr)
@@ -48,9 +57,17 @@ class LogLikelihoodMetric final : public SweepMetric {
   void prepare(const MetricSetup& setup) override {
     analytic_model(setup, "log_likelihood", "its exact data density");
   }
+  // With per-sample inputs, each sample's density is that of its own inputs (a labelled
+  // mixture: log p(x | y) of its class).
   void compute(const MetricInput& input, json& values) const override {
-    values["log_likelihood"] =
-        mean_log_likelihood(dynamic_cast<const AnalyticModel&>(input.model), input.samples);
+    const auto& model = dynamic_cast<const AnalyticModel&>(input.model);
+    if (input.rows == nullptr) {
+      values["log_likelihood"] = mean_log_likelihood(model, input.samples);
+      return;
+    }
+    BatchVector logp(input.samples.rows());
+    model.log_density_rows(input.samples, 0.0, *input.rows, logp);
+    values["log_likelihood"] = logp.mean();
   }
 };
 
@@ -58,6 +75,7 @@ class FrechetMetric final : public SweepMetric {
  public:
   std::string name() const override { return "frechet"; }
   void prepare(const MetricSetup& setup) override {
+    unconditional_only(setup, "frechet");
     analytic_model(setup, "frechet", "the exact data mean and covariance (for image models use "
                                      "feature_frechet, see docs/metrics.md)");
     if (setup.batch < 2) throw ConfigError(setup.path, "frechet needs a batch of at least 2 samples");
@@ -80,6 +98,7 @@ class SlicedW2Metric final : public SweepMetric {
   }
   std::string name() const override { return "sliced_w2"; }
   void prepare(const MetricSetup& setup) override {
+    unconditional_only(setup, "sliced_w2");
     const auto& model = analytic_model(setup, "sliced_w2", "exact data samples");
     const std::uint64_t seed = seed_.value_or(setup.seed);
     data_ = model.sample_data(data_samples_ > 0 ? data_samples_ : setup.batch, seed);
@@ -108,6 +127,7 @@ class MmdMetric final : public SweepMetric {
   }
   std::string name() const override { return "mmd"; }
   void prepare(const MetricSetup& setup) override {
+    unconditional_only(setup, "mmd");
     const auto& model = analytic_model(setup, "mmd", "exact data samples");
     n_ = std::min(samples_, setup.batch);
     if (n_ < 3) throw ConfigError(setup.path, "mmd needs a batch of at least 3 samples");
@@ -146,6 +166,7 @@ class FeatureFrechetMetric final : public SweepMetric {
   }
   std::string name() const override { return "feature_frechet"; }
   void prepare(const MetricSetup& setup) override {
+    unconditional_only(setup, "feature_frechet");
     if (setup.batch < 2) throw ConfigError(setup.path, "feature_frechet needs a batch of at least 2 samples");
     options_.path = resolve_path(setup.base_dir, options_.path);
     const BuildContext context{nullptr, setup.base_dir};

@@ -233,6 +233,8 @@ struct Parser {
     const Problem problem = build_problem(spec);
     sweep.schedule = problem.schedule;
     sweep.model = problem.model;
+    sweep.base_model = problem.base_model;
+    sweep.cond = problem.cond;
     context = problem.context;
     sweep.batch = spec.batch;
     sweep.seed = spec.seed;
@@ -338,7 +340,7 @@ struct Parser {
       if (std::find(sweep.metric_names.begin(), sweep.metric_names.end(), name) != sweep.metric_names.end())
         throw ConfigError(path, "metric '" + name + "' is listed twice");
       std::shared_ptr<SweepMetric> metric = metric_registry().create(list[i], path, context);
-      MetricSetup setup{sweep.model, sweep.batch, sweep.seed, path, sweep.base_dir,
+      MetricSetup setup{sweep.base_model ? sweep.base_model : sweep.model, sweep.cond, sweep.batch, sweep.seed, path, sweep.base_dir,
                         sweep.ode_reference.has_value() || sweep.sde_reference.has_value()};
       metric->prepare(setup);
       sweep.metric_names.push_back(name);

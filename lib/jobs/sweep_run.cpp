@@ -119,7 +119,9 @@ State run_reference(const Sweep& sweep, ReferenceKind kind, std::uint64_t seed, 
     auto solver = solver_registry().create(ref->solver, join_path(ref->path, "solver"), context);
     auto noise = make_noise(sweep, seed, static_cast<std::uint64_t>(r0));
     State xc = x.middleRows(r0, rows);
-    const Summary summary = integrate(*solver, *sweep.schedule, *sweep.model, times, xc, noise.get());
+    DriverOptions options;
+    options.first_row = r0;  // per-sample conditioning follows the chunk's rows
+    const Summary summary = integrate(*solver, *sweep.schedule, *sweep.model, times, xc, noise.get(), {}, options);
     if (kind == ReferenceKind::sde && summary.draws > 0)
       throw Error(ref->path + ": the stochastic reference drew independent normals instead of using the path");
     x.middleRows(r0, rows) = xc;
@@ -169,6 +171,7 @@ ordered_json run_cell(const Sweep& sweep, const SweepCell& cell, const State* re
     return line;
   }
   line["nfe"] = summary.nfe;
+  line["network_rows"] = summary.network_rows;
   // Model evaluations per sample: NFE itself, except for solvers that step each sample on
   // its own, whose NFE counts every sample's evaluations.
   line["evals_per_sample"] = solver->traits().per_sample_steps
@@ -186,7 +189,10 @@ ordered_json run_cell(const Sweep& sweep, const SweepCell& cell, const State* re
   line["reference"] = used_reference == nullptr ? ordered_json(nullptr)
                                                 : ordered_json(cell.stochastic ? "sde" : "ode");
   json values = json::object();
-  const MetricInput input{*sweep.model, x, used_reference};
+  ModelRows rows;
+  rows.inputs = sweep.cond && !sweep.cond->empty() ? sweep.cond.get() : nullptr;
+  const MetricInput input{sweep.base_model ? *sweep.base_model : *sweep.model, x, used_reference,
+                          rows.inputs != nullptr ? &rows : nullptr};
   for (const auto& metric : sweep.metrics) metric->compute(input, values);
   ordered_json metrics = ordered_json::object();
   for (const auto& item : values.items()) metrics[item.key()] = item.value();

@@ -69,6 +69,10 @@ struct DriverOptions {
   // cannot be cloned, or when the noise source cannot give row blocks.
   int threads = 1;
   static constexpr int kMaxThreads = 1024;
+  // The index in the whole batch of x's first row, when x is a part of a batch integrated
+  // on its own (a chunk): the model sees its rows as those samples (ModelRows), so that
+  // per-sample conditioning follows them. Noise sources carry their own first sample.
+  long first_row = 0;
 
   // True when usable; otherwise false with the reason in *error.
   bool is_valid(std::string* error = nullptr) const;

@@ -40,7 +40,11 @@ namespace diffsde {
 // frechet_distance (metrics.hpp); register it with metric_registry().add(...).
 
 struct MetricSetup {
+  // The problem's model as the registry made it (beneath any conditioning or guidance
+  // layer), for its exact densities and data.
   std::shared_ptr<const Model> model;
+  // The run's per-sample inputs ("cond"); empty for an unconditional problem.
+  std::shared_ptr<const Conditioning> cond;
   long batch = 0;           // samples per cell
   std::uint64_t seed = 0;   // the problem's seed (data samples, projections)
   std::string path;         // the metric's JSON path, for errors
@@ -49,9 +53,11 @@ struct MetricSetup {
 };
 
 struct MetricInput {
-  const Model& model;
+  const Model& model;       // MetricSetup::model
   const State& samples;     // the cell's samples at t_end
   const State* reference;   // the reference solve from the same x_T and noise, or null
+  // The samples' rows with their inputs (conditional densities); null: unconditional.
+  const ModelRows* rows = nullptr;
 };
 
 class SweepMetric {
@@ -110,7 +116,11 @@ struct Sweep {
   std::string base_dir;
   std::string hash;            // 16 hex digits: problem, references and metrics
   std::shared_ptr<const Schedule> schedule;
+  // The model integrated (with conditioning, guidance and thresholding layers), the
+  // registry's model beneath them and the run's inputs (Problem in problem.hpp).
   std::shared_ptr<const Model> model;
+  std::shared_ptr<const Model> base_model;
+  std::shared_ptr<const Conditioning> cond;
   long batch = 256;
   std::uint64_t seed = 0;
   std::optional<State> init;   // x_T for every seed, from problem.init
