@@ -73,6 +73,8 @@ int run_sample(const std::string& config_path, const std::string& out_path,
   if (!grid_path.empty()) write_png_grid(grid_path, job.x, shape);
 
   std::cout << summary.brief_report() << "\n";
+  if (summary.network_rows != static_cast<long long>(job.x.rows()) * summary.nfe)
+    std::cout << "network rows evaluated: " << summary.network_rows << " (guidance: conditional and unconditional)\n";
   const double rate = static_cast<double>(job.x.rows()) * static_cast<double>(summary.steps) /
                       std::max(summary.seconds, 1e-12);
   std::cout << "throughput: " << std::setprecision(3) << rate / 1e6 << " M samples x steps / s\n";
