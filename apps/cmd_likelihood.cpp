@@ -106,6 +106,14 @@ int run_likelihood(const std::string& config_path, const std::string& data_path,
   }
   const auto* analytic = dynamic_cast<const AnalyticModel*>(job.model.get());
   const auto first_sample = static_cast<std::uint64_t>(first);
+  try {
+    bind_likelihood_data(job, static_cast<long>(data.rows()), first_sample);
+  } catch (const ConfigError& e) {
+    throw ConfigError(e.path(), e.message() + " (in " + config_path + ")");
+  }
+  // Each row's exact density given its inputs (a labelled mixture: its class's).
+  ModelRows data_rows;
+  data_rows.inputs = job.cond && !job.cond->empty() ? job.cond.get() : nullptr;
 
   std::cout << "likelihood (" << to_string(config.method) << ") of " << data.rows() << " rows of "
             << data_path << " (dim " << dim << ") under " << job.model->name() << " on "
@@ -126,17 +134,18 @@ int run_likelihood(const std::string& config_path, const std::string& data_path,
   BatchVector exact(data.rows());
   bool has_exact = analytic != nullptr && config.data == DataKind::continuous;
   if (has_exact) {
-    analytic->log_density(data, 0.0, exact);
+    analytic->log_density_rows(data, 0.0, data_rows, exact);
     exact = -exact;
   }
 
   if (config.method == LikelihoodMethod::pf_ode) {
     LikelihoodOptions o = config.pf_ode;
     o.first_sample = first_sample;
+    o.cond = job.cond;
     const LikelihoodResult r = pf_ode_likelihood(*job.model, *job.schedule, data, o);
     BatchVector exact_t_min(data.rows());
     if (has_exact) {
-      analytic->log_density(data, r.t_min, exact_t_min);
+      analytic->log_density_rows(data, r.t_min, data_rows, exact_t_min);
       exact_t_min = -exact_t_min;
     }
     nll = r.nll;
@@ -178,6 +187,7 @@ int run_likelihood(const std::string& config_path, const std::string& data_path,
   } else {
     VlbOptions o = config.vlb;
     o.first_sample = first_sample;
+    o.cond = job.cond;
     const VlbResult r = variational_bound(*job.model, *job.schedule, data, o);
     nll = r.total;
     se = r.total_stderr;

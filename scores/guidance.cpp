@@ -45,6 +45,7 @@ ModelRows ConditionedModel::bound(const ModelRows& rows) const {
   ModelRows out;
   out.first_sample = first_sample_ + rows.first_sample;
   out.period = rows.period;
+  out.repeat = rows.repeat;
   out.inputs = cond_->empty() ? nullptr : cond_.get();
   out.input_row0 = static_cast<long>(rows.first_sample);
   return out;
@@ -129,6 +130,7 @@ ModelRows GuidedModel::rows_of(const Conditioning& c, const ModelRows& rows) con
   ModelRows out;
   out.first_sample = first_sample_ + rows.first_sample;
   out.period = rows.period;
+  out.repeat = rows.repeat;
   out.inputs = c.empty() ? nullptr : &c;
   out.input_row0 = static_cast<long>(rows.first_sample);
   return out;
@@ -170,6 +172,7 @@ void GuidedModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& ro
     ModelRows r2;
     r2.first_sample = first_sample_ + rows.first_sample;
     r2.period = static_cast<long>(n);
+    r2.repeat = rows.repeat;
     r2.inputs = inputs->empty() ? nullptr : inputs.get();
     r2.input_row0 = 0;
     model_->eps_rows(x2, t, r2, e2);

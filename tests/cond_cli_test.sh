@@ -107,5 +107,50 @@ sed 's/"path_error", "log_likelihood"/"frechet"/' "$work/sweep.json" > "$work/sw
 rc=$?; [ "$rc" -eq 2 ] && grep -qF "frechet compares the samples with the unconditional data law" "$work/sweep_frechet.out"
 check "frechet on a conditional sweep: exit 2 with the reason: rc $rc, $(cat "$work/sweep_frechet.out")" $?
 
+# likelihood: each row's density given its label, PF-ODE and VLB, against the exact
+# conditional density; a label file sliced by --first / --count; sampling layers refused.
+/usr/bin/python3 -c "
+import numpy as np
+np.save('$work/lx.npy', np.array([[-2.1, -0.9], [1.4, -1.2], [0.6, 1.8], [-1.0, 0.5]]))
+np.save('$work/ly.npy', np.array([0, 1, 1, -1], dtype=np.int64))"
+lmodel='{"name":"gmm","classes":[[0],[1,2]]}'
+printf '{"schedule":"vp_linear","model":%s,"t_min":1e-4,"cond":{"y":"ly.npy"},"solver":{"name":"pf_ode","stepper":"dopri5","rtol":1e-8,"atol":1e-8}}' "$lmodel" > "$work/lik.json"
+"$bin" likelihood "$work/lik.json" --data "$work/lx.npy" --out "$work/lik.jsonl" > "$work/lik.out" 2>&1
+rc=$?; check "conditional likelihood runs: $(cat "$work/lik.out")" $rc
+"$bin" likelihood "$work/lik.json" --data "$work/lx.npy" --out "$work/lik2.jsonl" --first 2 --count 2 > "$work/lik2.out" 2>&1
+rc=$?; check "conditional likelihood of rows 2..3 runs: $(cat "$work/lik2.out")" $rc
+printf '{"schedule":"vp_linear","model":%s,"t_min":1e-4,"solver":{"name":"pf_ode","stepper":"dopri5","rtol":1e-8,"atol":1e-8}}' "$lmodel" > "$work/likm.json"
+"$bin" likelihood "$work/likm.json" --data "$work/lx.npy" --out "$work/likm.jsonl" > /dev/null 2>&1
+/usr/bin/python3 - "$work/lik.jsonl" "$work/lik2.jsonl" "$work/likm.jsonl" <<'PY'
+import json, sys, math
+rows = [json.loads(l) for l in open(sys.argv[1])]
+part = [json.loads(l) for l in open(sys.argv[2])]
+whole = [json.loads(l) for l in open(sys.argv[3])]
+# An independent transcription of the labelled mixture's log-density at t = 0.
+W = [0.25, 0.35, 0.40]; M = [[-2.0, -1.0], [1.5, -1.5], [0.5, 2.0]]; S = [[0.4, 0.3], [0.3, 0.5], [0.5, 0.35]]
+X = [[-2.1, -0.9], [1.4, -1.2], [0.6, 1.8], [-1.0, 0.5]]; Y = [0, 1, 1, -1]
+classes = {0: [0], 1: [1, 2], -1: [0, 1, 2]}
+for r, x in enumerate(X):
+    ks = classes[Y[r]]; w = sum(W[k] for k in ks)
+    p = sum(W[k] / w * math.prod(math.exp(-0.5 * ((x[j] - M[k][j]) / S[k][j]) ** 2) / (S[k][j] * math.sqrt(2 * math.pi)) for j in range(2)) for k in ks)
+    assert abs(rows[r]["exact_nll"] + math.log(p)) < 1e-10, (r, rows[r], -math.log(p))
+    assert abs(rows[r]["nll"] - rows[r]["exact_nll_t_min"]) < 1e-2, rows[r]  # tolerance and the prior at t = 1
+assert [p["nll"] for p in part] == [rows[2]["nll"], rows[3]["nll"]], (part, rows)
+assert abs(whole[3]["nll"] - rows[3]["nll"]) < 1e-12  # label -1: the whole mixture
+assert abs(whole[1]["nll"] - rows[1]["nll"]) > 0.1    # label 1: its class, not the mixture
+PY
+check "conditional likelihood: exact conditional NLL, PF-ODE close to it, --first/--count slice the labels" $?
+printf '{"schedule":"vp_linear","model":%s,"method":"vlb","vlb":{"steps":200,"draws":2},"cond":{"y":"ly.npy"}}' "$lmodel" > "$work/vlb.json"
+"$bin" likelihood "$work/vlb.json" --data "$work/lx.npy" --out "$work/vlb.jsonl" > "$work/vlb.out" 2>&1
+rc=$?; check "conditional VLB runs: $(cat "$work/vlb.out")" $rc
+printf '{"schedule":"vp_linear","model":%s,"cond":{"y":1},"guidance":{"scale":2}}' "$lmodel" > "$work/likg.json"
+"$bin" likelihood "$work/likg.json" --data "$work/lx.npy" --out "$work/likg.jsonl" > "$work/likg.out" 2>&1
+rc=$?; [ "$rc" -eq 2 ] && grep -qF "guidance: is a sampling layer" "$work/likg.out"
+check "likelihood refuses guidance: rc $rc, $(cat "$work/likg.out")" $?
+printf '{"schedule":"vp_linear","model":%s,"cond":{"y":"y5.npy"}}' "$lmodel" > "$work/likr.json"
+"$bin" likelihood "$work/likr.json" --data "$work/lx.npy" --out "$work/likr.jsonl" > "$work/likr.out" 2>&1
+rc=$?; [ "$rc" -eq 2 ] && grep -qF "y5.npy: has 5 rows; expected 4" "$work/likr.out"
+check "likelihood: a label file with the wrong rows: rc $rc, $(cat "$work/likr.out")" $?
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -115,6 +115,34 @@ Conditioning Conditioning::slice(long first, long count) const {
   return out;
 }
 
+Conditioning Conditioning::repeat(long first, long count, long times) const {
+  Conditioning out;
+  for (const auto& in : inputs_) {
+    if (in.rows() == 1) {
+      out.inputs_.push_back(in);
+      continue;
+    }
+    if (first < 0 || count < 0 || times < 1 || first + count > in.rows())
+      throw Error("model input '" + in.name() + "': rows " + std::to_string(first) + " .. " +
+                  std::to_string(first + count - 1) + " asked of " + std::to_string(in.rows()));
+    const long size = in.size();
+    if (in.type() == InputType::int64) {
+      std::vector<std::int64_t> v;
+      v.reserve(static_cast<std::size_t>(count * times * size));
+      for (long r = first; r < first + count; ++r)
+        for (long k = 0; k < times; ++k) v.insert(v.end(), in.int_row(r), in.int_row(r) + size);
+      out.inputs_.push_back(ModelInput::ints(in.name(), in.shape(), std::move(v)));
+    } else {
+      std::vector<double> v;
+      v.reserve(static_cast<std::size_t>(count * times * size));
+      for (long r = first; r < first + count; ++r)
+        for (long k = 0; k < times; ++k) v.insert(v.end(), in.float_row(r), in.float_row(r) + size);
+      out.inputs_.push_back(ModelInput::floats(in.name(), in.shape(), std::move(v)));
+    }
+  }
+  return out;
+}
+
 Conditioning Conditioning::stack(const Conditioning& a, long a_first, const Conditioning& b, long b_first,
                                  long count) {
   if (a.inputs_.size() != b.inputs_.size())

@@ -61,9 +61,17 @@ class AugmentedRhs {
   int size() const { return d_ + accumulators_; }
   int accumulators() const { return accumulators_; }
 
-  // Draws the probes of sample `sample` (Hutchinson): probe k is draw k of the probe stream.
-  void set_sample(std::uint64_t sample) {
+  // Draws the probes of sample `sample` (Hutchinson): probe k is draw k of the probe stream;
+  // the model's inputs are those of data row `row`, shared by the evaluation's rows.
+  void set_sample(std::uint64_t sample, Eigen::Index row) {
     nfe_ = 0;
+    rows_of_call_ = ModelRows{};
+    rows_of_call_.first_sample = sample;
+    rows_of_call_.repeat = rows_;  // every row of a call is this sample
+    if (options_.cond && !options_.cond->empty()) {
+      sample_cond_ = options_.cond->slice(static_cast<long>(row), 1);
+      rows_of_call_.inputs = &sample_cond_;
+    }
     if (options_.trace == TraceMethod::exact) return;
     for (int k = 0; k < rows_; ++k) {
       philox_normals(options_.seed, NoiseStream::probe, sample, static_cast<std::uint32_t>(k),
@@ -78,9 +86,9 @@ class AugmentedRhs {
     const Eigen::Map<const Eigen::Array<double, 1, Eigen::Dynamic>> x(y.data(), d_);
     x_.rowwise() = x;
     if (options_.jvp == JvpMethod::model)
-      model_.eps_jvp(x_, t, v_, eps_, jvp_);
+      model_.eps_jvp_rows(x_, t, rows_of_call_, v_, eps_, jvp_);
     else
-      eps_jvp_finite_difference(model_, x_, t, v_, eps_, jvp_, options_.fd_step);
+      eps_jvp_finite_difference(model_, rows_of_call_, x_, t, v_, eps_, jvp_, options_.fd_step);
     ++nfe_;
     // The PF-ODE's right-hand side f x + g^2/(2 sigma) eps (vector_field.hpp).
     const double e = c.ode_eps();
@@ -104,6 +112,8 @@ class AugmentedRhs {
   const LikelihoodOptions& options_;
   int d_, rows_ = 0, accumulators_ = 0;
   State x_, v_, eps_, jvp_;
+  Conditioning sample_cond_;
+  ModelRows rows_of_call_;
   long nfe_ = 0;
 };
 
@@ -290,13 +300,13 @@ State dequantize_image8(const State& data, std::uint64_t seed, std::uint64_t fir
   return out;
 }
 
-void eps_jvp_finite_difference(const Model& model, const ConstStateRef& x, double t,
+void eps_jvp_finite_difference(const Model& model, const ModelRows& rows, const ConstStateRef& x, double t,
                                const ConstStateRef& v, StateRef eps_out, StateRef jvp_out,
                                double fd_step) {
   if (v.rows() != x.rows() || v.cols() != x.cols() || eps_out.rows() != x.rows() ||
       eps_out.cols() != x.cols() || jvp_out.rows() != x.rows() || jvp_out.cols() != x.cols())
     throw Error("eps_jvp_finite_difference: x, v, eps_out and jvp_out must have one shape");
-  model.eps(x, t, eps_out);
+  model.eps_rows(x, t, rows, eps_out);
   const Eigen::Index n = x.rows();
   BatchVector norm = v.matrix().rowwise().norm().array();
   BatchVector h(n);
@@ -307,8 +317,8 @@ void eps_jvp_finite_difference(const Model& model, const ConstStateRef& x, doubl
     plus.row(r) = x.row(r) + scale * v.row(r);
     minus.row(r) = x.row(r) - scale * v.row(r);
   }
-  model.eps(plus, t, plus);
-  model.eps(minus, t, minus);
+  model.eps_rows(plus, t, rows, plus);
+  model.eps_rows(minus, t, rows, minus);
   for (Eigen::Index r = 0; r < n; ++r)
     jvp_out.row(r) = (plus.row(r) - minus.row(r)) * (norm(r) / (2.0 * h(r)));
 }
@@ -334,6 +344,11 @@ LikelihoodResult pf_ode_likelihood(const Model& model, const Schedule& schedule,
                 format_double(schedule.t_max()) + ", got t_min = " + format_double(options.t_min) +
                 " and t_max = " + format_double(t_max));
 
+  if (options.cond)
+    for (const auto& in : options.cond->inputs())
+      if (in.rows() != 1 && in.rows() != data.rows())
+        throw Error("likelihood: input '" + in.name() + "' has " + std::to_string(in.rows()) + " rows, the data " +
+                    std::to_string(data.rows()));
   const auto start = std::chrono::steady_clock::now();
   const Eigen::Index n = data.rows();
   LikelihoodResult result;
@@ -368,7 +383,7 @@ LikelihoodResult pf_ode_likelihood(const Model& model, const Schedule& schedule,
     for (Eigen::Index r = next++; r < n; r = next++) {
       const std::uint64_t sample = options.first_sample + static_cast<std::uint64_t>(r);
       try {
-        rhs.set_sample(sample);
+        rhs.set_sample(sample, r);
         std::fill(y.begin(), y.end(), 0.0);
         for (int j = 0; j < d; ++j) y[static_cast<std::size_t>(j)] = result.x(r, j);
         StepCounts counts;

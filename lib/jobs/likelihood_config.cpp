@@ -6,6 +6,7 @@
 #include "diffsde/error.hpp"
 #include "diffsde/problem.hpp"
 #include "diffsde/registry.hpp"
+#include "problem_cond.hpp"
 
 namespace diffsde {
 
@@ -13,9 +14,9 @@ using nlohmann::json;
 
 namespace {
 
-const std::vector<std::string> kKeys = {"schedule",  "model", "method", "solver",
-                                        "t_min",     "t_max", "trace",  "vlb",
-                                        "data_kind", "seed",  "threads"};
+const std::vector<std::string> kKeys = {"schedule",  "model", "method",  "solver", "t_min",
+                                        "t_max",     "trace", "vlb",     "data_kind", "seed",
+                                        "threads",   "cond",  "uncond",  "guidance", "thresholding"};
 
 // Keys used by one method only.
 const std::vector<std::string> kPfOdeKeys = {"solver", "t_min", "t_max", "trace"};
@@ -183,9 +184,14 @@ LikelihoodConfig parse_likelihood_config(const json& config, const std::string& 
   check_keys(config, kKeys, "");
   LikelihoodConfig out;
   out.base_dir = base_dir;
+  for (const char* key : {"uncond", "guidance", "thresholding"})
+    if (config.contains(key))
+      throw ConfigError(key, "is a sampling layer; the likelihood is the model's own density (of each row given its "
+                             "\"cond\" inputs)");
   ProblemRules rules;
-  rules.keys = {"seed"};
+  rules.keys = {"seed", "cond"};
   const ProblemSpec problem = parse_problem(config, "", rules, base_dir);
+  out.cond = problem.cond;
   out.schedule = problem.schedule;
   out.model = problem.model;
   out.seed = problem.seed;
@@ -238,6 +244,20 @@ LikelihoodConfig parse_likelihood_config(const json& config, const std::string& 
   return out;
 }
 
+void bind_likelihood_data(LikelihoodJob& job, long rows, std::uint64_t first) {
+  ProblemSpec spec;
+  spec.cond = job.config.cond;
+  spec.batch = rows;
+  spec.first_sample = first;
+  spec.base_dir = job.config.base_dir;
+  Problem problem;
+  problem.schedule = job.schedule;
+  problem.base_model = job.model;
+  problem.model = job.model;
+  condition_problem(spec, problem);
+  job.cond = problem.cond;
+}
+
 LikelihoodJob build_likelihood_job(const LikelihoodConfig& config) {
   LikelihoodJob job;
   job.config = config;
@@ -248,7 +268,7 @@ LikelihoodJob build_likelihood_job(const LikelihoodConfig& config) {
   spec.base_dir = config.base_dir;
   const Problem problem = build_problem(spec);
   job.schedule = problem.schedule;
-  job.model = problem.model;
+  job.model = problem.base_model;  // the conditioning is bound to the data rows later
   if (config.method == LikelihoodMethod::pf_ode) {
     const LikelihoodOptions& o = config.pf_ode;
     if (o.t_max > job.schedule->t_max())

@@ -213,15 +213,14 @@ Conditioning read_inputs(const json& object, const std::string& path, const std:
       const auto batch = spec.batch;
       const auto offset = static_cast<long>(spec.first_sample);
       if (rows != 1 && rows != batch) {
-        if (rows >= offset + batch && offset > 0) {
+        if (rows >= offset + batch) {
           first = offset;  // one row per global sample index: this run's rows
         } else {
           throw IoError(source.file, "has " + std::to_string(rows) + " rows; expected " + std::to_string(batch) +
-                                         " (one per sample of the batch), 1 (shared by every sample)" +
-                                         (offset > 0 ? " or at least first_sample + batch = " + std::to_string(offset + batch) +
-                                                           " (one per global sample index)"
-                                                     : "") +
-                                         " (" + source.path + ")");
+                                         " (one per sample of the batch), 1 (shared by every sample) or at least " +
+                                         std::to_string(offset + batch) +
+                                         " (one per global sample index, the run's from " + std::to_string(offset) +
+                                         " on) (" + source.path + ")");
         }
         rows = batch;
       }

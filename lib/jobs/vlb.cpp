@@ -201,6 +201,15 @@ VlbResult variational_bound(const Model& model, const Schedule& schedule, const 
   std::vector<double> values(static_cast<std::size_t>(M));
   for (Eigen::Index r0 = 0; r0 < rows; r0 += per_chunk) {
     const Eigen::Index n_rows = std::min(per_chunk, rows - r0);
+    // The chunk's inputs: data row r0 + i's for its M draws.
+    Conditioning chunk_cond;
+    ModelRows call_rows;
+    if (options.cond && !options.cond->empty()) {
+      chunk_cond = options.cond->repeat(static_cast<long>(r0), static_cast<long>(n_rows), M);
+      call_rows.inputs = &chunk_cond;
+    }
+    call_rows.first_sample = options.first_sample + static_cast<std::uint64_t>(r0);
+    call_rows.repeat = M;  // row i M + j: draw j of sample r0 + i
     x.resize(n_rows * M, d);
     eps_model.resize(n_rows * M, d);
     z.resize(n_rows * M, d);
@@ -220,7 +229,7 @@ VlbResult variational_bound(const Model& model, const Schedule& schedule, const 
           x.row(row) = alpha * x0.row(r0 + i) + sigma * z.row(row);
         }
       }
-      model.eps(x, c.tau[ns], eps_model);
+      model.eps_rows(x, c.tau[ns], call_rows, eps_model);
       ++result.model_calls;
       const double step_alpha = std::exp(log_ab - c.log_alpha_bar[ns - 1]);  // 1 - beta_n
       const double var_p = c.variance[ns];

@@ -66,6 +66,9 @@ class Conditioning {
   std::vector<std::string> names() const;
   // Rows [first, first + count) of every input.
   Conditioning slice(long first, long count) const;
+  // Rows [first, first + count), each `times` times in a row (row k of the result is row
+  // first + k / times); shared rows stay shared.
+  Conditioning repeat(long first, long count, long times) const;
   // For one batched call of two conditionings: the inputs of `a` for rows [a_first, a_first +
   // count), then those of `b` for rows [b_first, b_first + count) (2 count rows; shared rows
   // are repeated). Both must have the same names, types and shapes (Error otherwise).
@@ -78,29 +81,28 @@ class Conditioning {
 
 // What a model call sees beside x and t: which samples its rows are and their inputs.
 struct ModelRows {
-  // Row r is sample first_sample + r (with period > 0: first_sample + r % period, for a
-  // batch that holds the same samples several times, as a guided call does).
+  // Row r is sample first_sample + r; with period > 0, first_sample + r % period (a batch
+  // that holds the same samples several times over, as a guided call does); with repeat >
+  // 1, each sample fills `repeat` consecutive rows (first_sample + r / repeat, as the
+  // likelihoods' draws of one sample do).
   std::uint64_t first_sample = 0;
   long period = 0;
+  long repeat = 1;
   // The rows' inputs: row r's are row input_row0 + r of each input. Null: none given.
   const Conditioning* inputs = nullptr;
   long input_row0 = 0;
 
   std::uint64_t sample(long r) const {
-    return first_sample + static_cast<std::uint64_t>(period > 0 ? r % period : r);
+    return first_sample + static_cast<std::uint64_t>((period > 0 ? r % period : r) / repeat);
   }
   // The input of that name, or nullptr.
   const ModelInput* input(const std::string& name) const {
     return inputs == nullptr ? nullptr : inputs->find(name);
   }
-  // Rows [first, first + count) of these rows.
+  // The rows from row `first` on, as a call of their own (for repeat = 1).
   ModelRows sub(long first) const {
     ModelRows out = *this;
-    if (period > 0) {
-      out.first_sample = first_sample + static_cast<std::uint64_t>(first % period);
-    } else {
-      out.first_sample = first_sample + static_cast<std::uint64_t>(first);
-    }
+    out.first_sample = first_sample + static_cast<std::uint64_t>(period > 0 ? first % period : first);
     out.input_row0 = input_row0 + first;
     return out;
   }

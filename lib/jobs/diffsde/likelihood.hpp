@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,9 @@ struct LikelihoodOptions {
   std::uint64_t first_sample = 0;
   // Samples are independent ODEs; this many threads share them.
   int threads = 1;
+  // The model's per-sample inputs: row r of each is data row r's (one row: shared by every
+  // row). Null: an unconditional density.
+  std::shared_ptr<const Conditioning> cond;
 
   // True when usable; otherwise false with the reason in *error, starting with the field.
   bool is_valid(std::string* error = nullptr) const;
@@ -132,9 +136,15 @@ std::vector<int> image8_levels(const State& data);
 State dequantize_image8(const State& data, std::uint64_t seed, std::uint64_t first_sample);
 
 // The finite-difference fallback for Model::eps_jvp (see LikelihoodOptions::fd_step):
-// three eps calls on the batch. Not exact: its error is O(h^2) plus rounding O(eps/h).
-void eps_jvp_finite_difference(const Model& model, const ConstStateRef& x, double t,
+// three eps calls on the batch (Model::eps_rows with `rows`). Not exact: its error is O(h^2)
+// plus rounding O(eps/h).
+void eps_jvp_finite_difference(const Model& model, const ModelRows& rows, const ConstStateRef& x, double t,
                                const ConstStateRef& v, StateRef eps_out, StateRef jvp_out,
                                double fd_step = 1e-5);
+// The same without conditioning.
+inline void eps_jvp_finite_difference(const Model& model, const ConstStateRef& x, double t, const ConstStateRef& v,
+                                      StateRef eps_out, StateRef jvp_out, double fd_step = 1e-5) {
+  eps_jvp_finite_difference(model, ModelRows{}, x, t, v, eps_out, jvp_out, fd_step);
+}
 
 }  // namespace diffsde

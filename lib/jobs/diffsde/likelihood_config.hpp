@@ -42,6 +42,8 @@ struct LikelihoodConfig {
   DataKind data = DataKind::continuous;
   std::uint64_t seed = 0;
   int threads = 1;
+  // The model's inputs for each data row, as given ("cond"; null: none).
+  nlohmann::json cond;
   // Relative file names are resolved against this folder (the config file's).
   std::string base_dir;
 };
@@ -59,10 +61,17 @@ struct LikelihoodJob {
   LikelihoodConfig config;
   std::shared_ptr<const Schedule> schedule;
   std::shared_ptr<const Model> model;
+  // The inputs of the data rows (bind_likelihood_data); empty without "cond".
+  std::shared_ptr<const Conditioning> cond;
 };
 
 // Builds the schedule and the model and checks what needs them (t_max, the model's
 // Jacobian-vector products, the VLB's chain); ConfigError with the JSON path otherwise.
 LikelihoodJob build_likelihood_job(const LikelihoodConfig& config);
+
+// Reads the config's "cond" for `rows` data rows starting at data row `first` (a .npy with
+// one row per data row of the file is sliced from `first`) and checks it against the
+// model's inputs: ConfigError at cond.NAME, IoError naming the file. Sets job.cond.
+void bind_likelihood_data(LikelihoodJob& job, long rows, std::uint64_t first);
 
 }  // namespace diffsde

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "diffsde/likelihood.hpp"
@@ -69,6 +70,9 @@ struct VlbOptions {
   long batch = 4096;
   // Keep every sample's per-term values (rows x (N + 1)); else only their means.
   bool per_term = false;
+  // The model's per-sample inputs: row r of each is data row r's (one row: shared). Null:
+  // an unconditional bound.
+  std::shared_ptr<const Conditioning> cond;
 
   bool is_valid(std::string* error = nullptr) const;
 };
