@@ -29,6 +29,22 @@ if [ -e /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
   head -c 8 "$work/us.png" | grep -qF "PNG"; check "PNG grid written beside the .npy" $?
 fi
 
+# A conditional network (scripted by PyTorch, when it is installed): its metadata declares
+# y (10 classes), so "cond" gives the labels; a label out of range is an error at cond.y.
+if /usr/bin/python3 -c 'import torch' > /dev/null 2>&1; then
+  /usr/bin/python3 "$(dirname "$0")/torch/script_conditional_models.py" "$work"; rc=$?; check "conditional modules scripted" $rc
+  printf '%s' '{"schedule":{"name":"vp_linear"},"model":{"name":"torchscript","path":"label.pt","dtype":"float64"},"grid":{"name":"logSNR","steps":3,"t_end":0.001},"solver":{"name":"ddim"},"batch":4,"cond":{"y":1}}' > "$work/c.json"
+  "$bin" sample "$work/c.json" --out "$work/c.npy" > "$work/c.out" 2>&1; rc=$?; check "conditional sample: $(cat "$work/c.out")" $rc
+  head -c 128 "$work/c.npy" | grep -qF "'shape': (4, 3)"; check "conditional samples have shape (4, 3)" $?
+  sed 's/"y":1/"y":99/' "$work/c.json" > "$work/c99.json"
+  "$bin" sample "$work/c99.json" --out "$work/c99.npy" > /dev/null 2> "$work/c99.err"
+  [ $? -eq 2 ] && grep -qF "cond.y" "$work/c99.err"; rc=$?; check "label out of range names cond.y: $(cat "$work/c99.err")" $rc
+  # forward(x, t, emb) with emb declared nowhere: an error at load that names the argument.
+  printf '%s' '{"schedule":{"name":"vp_linear"},"model":{"name":"torchscript","path":"emb.pt"},"grid":{"name":"logSNR","steps":3},"solver":{"name":"ddim"},"batch":2}' > "$work/e.json"
+  "$bin" sample "$work/e.json" --out "$work/e.npy" > /dev/null 2> "$work/e.err"
+  [ $? -eq 2 ] && grep -qF "argument 'emb'" "$work/e.err"; rc=$?; check "undeclared forward argument named: $(cat "$work/e.err")" $rc
+fi
+
 # Errors name the place and exit 2; nothing is written.
 printf '%s' '{"steps":-3}' > "$work/bad.json"
 "$bin" train "$work/bad.json" --out "$work/bad.pt" > /dev/null 2> "$work/bad.err"

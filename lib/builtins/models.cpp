@@ -183,8 +183,8 @@ void register_models(Registry<Model>& registry) {
                 make_gmm});
 
   registry.add({"torchscript",
-                "A TorchScript network file predicting eps, x0 or v from (x (B, *shape), t (B,)); "
-                "needs the LibTorch build",
+                "A TorchScript network file predicting eps, x0 or v from (x (B, *shape), t (B,)) and "
+                "its declared inputs; needs the LibTorch build",
                 {{"path", ParamType::string, nullptr, "the TorchScript file (.pt)"},
                  {"shape", ParamType::numbers, nullptr,
                   "per-sample shape, e.g. [1, 28, 28]; unset: from the file's diffsde.json metadata"},
@@ -203,7 +203,11 @@ void register_models(Registry<Model>& registry) {
                  {"max_batch", ParamType::integer, 0,
                   "evaluate larger batches in chunks of this many rows (0: whole batch)"},
                  {"threads", ParamType::integer, 0,
-                  "LibTorch intra-op threads (0: LibTorch's default)"}},
+                  "LibTorch intra-op threads (0: LibTorch's default)"},
+                 {"inputs", ParamType::json, nullptr,
+                  "the inputs forward takes after x and t, passed by name: [{\"name\": \"y\", "
+                  "\"type\": \"int64\" | \"float64\", \"shape\": [] (-1: any length), \"classes\": 10, "
+                  "\"null\": 10, \"optional\": false}, ...]; unset: the file's metadata, else none"}},
                 make_torchscript});
 }
 

@@ -1,4 +1,5 @@
-// TorchScriptModel: the one adapter between the Eigen state and a LibTorch network.
+// TorchScriptModel: the one adapter between the Eigen state and a LibTorch network (x, t
+// and the declared inputs in, a prediction of x's shape out).
 #include <torch/script.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -22,6 +23,13 @@
 namespace diffsde {
 
 struct TorchScriptModel::Impl {
+  // An argument of forward after x and t, and the declared input it takes (-1: none).
+  struct ExtraArgument {
+    std::string name;
+    int input = -1;
+    bool kwarg_only = false, has_default = false, takes_none = false;
+  };
+
   std::shared_ptr<const Schedule> schedule;
   TorchModelOptions options;
   nlohmann::json metadata;
@@ -31,12 +39,29 @@ struct TorchScriptModel::Impl {
   Prediction prediction = Prediction::eps;
   bool discrete = false;
   int dim = 0;
+  // forward's names for x and t, and its arguments after them.
+  std::string x_name = "x", t_name = "t";
+  std::vector<ExtraArgument> extra;
   mutable std::atomic<long long> forward_ns{0};
   mutable std::atomic<long> forward_calls{0};
 
-  // The network's output for rows [r0, r0 + n) of x, as a (n, dim) double CPU tensor.
+  // The network's output for rows [r0, r0 + n) of x, whose inputs are rows
+  // rows.input_row0 + r0 + r of `rows`' inputs, as a tensor of xt's shape in the network's
+  // dtype. dry_run: the messages say it was the dry run.
   torch::Tensor forward(const ConstStateRef& x, Eigen::Index r0, Eigen::Index n, double t_net,
-                        bool grad, torch::Tensor* x_in = nullptr) const;
+                        const ModelRows& rows, bool grad, torch::Tensor* x_in = nullptr,
+                        bool dry_run = false) const;
+  // Rows [row0, row0 + n) of an input as a tensor (n, *shape) on the device: int64, or floats
+  // in the network's dtype.
+  torch::Tensor input_tensor(const ModelInput& input, long row0, long n) const;
+  // Checks a call's x and inputs: x's columns, every required input given with its
+  // declared type and enough rows.
+  void check_call(const ConstStateRef& x, const ModelRows& rows) const;
+  // Reads forward's schema and checks the declared inputs against it (Error naming the
+  // file and the argument). `source`: where the inputs were declared, for the messages.
+  void match_schema(const std::string& source);
+  // One forward on one row of zeros, inputs zeros (label 0), t = 0.5.
+  void dry_run() const;
   [[noreturn]] void fail(const std::string& message) const { throw Error(options.path + ": " + message); }
 };
 
@@ -66,31 +91,161 @@ torch::Tensor rows_tensor(const ConstStateRef& x, Eigen::Index r0, Eigen::Index 
 
 }  // namespace
 
+torch::Tensor TorchScriptModel::Impl::input_tensor(const ModelInput& input, long row0, long n) const {
+  std::vector<int64_t> sizes{static_cast<int64_t>(n)};
+  sizes.insert(sizes.end(), input.shape().begin(), input.shape().end());
+  const auto size = static_cast<std::size_t>(input.size());
+  if (input.type() == InputType::int64) {
+    torch::Tensor out = torch::empty(sizes, torch::kInt64);
+    auto* dst = out.data_ptr<int64_t>();
+    for (long r = 0; r < n; ++r)
+      std::memcpy(dst + static_cast<std::size_t>(r) * size, input.int_row(row0 + r), sizeof(int64_t) * size);
+    return out.to(device);
+  }
+  torch::Tensor out = torch::empty(sizes, torch::kFloat64);
+  auto* dst = out.data_ptr<double>();
+  for (long r = 0; r < n; ++r)
+    std::memcpy(dst + static_cast<std::size_t>(r) * size, input.float_row(row0 + r), sizeof(double) * size);
+  return out.to(device, dtype);
+}
+
 torch::Tensor TorchScriptModel::Impl::forward(const ConstStateRef& x, Eigen::Index r0, Eigen::Index n,
-                                              double t_net, bool grad, torch::Tensor* x_in) const {
+                                              double t_net, const ModelRows& rows, bool grad,
+                                              torch::Tensor* x_in, bool dry_run) const {
   torch::Tensor xt = rows_tensor(x, r0, n, std::vector<int64_t>(options.shape.begin(), options.shape.end()))
                          .to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
   if (grad) xt.requires_grad_(true);
   if (x_in) *x_in = xt;
   torch::Tensor tt = torch::full({static_cast<int64_t>(n)}, t_net, torch::TensorOptions().dtype(dtype).device(device));
+  // The inputs after x and t in forward's order: positionally while none is skipped, then
+  // by name (an absent optional input takes forward's default).
+  std::vector<c10::IValue> args{xt, tt};
+  torch::jit::Kwargs kwargs;
+  std::string call = x_name + ", " + t_name;
+  bool positional = true;
+  for (const ExtraArgument& a : extra) {
+    const ModelInput* in = a.input >= 0 ? rows.input(options.inputs[static_cast<std::size_t>(a.input)].name) : nullptr;
+    c10::IValue value;
+    if (in != nullptr) {
+      value = input_tensor(*in, rows.input_row0 + static_cast<long>(r0), static_cast<long>(n));
+    } else if (a.input < 0 || a.has_default) {
+      positional = false;
+      continue;
+    }  // else: an absent optional input whose argument has no default takes None
+    call += ", " + a.name;
+    positional = positional && !a.kwarg_only;
+    if (positional)
+      args.push_back(std::move(value));
+    else
+      kwargs.emplace(a.name, std::move(value));
+  }
+  const std::string what = "forward(" + call + ")";
+  const std::string when = dry_run ? " on a dry run with one row" : "";
   const auto start = std::chrono::steady_clock::now();
   c10::IValue out;
   try {
-    out = module.forward({xt, tt});
-  } catch (const c10::Error& e) {
-    fail("forward failed: " + torch_error_message(e));
+    out = module.get_method("forward")(std::move(args), kwargs);
+  } catch (const std::exception& e) {
+    fail(what + " failed" + when + ": " + torch_error_message(e));
   }
   forward_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
   ++forward_calls;
-  if (!out.isTensor()) fail("forward returned " + out.tagKind() + ", expected a Tensor of x's shape");
+  if (!out.isTensor()) fail(what + " returned " + out.tagKind() + when + ", expected a Tensor of x's shape");
   torch::Tensor y = out.toTensor();
   if (!at::isFloatingType(y.scalar_type()))
-    fail(std::string("forward returned dtype ") + c10::toString(y.scalar_type()) +
-         ", expected a floating-point tensor");
+    fail(what + " returned dtype " + c10::toString(y.scalar_type()) + when + ", expected a floating-point tensor");
   if (y.sizes() != xt.sizes())
-    fail("forward returned shape " + shape_string(y.sizes()) + ", expected " + shape_string(xt.sizes()) +
+    fail(what + " returned shape " + shape_string(y.sizes()) + when + ", expected " + shape_string(xt.sizes()) +
          " (the shape of x)");
   return y;
+}
+
+void TorchScriptModel::Impl::check_call(const ConstStateRef& x, const ModelRows& rows) const {
+  if (x.cols() != dim)
+    fail("x has " + std::to_string(x.cols()) + " columns, the model's shape needs " + std::to_string(dim));
+  for (const InputSpec& spec : options.inputs) {
+    const ModelInput* in = rows.input(spec.name);
+    if (in == nullptr) {
+      if (spec.optional) continue;
+      fail("the model takes input '" + spec.name + "' (" + to_string(spec.type) +
+           (spec.classes > 0 ? ", " + std::to_string(spec.classes) + " classes" : std::string()) +
+           ") and none was given (in a sample config: \"cond\": {\"" + spec.name + "\": ...})");
+    }
+    if (in->type() != spec.type)
+      fail("input '" + spec.name + "' is " + to_string(in->type()) + ", the model takes " + to_string(spec.type));
+    if (in->rows() != 1 && in->rows() < rows.input_row0 + static_cast<long>(x.rows()))
+      fail("input '" + spec.name + "' has " + std::to_string(in->rows()) + " rows, the call needs rows " +
+           std::to_string(rows.input_row0) + " .. " + std::to_string(rows.input_row0 + static_cast<long>(x.rows()) - 1));
+  }
+}
+
+void TorchScriptModel::Impl::match_schema(const std::string& source) {
+  const auto& arguments = module.get_method("forward").function().getSchema().arguments();
+  // arguments[0] is self.
+  if (arguments.size() < 3)
+    fail("forward takes " + std::to_string(arguments.size() > 0 ? arguments.size() - 1 : 0) +
+         " argument(s); a diffsde network's forward takes x, t and then its inputs");
+  x_name = arguments[1].name();
+  t_name = arguments[2].name();
+  std::string takes = x_name + ", " + t_name;
+  for (std::size_t k = 3; k < arguments.size(); ++k) takes += ", " + arguments[k].name();
+  for (std::size_t i = 0; i < options.inputs.size(); ++i) {
+    const InputSpec& spec = options.inputs[i];
+    for (std::size_t j = 0; j < i; ++j)
+      if (options.inputs[j].name == spec.name) fail("input '" + spec.name + "' is declared twice (" + source + ")");
+    const auto it = std::find_if(arguments.begin() + 3, arguments.end(),
+                                 [&](const c10::Argument& a) { return a.name() == spec.name; });
+    if (it == arguments.end())
+      fail("input '" + spec.name + "' is declared (" + source + "), but forward has no argument '" + spec.name +
+           "' after x and t; forward(" + takes + ")");
+  }
+  extra.clear();
+  for (std::size_t k = 3; k < arguments.size(); ++k) {
+    const c10::Argument& a = arguments[k];
+    ExtraArgument e;
+    e.name = a.name();
+    e.kwarg_only = a.kwarg_only();
+    e.has_default = a.default_value().has_value();
+    e.takes_none = a.type()->kind() == c10::TypeKind::OptionalType || a.type()->kind() == c10::TypeKind::NoneType;
+    const auto spec = std::find_if(options.inputs.begin(), options.inputs.end(),
+                                   [&](const InputSpec& s) { return s.name == e.name; });
+    if (spec == options.inputs.end()) {
+      if (!e.has_default)
+        fail("forward(" + takes + ") takes argument '" + e.name + "', which has no default and is not a declared " +
+             "input: declare it in the model's `inputs` ([{\"name\": \"" + e.name +
+             "\", \"type\": \"int64\" or \"float64\", ...}]) or in the file's diffsde.json metadata \"inputs\"");
+    } else {
+      e.input = static_cast<int>(spec - options.inputs.begin());
+      if (spec->optional && !e.has_default && !e.takes_none)
+        fail("input '" + e.name + "' is declared optional (" + source + "), but forward's argument '" + e.name +
+             "' has no default value (e.g. " + e.name + ": Optional[Tensor] = None)");
+    }
+    extra.push_back(std::move(e));
+  }
+}
+
+void TorchScriptModel::Impl::dry_run() const {
+  Conditioning zeros;
+  for (const InputSpec& spec : options.inputs) {
+    std::vector<long> shape;
+    long size = 1;
+    for (long d : spec.shape) {
+      shape.push_back(d < 0 ? 1 : d);
+      size *= shape.back();
+    }
+    const auto count = static_cast<std::size_t>(size);
+    zeros.add(spec.type == InputType::int64 ? ModelInput::ints(spec.name, shape, std::vector<std::int64_t>(count, 0))
+                                            : ModelInput::floats(spec.name, shape, std::vector<double>(count, 0.0)));
+  }
+  ModelRows rows;
+  rows.inputs = &zeros;
+  const State x = State::Zero(1, dim);
+  const double t = 0.5;
+  torch::NoGradGuard no_grad;
+  forward(x, 0, 1, discrete ? t * options.discrete_steps - 1.0 : t, rows, false, nullptr, /*dry_run=*/true);
+  // Benchmarks count the sampling calls alone.
+  forward_ns = 0;
+  forward_calls = 0;
 }
 
 TorchScriptModel::TorchScriptModel(std::shared_ptr<const Schedule> schedule, TorchModelOptions options)
@@ -137,7 +292,19 @@ TorchScriptModel::TorchScriptModel(std::shared_ptr<const Schedule> schedule, Tor
     if (s <= 0) throw Error(options.path + ": shape entries must be > 0");
     m.dim *= s;
   }
+  std::string source = "in the model's `inputs`";
+  if (options.inputs.empty() && meta.is_object() && meta.contains("inputs")) {
+    source = "in the file's diffsde.json metadata \"inputs\"";
+    try {
+      options.inputs = input_specs_from_json(meta["inputs"], "inputs");
+    } catch (const ConfigError& e) {
+      throw Error(options.path + ": its diffsde.json metadata: " + e.what());
+    }
+  }
+  const bool dry_run = options.dry_run;
   m.options = std::move(options);
+  m.match_schema(source);
+  if (dry_run) m.dry_run();
 }
 
 TorchScriptModel::~TorchScriptModel() = default;
@@ -153,18 +320,20 @@ double TorchScriptModel::network_time(double t) const {
   return impl_->discrete ? t * impl_->options.discrete_steps - 1.0 : t;
 }
 
-void TorchScriptModel::eps(const ConstStateRef& x, double t, StateRef out) const {
+std::vector<InputSpec> TorchScriptModel::inputs() const { return impl_->options.inputs; }
+
+void TorchScriptModel::eps(const ConstStateRef& x, double t, StateRef out) const { eps_rows(x, t, ModelRows{}, out); }
+
+void TorchScriptModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
   const Impl& m = *impl_;
-  if (x.cols() != m.dim)
-    throw Error(m.options.path + ": x has " + std::to_string(x.cols()) + " columns, the model's shape needs " +
-                std::to_string(m.dim));
+  m.check_call(x, rows);
   torch::NoGradGuard no_grad;
-  const Eigen::Index rows = x.rows();
-  const Eigen::Index chunk = m.options.max_batch > 0 ? m.options.max_batch : std::max<Eigen::Index>(rows, 1);
+  const Eigen::Index count = x.rows();
+  const Eigen::Index chunk = m.options.max_batch > 0 ? m.options.max_batch : std::max<Eigen::Index>(count, 1);
   const double t_net = network_time(t);
-  for (Eigen::Index r0 = 0; r0 < rows; r0 += chunk) {
-    const Eigen::Index n = std::min(chunk, rows - r0);
-    const torch::Tensor y = m.forward(x, r0, n, t_net, false).to(torch::kCPU, torch::kFloat64).contiguous();
+  for (Eigen::Index r0 = 0; r0 < count; r0 += chunk) {
+    const Eigen::Index n = std::min(chunk, count - r0);
+    const torch::Tensor y = m.forward(x, r0, n, t_net, rows, false).to(torch::kCPU, torch::kFloat64).contiguous();
     const double* src = y.data_ptr<double>();
     for (Eigen::Index r = 0; r < n; ++r)
       std::memcpy(&out(r0 + r, 0), src + r * m.dim, sizeof(double) * static_cast<std::size_t>(m.dim));
@@ -179,16 +348,22 @@ bool TorchScriptModel::has_jvp() const { return true; }
 
 void TorchScriptModel::eps_jvp(const ConstStateRef& x, double t, const ConstStateRef& v, StateRef eps_out,
                                StateRef jvp_out) const {
+  eps_jvp_rows(x, t, ModelRows{}, v, eps_out, jvp_out);
+}
+
+void TorchScriptModel::eps_jvp_rows(const ConstStateRef& x, double t, const ModelRows& rows, const ConstStateRef& v,
+                                    StateRef eps_out, StateRef jvp_out) const {
   // J v by two reverse passes: g(u) = J^T u is linear in u, so d<g(u), v>/du = J v.
   const Impl& m = *impl_;
+  m.check_call(x, rows);
   torch::AutoGradMode grad_mode(true);
-  const Eigen::Index rows = x.rows();
-  const Eigen::Index chunk = m.options.max_batch > 0 ? m.options.max_batch : std::max<Eigen::Index>(rows, 1);
+  const Eigen::Index count = x.rows();
+  const Eigen::Index chunk = m.options.max_batch > 0 ? m.options.max_batch : std::max<Eigen::Index>(count, 1);
   const ScheduleAt s = m.schedule->at(t);
-  for (Eigen::Index r0 = 0; r0 < rows; r0 += chunk) {
-    const Eigen::Index n = std::min(chunk, rows - r0);
+  for (Eigen::Index r0 = 0; r0 < count; r0 += chunk) {
+    const Eigen::Index n = std::min(chunk, count - r0);
     torch::Tensor xt;
-    torch::Tensor y = m.forward(x, r0, n, network_time(t), true, &xt);
+    torch::Tensor y = m.forward(x, r0, n, network_time(t), rows, true, &xt);
     // eps as a function of the network output, in the network's dtype.
     torch::Tensor e = y;
     if (m.prediction == Prediction::x0) e = (xt - s.alpha * y) / s.sigma;
@@ -206,6 +381,75 @@ void TorchScriptModel::eps_jvp(const ConstStateRef& x, double t, const ConstStat
       std::memcpy(&jvp_out(r0 + r, 0), jc.data_ptr<double>() + r * m.dim, sizeof(double) * static_cast<std::size_t>(m.dim));
     }
   }
+}
+
+std::vector<InputSpec> input_specs_from_json(const nlohmann::json& value, const std::string& path) {
+  using nlohmann::json;
+  if (!value.is_array())
+    throw ConfigError(path, "expected a list of inputs [{\"name\": \"y\", \"type\": \"int64\", ...}], got " +
+                                json_type_name(value));
+  std::vector<InputSpec> specs;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const json& e = value[i];
+    const std::string at = join_path(path, i);
+    if (!e.is_object())
+      throw ConfigError(at, "expected an object {\"name\": ..., \"type\": \"int64\" | \"float64\", ...}, got " +
+                                json_type_name(e));
+    check_keys(e, {"name", "type", "shape", "classes", "null", "optional", "description"}, at);
+    const auto integer = [&](const char* key) {
+      const json& v = e.at(key);
+      if (!v.is_number_integer()) throw ConfigError(join_path(at, key), "expected an integer, got " + v.dump());
+      return v.get<std::int64_t>();
+    };
+    InputSpec spec;
+    if (!e.contains("name") || !e.at("name").is_string() || e.at("name").get<std::string>().empty())
+      throw ConfigError(join_path(at, "name"), "is required: the name of forward's argument (e.g. \"y\")");
+    spec.name = e.at("name").get<std::string>();
+    for (const InputSpec& before : specs)
+      if (before.name == spec.name) throw ConfigError(join_path(at, "name"), "'" + spec.name + "' is declared twice");
+    if (!e.contains("type")) throw ConfigError(join_path(at, "type"), "is required: \"int64\" or \"float64\"");
+    const json& type = e.at("type");
+    if (type == "int64")
+      spec.type = InputType::int64;
+    else if (type == "float64")
+      spec.type = InputType::float64;
+    else
+      throw ConfigError(join_path(at, "type"), "expected \"int64\" (labels) or \"float64\" (embeddings), got " +
+                                                   type.dump());
+    if (e.contains("shape")) {
+      const json& shape = e.at("shape");
+      if (!shape.is_array())
+        throw ConfigError(join_path(at, "shape"), "expected the per-sample shape as a list ([] for a scalar), got " +
+                                                      json_type_name(shape));
+      for (const json& d : shape) {
+        if (!d.is_number_integer() || (d.get<long>() < 1 && d.get<long>() != -1))
+          throw ConfigError(join_path(at, "shape"), "entries must be integers >= 1 or -1 (any length), got " + d.dump());
+        spec.shape.push_back(d.get<long>());
+      }
+    }
+    const bool ints = spec.type == InputType::int64;
+    for (const char* key : {"classes", "null"})
+      if (e.contains(key) && !ints)
+        throw ConfigError(join_path(at, key), "is for int64 (label) inputs; '" + spec.name + "' is float64");
+    if (e.contains("classes")) {
+      spec.classes = static_cast<long>(integer("classes"));
+      if (spec.classes < 0) throw ConfigError(join_path(at, "classes"), "must be >= 0 (0: labels not checked)");
+    }
+    if (e.contains("null")) {
+      spec.has_null_label = true;
+      spec.null_label = integer("null");
+    }
+    if (e.contains("optional")) {
+      if (!e.at("optional").is_boolean()) throw ConfigError(join_path(at, "optional"), "expected true or false");
+      spec.optional = e.at("optional").get<bool>();
+    }
+    if (e.contains("description")) {
+      if (!e.at("description").is_string()) throw ConfigError(join_path(at, "description"), "expected a string");
+      spec.description = e.at("description").get<std::string>();
+    }
+    specs.push_back(std::move(spec));
+  }
+  return specs;
 }
 
 namespace {
@@ -239,6 +483,7 @@ std::unique_ptr<Model> make_torchscript_model(const Params& p, const BuildContex
   o.max_batch = static_cast<int>(p.integer("max_batch"));
   if (p.integer("threads") < 0) p.fail("threads", "must be >= 0");
   o.threads = static_cast<int>(p.integer("threads"));
+  if (p.has("inputs")) o.inputs = input_specs_from_json(p.value("inputs"), p.path_of("inputs"));
   try {
     return std::make_unique<TorchScriptModel>(ctx.schedule, std::move(o));
   } catch (const IoError&) {

@@ -36,6 +36,24 @@ std::string torch_error_message(const c10::Error& e) {
   return end == std::string::npos ? full : full.substr(0, end);
 }
 
+std::string torch_error_message(const std::exception& e) {
+  if (const auto* c10_error = dynamic_cast<const c10::Error*>(&e)) return torch_error_message(*c10_error);
+  const std::string full = e.what();
+  const auto line_at = [&](std::size_t begin) {
+    const auto end = full.find('\n', begin);
+    return full.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+  };
+  // The interpreter's form: a header line, one or two "Traceback of TorchScript ...:"
+  // sections (frames and code lines), then "RuntimeError: MESSAGE".
+  const auto traceback = full.rfind("\nTraceback of TorchScript");
+  if (traceback != std::string::npos) {
+    const std::string label = "\nRuntimeError: ";
+    const auto error = full.find(label, traceback);
+    if (error != std::string::npos) return line_at(error + label.size());
+  }
+  return line_at(0);
+}
+
 torch::jit::Module load_torchscript(const std::string& path, torch::Device device,
                                     nlohmann::json* metadata) {
   namespace fs = std::filesystem;

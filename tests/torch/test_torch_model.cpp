@@ -1,6 +1,7 @@
 // The TorchScript model adapter, tested against exact answers: a TorchScript module
 // that computes the closed-form eps of Gaussian data must reproduce the analytic
-// GaussianModel through the whole stack (eps, Jacobian-vector products, sampling).
+// GaussianModel through the whole stack (eps, Jacobian-vector products, sampling), and
+// conditional modules whose output is an exact per-row formula of x, t and their inputs.
 #include <torch/script.h>
 // torch before Catch2: glog's CHECK would replace Catch2's.
 #include <catch2/catch.hpp>
@@ -15,6 +16,7 @@
 #include "diffsde/noise.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/scores/analytic.hpp"
+#include "diffsde/scores/guidance.hpp"
 #include "diffsde/scores/torch_model.hpp"
 #include "diffsde/scores/torch_util.hpp"
 #include "support/exact.hpp"
@@ -68,6 +70,35 @@ std::unique_ptr<Model> torch_model(const json& params, const std::string& base_d
 }
 
 State batch(long n, std::uint64_t seed) { return test::standard_normal_rows(n, 3, seed) * 1.5; }
+
+// forward(x, t, y): eps = x * 0.5 + y * 0.25 + t (float64 arithmetic, exact per row).
+torch::jit::Module label_module() {
+  torch::jit::Module m("LabelEps");
+  m.define(R"(
+def forward(self, x, t, y):
+    return x * 0.5 + y.to(x.dtype).unsqueeze(1) * 0.25 + t.unsqueeze(1)
+)");
+  return m;
+}
+
+// forward(x, t, emb): eps = x * 0.5 + emb * 0.25 + t, emb (B, 3).
+torch::jit::Module embedding_module() {
+  torch::jit::Module m("EmbeddingEps");
+  m.define(R"(
+def forward(self, x, t, emb):
+    return x * 0.5 + emb * 0.25 + t.unsqueeze(1)
+)");
+  return m;
+}
+
+const json kLabelInputs = json::array({{{"name", "y"}, {"type", "int64"}, {"classes", 10}, {"null", 10}}});
+const json kEmbeddingInputs = json::array({{{"name", "emb"}, {"type", "float64"}, {"shape", {3}}}});
+
+// The expected eps of label_module (y: row r's label) or embedding_module (emb: row r's
+// three values), computed in the same order as the module.
+double label_eps(double x, double y, double t) { return x * 0.5 + y * 0.25 + t; }
+
+std::shared_ptr<const Model> shared(std::unique_ptr<Model> model) { return std::shared_ptr<const Model>(std::move(model)); }
 
 }  // namespace
 
@@ -227,7 +258,15 @@ def forward(self, x, t):
     return x[:, :2]
 )");
   save_torchscript(wrong, dir.file("wrong.pt"), json::object());
-  const auto w = torch_model({{"path", dir.file("wrong.pt")}, {"shape", {3}}});
+  // The dry run at load finds it; without the dry run, the first call does.
+  CHECK_THROWS_WITH(torch_model({{"path", dir.file("wrong.pt")}, {"shape", {3}}}),
+                    Catch::Contains("wrong.pt") && Catch::Contains("dry run") && Catch::Contains("shape [1, 2]") &&
+                        Catch::Contains("expected [1, 3]"));
+  TorchModelOptions no_dry_run;
+  no_dry_run.path = dir.file("wrong.pt");
+  no_dry_run.shape = {3};
+  no_dry_run.dry_run = false;
+  const auto w = std::make_unique<TorchScriptModel>(linear(), no_dry_run);
   State x = batch(2, 8), out(2, 3);
   CHECK_THROWS_WITH(w->eps(x, 0.5, out), Catch::Contains("wrong.pt") && Catch::Contains("shape [2, 2]") &&
                                              Catch::Contains("expected [2, 3]"));
@@ -238,7 +277,10 @@ def forward(self, x, t):
     return x.long()
 )");
   save_torchscript(integer, dir.file("int.pt"), json::object());
-  const auto i = torch_model({{"path", dir.file("int.pt")}, {"shape", {3}}});
+  CHECK_THROWS_WITH(torch_model({{"path", dir.file("int.pt")}, {"shape", {3}}}),
+                    Catch::Contains("int.pt") && Catch::Contains("dry run") && Catch::Contains("dtype"));
+  no_dry_run.path = dir.file("int.pt");
+  const auto i = std::make_unique<TorchScriptModel>(linear(), no_dry_run);
   CHECK_THROWS_WITH(i->eps(x, 0.5, out), Catch::Contains("int.pt") && Catch::Contains("dtype"));
 }
 
@@ -268,4 +310,261 @@ TEST_CASE("a model scripted and saved by PyTorch runs through the C++ loader", "
                             "'); x = torch.zeros(2, 3, dtype=torch.float64); t = torch.full((2,), 0.5, "
                             "dtype=torch.float64); assert m(x, t).shape == (2, 3)\"";
   CHECK(std::system(check.c_str()) == 0);
+}
+
+TEST_CASE("a conditional network gets its labels by name, row by row", "[torch][cond]") {
+  TempDir dir;
+  save_torchscript(label_module(), dir.file("label.pt"), json::object());
+  const std::vector<std::int64_t> labels = {3, 0, 9, 10, 5};
+  const auto cond = std::make_shared<Conditioning>();
+  cond->add(ModelInput::ints("y", {}, labels));
+  const State x = batch(5, 11);
+  for (int max_batch : {0, 2}) {
+    INFO("max_batch " << max_batch);
+    const auto model = shared(torch_model({{"path", dir.file("label.pt")}, {"shape", {3}}, {"dtype", "float64"},
+                                           {"max_batch", max_batch}, {"inputs", kLabelInputs}}));
+    const auto inputs = model->inputs();
+    REQUIRE(inputs.size() == 1);
+    CHECK(inputs[0].name == "y");
+    CHECK(inputs[0].type == InputType::int64);
+    CHECK(inputs[0].shape.empty());
+    CHECK(inputs[0].classes == 10);
+    CHECK(inputs[0].has_null_label);
+    CHECK(inputs[0].null_label == 10);
+    CHECK_FALSE(inputs[0].optional);
+    const ConditionedModel conditioned(model, cond, 5);
+    State out(5, 3);
+    for (double t : {0.1, 0.75}) {
+      conditioned.eps_rows(x, t, ModelRows{}, out);
+      for (long r = 0; r < 5; ++r)
+        for (long j = 0; j < 3; ++j)
+          CHECK(out(r, j) == label_eps(x(r, j), static_cast<double>(labels[static_cast<std::size_t>(r)]), t));
+    }
+    // A block of rows 2..4 of the run takes labels 2..4.
+    ModelRows rows;
+    rows.first_sample = 2;
+    State part(3, 3);
+    conditioned.eps_rows(x.middleRows(2, 3), 0.3, rows, part);
+    for (long r = 0; r < 3; ++r)
+      for (long j = 0; j < 3; ++j)
+        CHECK(part(r, j) == label_eps(x(2 + r, j), static_cast<double>(labels[static_cast<std::size_t>(2 + r)]), 0.3));
+    // One shared label for every row.
+    const auto one = std::make_shared<Conditioning>();
+    one->add(ModelInput::ints("y", {}, {7}));
+    ConditionedModel(model, one, 5).eps_rows(x, 0.4, ModelRows{}, out);
+    for (long r = 0; r < 5; ++r)
+      for (long j = 0; j < 3; ++j) CHECK(out(r, j) == label_eps(x(r, j), 7.0, 0.4));
+    // The Jacobian-vector product sees the same inputs: J = 0.5 I.
+    const State v = test::standard_normal_rows(5, 3, 12);
+    State e(5, 3), jv(5, 3);
+    conditioned.eps_jvp_rows(x, 0.6, ModelRows{}, v, e, jv);
+    for (long r = 0; r < 5; ++r)
+      for (long j = 0; j < 3; ++j) {
+        CHECK(e(r, j) == label_eps(x(r, j), static_cast<double>(labels[static_cast<std::size_t>(r)]), 0.6));
+        CHECK(jv(r, j) == v(r, j) * 0.5);
+      }
+  }
+}
+
+TEST_CASE("a float embedding input is passed in the network's dtype", "[torch][cond]") {
+  TempDir dir;
+  save_torchscript(embedding_module(), dir.file("emb.pt"), json::object());
+  const State x = batch(5, 13), emb = test::standard_normal_rows(5, 3, 14);
+  std::vector<double> values(emb.data(), emb.data() + emb.size());  // row-major
+  const auto cond = std::make_shared<Conditioning>();
+  cond->add(ModelInput::floats("emb", {3}, values));
+  const auto model = shared(torch_model({{"path", dir.file("emb.pt")}, {"shape", {3}}, {"dtype", "float64"},
+                                         {"max_batch", 2}, {"inputs", kEmbeddingInputs}}));
+  REQUIRE(model->inputs().size() == 1);
+  CHECK(model->inputs()[0].type == InputType::float64);
+  CHECK(model->inputs()[0].shape == std::vector<long>{3});
+  State out(5, 3);
+  ConditionedModel(model, cond, 5).eps_rows(x, 0.25, ModelRows{}, out);
+  for (long r = 0; r < 5; ++r)
+    for (long j = 0; j < 3; ++j) CHECK(out(r, j) == x(r, j) * 0.5 + emb(r, j) * 0.25 + 0.25);
+
+  // float32: the embedding is converted to the network's dtype too.
+  const auto single = shared(torch_model({{"path", dir.file("emb.pt")}, {"shape", {3}}, {"inputs", kEmbeddingInputs}}));
+  ConditionedModel(single, cond, 5).eps_rows(x, 0.25, ModelRows{}, out);
+  for (long r = 0; r < 5; ++r)
+    for (long j = 0; j < 3; ++j) CHECK(out(r, j) == Approx(x(r, j) * 0.5 + emb(r, j) * 0.25 + 0.25).margin(1e-5));
+}
+
+TEST_CASE("inputs are declared by the file's metadata when the config gives none", "[torch][cond]") {
+  TempDir dir;
+  save_torchscript(label_module(), dir.file("label.pt"), {{"shape", {3}}, {"inputs", kLabelInputs}});
+  const auto model = shared(torch_model({{"path", dir.file("label.pt")}, {"dtype", "float64"}}));
+  REQUIRE(model->inputs().size() == 1);
+  CHECK(model->inputs()[0].classes == 10);
+  const auto cond = std::make_shared<Conditioning>();
+  cond->add(ModelInput::ints("y", {}, {2, 4}));
+  const State x = batch(2, 15);
+  State out(2, 3);
+  ConditionedModel(model, cond, 2).eps(x, 0.5, out);
+  CHECK(out(1, 2) == label_eps(x(1, 2), 4.0, 0.5));
+  // A label outside the declared classes is refused before the network runs.
+  const auto bad = std::make_shared<Conditioning>();
+  bad->add(ModelInput::ints("y", {}, {99}));
+  CHECK_THROWS_WITH(ConditionedModel(model, bad, 2), Catch::Contains("y") && Catch::Contains("10 classes"));
+
+  // Malformed metadata names the file and the key.
+  save_torchscript(label_module(), dir.file("badmeta.pt"),
+                   {{"shape", {3}}, {"inputs", json::array({{{"name", "y"}, {"type", "int32"}}})}});
+  CHECK_THROWS_WITH(torch_model({{"path", dir.file("badmeta.pt")}}),
+                    Catch::Contains("badmeta.pt") && Catch::Contains("inputs[0].type"));
+  // And malformed config inputs are config errors at their JSON path.
+  CHECK(test::config_error_path([&] {
+          torch_model({{"path", dir.file("label.pt")}, {"inputs", json::array({{{"name", "y"}, {"type", "int64"},
+                                                                                 {"shape", {0}}}})}});
+        }) == "model.inputs[0].shape");
+  CHECK(test::config_error_path([&] {
+          torch_model({{"path", dir.file("label.pt")}, {"inputs", json::array({{{"name", "y"}, {"type", "int64"},
+                                                                                 {"clases", 3}}})}});
+        }) == "model.inputs[0].clases");
+}
+
+TEST_CASE("declared inputs and forward's arguments must agree", "[torch][cond]") {
+  TempDir dir;
+  save_torchscript(label_module(), dir.file("label.pt"), json::object());
+  save_torchscript(embedding_module(), dir.file("emb.pt"), json::object());
+  // Declared, but forward has no such argument.
+  CHECK_THROWS_WITH(torch_model({{"path", dir.file("emb.pt")}, {"shape", {3}}, {"inputs", kLabelInputs}}),
+                    Catch::Contains("emb.pt") && Catch::Contains("no argument 'y'") &&
+                        Catch::Contains("forward(x, t, emb)"));
+  // forward needs an argument that nobody declared: the old "forward() is missing value for
+  // argument 'y'" at step 0 is now an error at load naming it.
+  CHECK_THROWS_WITH(torch_model({{"path", dir.file("label.pt")}, {"shape", {3}}}),
+                    Catch::Contains("label.pt") && Catch::Contains("argument 'y'") &&
+                        Catch::Contains("`inputs`") && Catch::Contains("metadata"));
+  CHECK(test::config_error_path([&] { torch_model({{"path", dir.file("label.pt")}, {"shape", {3}}}); }) == "model");
+  // A declared optional input needs a default in forward.
+  json optional = kLabelInputs;
+  optional[0]["optional"] = true;
+  CHECK_THROWS_WITH(torch_model({{"path", dir.file("label.pt")}, {"shape", {3}}, {"inputs", optional}}),
+                    Catch::Contains("label.pt") && Catch::Contains("optional") && Catch::Contains("default"));
+}
+
+TEST_CASE("an optional input may be left out; forward then takes its default", "[torch][cond]") {
+  TempDir dir;
+  torch::jit::Module m("OptionalScale");
+  m.define(R"(
+def forward(self, x, t, scale: Optional[Tensor] = None, y: int = 0):
+    out = x * 0.5 + t.unsqueeze(1)
+    if scale is not None:
+        out = out * scale
+    return out
+)");
+  save_torchscript(m, dir.file("opt.pt"), json::object());
+  json inputs = json::array({{{"name", "scale"}, {"type", "float64"}, {"shape", {3}}, {"optional", true}}});
+  const auto model = shared(torch_model({{"path", dir.file("opt.pt")}, {"shape", {3}}, {"dtype", "float64"},
+                                         {"inputs", inputs}}));
+  const State x = batch(3, 16);
+  State out(3, 3);
+  model->eps(x, 0.5, out);  // no inputs: scale takes its default
+  CHECK(out(2, 1) == x(2, 1) * 0.5 + 0.5);
+  const auto cond = std::make_shared<Conditioning>();
+  cond->add(ModelInput::floats("scale", {3}, {2.0, 2.0, 2.0}));
+  ConditionedModel(model, cond, 3).eps(x, 0.5, out);
+  CHECK(out(2, 1) == (x(2, 1) * 0.5 + 0.5) * 2.0);
+}
+
+TEST_CASE("a network that fails its dry run is an error at load naming the file", "[torch][cond]") {
+  TempDir dir;
+  torch::jit::Module raises("Raises");
+  raises.define(R"(
+def forward(self, x, t, y):
+    assert bool(y.sum() != 0), "labels must be positive"
+    return x
+)");
+  save_torchscript(raises, dir.file("raises.pt"), json::object());
+  try {
+    torch_model({{"path", dir.file("raises.pt")}, {"shape", {3}}, {"inputs", kLabelInputs}});
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    INFO(what);
+    CHECK(e.path() == "model");
+    CHECK(what.find("raises.pt: forward(x, t, y) failed on a dry run with one row: ") != std::string::npos);
+    CHECK(what.find("labels must be positive") != std::string::npos);
+    CHECK(what.find('\n') == std::string::npos);  // one line, no traceback
+  }
+  // An error inside an operation (shapes that do not broadcast) is one line too.
+  torch::jit::Module mismatch("Mismatch");
+  mismatch.define(R"(
+def forward(self, x, t, emb):
+    return x + emb
+)");
+  save_torchscript(mismatch, dir.file("mismatch.pt"), json::object());
+  const json emb2 = json::array({{{"name", "emb"}, {"type", "float64"}, {"shape", {2}}}});
+  try {
+    torch_model({{"path", dir.file("mismatch.pt")}, {"shape", {3}}, {"inputs", emb2}});
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    INFO(what);
+    CHECK(what.find("mismatch.pt: forward(x, t, emb) failed on a dry run with one row: ") != std::string::npos);
+    CHECK(what.find("size of tensor") != std::string::npos);
+    CHECK(what.find('\n') == std::string::npos);
+  }
+  // forward without t.
+  torch::jit::Module no_t("NoT");
+  no_t.define(R"(
+def forward(self, x):
+    return x
+)");
+  save_torchscript(no_t, dir.file("no_t.pt"), json::object());
+  CHECK_THROWS_WITH(torch_model({{"path", dir.file("no_t.pt")}, {"shape", {3}}}),
+                    Catch::Contains("no_t.pt") && Catch::Contains("x, t"));
+}
+
+TEST_CASE("eps without inputs on a model that needs one names the input", "[torch][cond]") {
+  TempDir dir;
+  save_torchscript(label_module(), dir.file("label.pt"), json::object());
+  const auto model = torch_model({{"path", dir.file("label.pt")}, {"shape", {3}}, {"inputs", kLabelInputs}});
+  const State x = batch(2, 17);
+  State out(2, 3), jv(2, 3);
+  CHECK_THROWS_AS(model->eps(x, 0.5, out), Error);
+  CHECK_THROWS_WITH(model->eps(x, 0.5, out), Catch::Contains("label.pt") && Catch::Contains("input 'y'"));
+  CHECK_THROWS_WITH(model->eps_jvp(x, 0.5, x, out, jv), Catch::Contains("input 'y'"));
+  // Wrongly typed inputs given directly are refused too.
+  Conditioning floats;
+  floats.add(ModelInput::floats("y", {}, {1.0, 2.0}));
+  ModelRows rows;
+  rows.inputs = &floats;
+  CHECK_THROWS_WITH(model->eps_rows(x, 0.5, rows, out), Catch::Contains("input 'y' is float64"));
+}
+
+TEST_CASE("conditional networks scripted by PyTorch run with their inputs", "[torch][python][cond]") {
+  const std::string python = DIFFSDE_PYTHON3;
+  if (python.empty() || std::system((python + " -c 'import torch' >/dev/null 2>&1").c_str()) != 0) {
+    WARN("python3 with torch not found: the conditional PyTorch modules were not checked");
+    return;
+  }
+  TempDir dir;
+  const std::string script = std::string(DIFFSDE_SOURCE_DIR) + "/tests/torch/script_conditional_models.py";
+  REQUIRE(std::system((python + " " + script + " " + dir.path.string()).c_str()) == 0);
+  const State x = batch(4, 18);
+  State out(4, 3);
+  // label.pt declares y in its metadata.
+  const auto label = shared(torch_model({{"path", dir.file("label.pt")}, {"dtype", "float64"}}));
+  const std::vector<std::int64_t> labels = {1, 0, 10, 6};
+  const auto cond = std::make_shared<Conditioning>();
+  cond->add(ModelInput::ints("y", {}, labels));
+  ConditionedModel(label, cond, 4).eps(x, 0.2, out);
+  for (long r = 0; r < 4; ++r)
+    for (long j = 0; j < 3; ++j)
+      CHECK(out(r, j) == label_eps(x(r, j), static_cast<double>(labels[static_cast<std::size_t>(r)]), 0.2));
+  // emb.pt: emb declared by the config, its optional scale left out, then given.
+  json inputs = kEmbeddingInputs;
+  inputs.push_back({{"name", "scale"}, {"type", "float64"}, {"shape", {3}}, {"optional", true}});
+  const auto emb_model = shared(torch_model({{"path", dir.file("emb.pt")}, {"dtype", "float64"}, {"inputs", inputs}}));
+  const State emb = test::standard_normal_rows(4, 3, 19);
+  const auto emb_cond = std::make_shared<Conditioning>();
+  emb_cond->add(ModelInput::floats("emb", {3}, std::vector<double>(emb.data(), emb.data() + emb.size())));
+  ConditionedModel(emb_model, emb_cond, 4).eps(x, 0.2, out);
+  for (long r = 0; r < 4; ++r)
+    for (long j = 0; j < 3; ++j) CHECK(out(r, j) == x(r, j) * 0.5 + emb(r, j) * 0.25 + 0.2);
+  emb_cond->add(ModelInput::floats("scale", {3}, {3.0, 3.0, 3.0}));
+  ConditionedModel(emb_model, emb_cond, 4).eps(x, 0.2, out);
+  CHECK(out(3, 0) == (x(3, 0) * 0.5 + emb(3, 0) * 0.25 + 0.2) * 3.0);
 }

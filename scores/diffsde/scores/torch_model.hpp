@@ -1,11 +1,13 @@
 // Networks as models: a TorchScript file (or module) predicting eps, x0 or v from
-// (x, t). This header includes no LibTorch header; the implementation lives in the
-// diffsde_torch library (target diffsde::torch), the only code that includes torch.
+// (x, t) and, for a conditional network, its inputs. This header includes no LibTorch
+// header; the implementation lives in the diffsde_torch library (target diffsde::torch),
+// the only code that includes torch.
 //
-// The module's forward takes (x: Tensor (B, *shape), t: Tensor (B,)) and returns a
-// tensor of x's shape. Files written by `diffsde train` carry their settings in an
-// extra file "diffsde.json" of the archive (shape, time_input, prediction, ...), which
-// fill in whatever the model's config leaves unset.
+// The module's forward takes (x: Tensor (B, *shape), t: Tensor (B,)) and the model's
+// declared inputs after them, by name (y: int64 (B,) class labels, emb: (B, 77, 768), ...),
+// and returns a tensor of x's shape. Files written by `diffsde train` carry their settings
+// in an extra file "diffsde.json" of the archive (shape, time_input, prediction, inputs,
+// ...), which fill in whatever the model's config leaves unset.
 #pragma once
 
 #include <functional>
@@ -30,11 +32,23 @@ struct TorchModelOptions {
   std::string prediction;            // "eps" | "x0" | "v"; "": metadata, else eps
   int max_batch = 0;                 // split larger batches into chunks (0: never)
   int threads = 0;                   // LibTorch intra-op threads (0: leave as is)
+  // The inputs forward takes after x and t; empty: the metadata's "inputs", else none.
+  std::vector<InputSpec> inputs;
+  // One forward on one row of zeros at construction, so that a network that does not run
+  // (wrong arguments, wrong output shape) is an error at load rather than at step 0.
+  bool dry_run = true;
 };
+
+// Model inputs declared in JSON: [{"name": "y", "type": "int64", "shape": [], "classes": 10,
+// "null": 10, "optional": false, "description": "..."}, ...] (name and type required; the
+// rest optional: a scalar, unchecked labels, no null label, required). ConfigError at
+// path (e.g. "model.inputs[0].type") when malformed.
+std::vector<InputSpec> input_specs_from_json(const nlohmann::json& value, const std::string& path);
 
 class TorchScriptModel final : public Model {
  public:
-  // Loads options.path; IoError naming the file when it does not load, ConfigError-free.
+  // Loads options.path; IoError naming the file when it does not load, Error naming it when
+  // the declared inputs do not fit forward's arguments or the dry run fails; ConfigError-free.
   TorchScriptModel(std::shared_ptr<const Schedule> schedule, TorchModelOptions options);
   ~TorchScriptModel() override;
   TorchScriptModel(const TorchScriptModel&) = delete;
@@ -43,11 +57,17 @@ class TorchScriptModel final : public Model {
   std::string name() const override { return "torchscript"; }
   int dim() const override;
   std::vector<int> shape() const override;
+  std::vector<InputSpec> inputs() const override;
+  // Without inputs: Error naming the first required input, if the model has one.
   void eps(const ConstStateRef& x, double t, StateRef out) const override;
+  // Row r's inputs are row rows.input_row0 + r of each input, passed to forward by name.
+  void eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
   // J v by automatic differentiation (two reverse passes), in the network's dtype.
   bool has_jvp() const override;
   void eps_jvp(const ConstStateRef& x, double t, const ConstStateRef& v, StateRef eps_out,
                StateRef jvp_out) const override;
+  void eps_jvp_rows(const ConstStateRef& x, double t, const ModelRows& rows, const ConstStateRef& v,
+                    StateRef eps_out, StateRef jvp_out) const override;
 
   // The settings in effect (options merged with the file's metadata).
   const TorchModelOptions& options() const;

@@ -21,6 +21,10 @@ torch::Device parse_torch_device(const std::string& name);
 
 // The first line of a c10::Error (LibTorch appends a C++ back trace).
 std::string torch_error_message(const c10::Error& e);
+// One line for any exception a TorchScript call throws: a c10::Error's first line, or, for
+// an error inside the TorchScript interpreter (a multi-line "The following operation
+// failed..." with the TorchScript traceback), the error line after the traceback.
+std::string torch_error_message(const std::exception& e);
 
 // Loads a TorchScript file onto `device`; its "diffsde.json" extra file, when present,
 // goes to *metadata (null otherwise). IoError naming the file when it does not load.
