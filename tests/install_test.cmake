@@ -1,5 +1,6 @@
 # Installs the build tree into WORK_DIR/prefix, configures and builds the example in
-# EXAMPLE_DIR against it with find_package(diffsde), and runs it.
+# EXAMPLE_DIR against it with find_package(diffsde), and runs it. With LibTorch (and PYTHON3
+# with torch, to script its network), the guided TorchScript example runs too.
 file(REMOVE_RECURSE ${WORK_DIR})
 function(run)
   execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
@@ -13,3 +14,12 @@ run(${CMAKE_COMMAND} -S ${EXAMPLE_DIR} -B ${WORK_DIR}/build -DCMAKE_BUILD_TYPE=R
     -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 run(${WORK_DIR}/build/sample_gmm)
+if(EXISTS ${WORK_DIR}/build/guided_torchscript AND PYTHON3)
+  execute_process(COMMAND ${PYTHON3} -c "import torch" RESULT_VARIABLE no_torch OUTPUT_QUIET ERROR_QUIET)
+  if(no_torch EQUAL 0)
+    run(${PYTHON3} ${EXAMPLE_DIR}/class_gaussians.py ${WORK_DIR}/class_gaussians.pt)
+    run(${WORK_DIR}/build/guided_torchscript ${WORK_DIR}/class_gaussians.pt)
+  else()
+    message(WARNING "python3 with torch not found: the guided TorchScript example was built but not run")
+  endif()
+endif()
