@@ -56,6 +56,73 @@ TEST_CASE("batches are keyed by sample index, not by batch size", "[data]") {
   }
 }
 
+TEST_CASE("the labelled toys label each sample by its moon, component or class", "[data]") {
+  const long n = 2000;
+  auto labelled = [n](const DataSource& d, State& x) {
+    std::vector<int> labels;
+    x.resize(n, d.dim());
+    d.batch(7, 3, x, &labels);
+    REQUIRE(labels.size() == static_cast<std::size_t>(n));
+    CHECK(test::max_abs_diff(x, draw(d, n, 7, 3)) == 0.0);  // asking for labels changes no row
+    return labels;
+  };
+  State x;
+  SECTION("moons: 0 the upper moon, 1 the lower one") {
+    const auto d = make(json{{"name", "moons"}, {"noise", 0.0}});
+    CHECK(d->num_classes() == 2);
+    const auto y = labelled(*d, x);
+    std::set<int> seen(y.begin(), y.end());
+    CHECK(seen == std::set<int>{0, 1});
+    for (long i = 0; i < n; ++i) {
+      // Upper moon: (cos a - 0.5, sin a - 0.25) with sin a >= 0; the lower one is its mirror.
+      INFO("sample " << i << " label " << y[static_cast<std::size_t>(i)]);
+      CHECK((y[static_cast<std::size_t>(i)] == 0 ? x(i, 1) >= -0.25 - 1e-12 : x(i, 1) <= 0.25 + 1e-12));
+      const double cx = y[static_cast<std::size_t>(i)] == 0 ? x(i, 0) + 0.5 : 0.5 - x(i, 0);
+      const double cy = y[static_cast<std::size_t>(i)] == 0 ? x(i, 1) + 0.25 : 0.25 - x(i, 1);
+      CHECK(std::abs(cx * cx + cy * cy - 1.0) < 1e-9);
+    }
+  }
+  SECTION("8gaussians: the component, whose centre is the nearest") {
+    const auto d = make(json{{"name", "8gaussians"}, {"std", 0.1}});
+    CHECK(d->num_classes() == 8);
+    const auto y = labelled(*d, x);
+    for (long i = 0; i < n; ++i) {
+      const double angle = std::atan2(x(i, 1), x(i, 0));
+      const long nearest = (std::lround(angle / (3.14159265358979323846 / 4.0)) + 8) % 8;
+      CHECK(y[static_cast<std::size_t>(i)] == nearest);
+    }
+  }
+  SECTION("gmm: the component, or its class when the classes split the components") {
+    const json mixture = {{"name", "gmm"},
+                          {"weights", {1, 1, 1}},
+                          {"means", {{-10, 0}, {0, 0}, {10, 0}}},
+                          {"stds", {{0.5, 0.5}}}};
+    const auto by_component = make(mixture);
+    CHECK(by_component->num_classes() == 3);
+    auto y = labelled(*by_component, x);
+    for (long i = 0; i < n; ++i) CHECK(y[static_cast<std::size_t>(i)] == std::lround(x(i, 0) / 10.0) + 1);
+    json classed = mixture;
+    classed["classes"] = {{1}, {2, 0}};
+    const auto by_class = make(classed);
+    CHECK(by_class->num_classes() == 2);
+    y = labelled(*by_class, x);
+    for (long i = 0; i < n; ++i) CHECK(y[static_cast<std::size_t>(i)] == (std::abs(x(i, 0)) < 5 ? 0 : 1));
+    classed["classes"] = {{0, 1}, {1, 2}};  // a shared component: no one label per sample
+    CHECK(make(classed)->num_classes() == 0);
+  }
+  SECTION("the others are unlabelled") {
+    for (const char* name : {"swiss_roll", "checkerboard", "gaussian"}) {
+      INFO(name);
+      const auto d = make(json{{"name", name}});
+      CHECK(d->num_classes() == 0);
+      std::vector<int> labels{1, 2};
+      State rows(4, d->dim());
+      d->batch(0, 0, rows, &labels);
+      CHECK(labels.empty());
+    }
+  }
+}
+
 TEST_CASE("toy samples lie on their supports", "[data]") {
   const State c = draw(*make(json{{"name", "checkerboard"}}), 4000);
   for (Eigen::Index i = 0; i < c.rows(); ++i) {

@@ -32,34 +32,39 @@ constexpr NoiseStream kDataNormals = NoiseStream::data_normal;
 
 constexpr double kPi = 3.14159265358979323846;
 
-// Draws one sample from uniforms u[0..k) and normals z[0..m) into x.
-using ToyDraw = std::function<void(const double* u, const double* z, double* x)>;
+// Draws one sample from uniforms u[0..k) and normals z[0..m) into x; returns its label
+// (which moon, which component; 0 for an unlabelled toy).
+using ToyDraw = std::function<int(const double* u, const double* z, double* x)>;
 
-// A 2-D generator: every sample takes `nu` uniforms and `nz` normals of its own.
+// A 2-D generator: every sample takes `nu` uniforms and `nz` normals of its own. A labelled
+// toy (classes > 0) hands out the label its draw returns; the label is a function of the
+// same draws, so a batch's rows are the same whether labels are asked for or not.
 class ToySource final : public DataSource {
  public:
-  ToySource(std::string name, int dim, int nu, int nz, ToyDraw draw)
-      : name_(std::move(name)), nu_(nu), nz_(nz), draw_(std::move(draw)) {
+  ToySource(std::string name, int dim, int nu, int nz, ToyDraw draw, int classes = 0)
+      : name_(std::move(name)), nu_(nu), nz_(nz), classes_(classes), draw_(std::move(draw)) {
     shape_ = {dim};
   }
   std::string name() const override { return name_; }
+  int num_classes() const override { return classes_; }
   void batch(std::uint64_t seed, std::uint64_t batch_index, StateRef out,
              std::vector<int>* labels) const override {
     std::vector<double> u(static_cast<std::size_t>(std::max(nu_, 1)));
     std::vector<double> z(static_cast<std::size_t>(std::max(nz_, 1)));
     const auto n = static_cast<std::uint64_t>(out.rows());
+    if (labels) labels->assign(classes_ > 0 ? static_cast<std::size_t>(out.rows()) : 0, 0);
     for (Eigen::Index i = 0; i < out.rows(); ++i) {
       const std::uint64_t sample = batch_index * n + static_cast<std::uint64_t>(i);
       philox_uniforms(seed, kDataUniforms, sample, 0, u.data(), nu_);
       philox_normals(seed, kDataNormals, sample, 0, z.data(), nz_);
-      draw_(u.data(), z.data(), &out(i, 0));
+      const int label = draw_(u.data(), z.data(), &out(i, 0));
+      if (labels && classes_ > 0) (*labels)[static_cast<std::size_t>(i)] = label;
     }
-    if (labels) labels->clear();
   }
 
  private:
   std::string name_;
-  int nu_, nz_;
+  int nu_, nz_, classes_;
   ToyDraw draw_;
 };
 
@@ -97,19 +102,31 @@ class TableSource final : public DataSource {
   int classes_;
 };
 
-// Mixture of diagonal Gaussians (also the single "gaussian").
-std::unique_ptr<DataSource> mixture_source(std::string name, Eigen::VectorXd weights,
-                                           Eigen::MatrixXd means, Eigen::MatrixXd stds) {
+// Mixture of diagonal Gaussians (also the single "gaussian"). With `labels` (one per
+// component, 0 .. classes - 1) each sample is labelled by its component's entry.
+std::unique_ptr<DataSource> mixture_source(std::string name, Eigen::VectorXd weights, Eigen::MatrixXd means,
+                                           Eigen::MatrixXd stds, std::vector<int> labels = {},
+                                           int classes = 0) {
   const int d = static_cast<int>(means.cols());
   Eigen::VectorXd cumulative(weights.size());
   std::partial_sum(weights.data(), weights.data() + weights.size(), cumulative.data());
   cumulative /= cumulative(cumulative.size() - 1);
   return std::make_unique<ToySource>(
-      std::move(name), d, 1, d, [=](const double* u, const double* z, double* x) {
+      std::move(name), d, 1, d,
+      [=](const double* u, const double* z, double* x) {
         Eigen::Index k = 0;
         while (k + 1 < cumulative.size() && u[0] >= cumulative(k)) ++k;
         for (int j = 0; j < d; ++j) x[j] = means(k, j) + stds(k, j) * z[j];
-      });
+        return labels.empty() ? 0 : labels[static_cast<std::size_t>(k)];
+      },
+      classes);
+}
+
+// One label per component: its index.
+std::vector<int> component_labels(Eigen::Index components) {
+  std::vector<int> out(static_cast<std::size_t>(components));
+  std::iota(out.begin(), out.end(), 0);
+  return out;
 }
 
 // ---- IDX ------------------------------------------------------------------------------
@@ -258,8 +275,24 @@ std::unique_ptr<DataSource> make_from_model(const std::string& name, const Param
     Eigen::MatrixXd stds = g->std().transpose();
     return mixture_source(name, Eigen::VectorXd::Ones(1), means, stds);
   }
+  // The mixture is labelled by component, or by class when `classes` is given and puts
+  // each component in exactly one class (otherwise a sample has no one label: unlabelled).
   const auto& m = dynamic_cast<const GmmModel&>(*model);
-  return mixture_source(name, m.weights(), m.means(), m.stds());
+  const auto components = m.weights().size();
+  if (m.classes().empty())
+    return mixture_source(name, m.weights(), m.means(), m.stds(), component_labels(components),
+                          static_cast<int>(components));
+  std::vector<int> labels(static_cast<std::size_t>(components), -1);
+  bool partition = true;
+  for (std::size_t c = 0; c < m.classes().size(); ++c)
+    for (int k : m.classes()[c]) {
+      partition = partition && labels[static_cast<std::size_t>(k)] < 0;
+      labels[static_cast<std::size_t>(k)] = static_cast<int>(c);
+    }
+  partition = partition && std::find(labels.begin(), labels.end(), -1) == labels.end();
+  if (!partition) return mixture_source(name, m.weights(), m.means(), m.stds());
+  return mixture_source(name, m.weights(), m.means(), m.stds(), std::move(labels),
+                        static_cast<int>(m.classes().size()));
 }
 
 std::vector<ParamSpec> model_params(const std::string& name) {
@@ -273,13 +306,14 @@ Registry<DataSource>& data_registry() {
     Registry<DataSource> r("data");
     const json noise_default = 0.05;
     r.add({"moons",
-           "Two interleaving half circles (centred), plus Gaussian noise",
+           "Two interleaving half circles (centred), plus Gaussian noise; labelled by moon (0 upper, 1 lower)",
            {{"noise", ParamType::number, noise_default, "standard deviation of the added noise"}},
            [](const Params& p, const BuildContext&) -> std::unique_ptr<DataSource> {
              const double s = p.number("noise");
-             return std::make_unique<ToySource>("moons", 2, 2, 2, [s](const double* u, const double* z, double* x) {
+             auto draw = [s](const double* u, const double* z, double* x) {
                const double a = kPi * u[0];
-               if (u[1] < 0.5) {
+               const int moon = u[1] < 0.5 ? 0 : 1;  // 0: the upper moon, 1: the lower one
+               if (moon == 0) {
                  x[0] = std::cos(a) - 0.5;
                  x[1] = std::sin(a) - 0.25;
                } else {
@@ -288,7 +322,9 @@ Registry<DataSource>& data_registry() {
                }
                x[0] += s * z[0];
                x[1] += s * z[1];
-             });
+               return moon;
+             };
+             return std::make_unique<ToySource>("moons", 2, 2, 2, draw, 2);
            }});
     r.add({"swiss_roll",
            "A 2-D Swiss roll (r = a, angle a in [1.5 pi, 4.5 pi]) scaled by 1/5, plus Gaussian noise",
@@ -299,6 +335,7 @@ Registry<DataSource>& data_registry() {
                const double a = 1.5 * kPi * (1.0 + 2.0 * u[0]);
                x[0] = a * std::cos(a) / 5.0 + s * z[0];
                x[1] = a * std::sin(a) / 5.0 + s * z[1];
+               return 0;
              });
            }});
     r.add({"checkerboard",
@@ -310,10 +347,11 @@ Registry<DataSource>& data_registry() {
                const double column = std::floor(x[0]);
                const double parity = column - 2.0 * std::floor(column / 2.0);  // 0 or 1
                x[1] = u[1] + (u[2] < 0.5 ? -2.0 : 0.0) + parity;
+               return 0;
              });
            }});
     r.add({"8gaussians",
-           "Eight Gaussians with centres on a circle of radius `radius`",
+           "Eight Gaussians with centres on a circle of radius `radius`; labelled by component (0 .. 7)",
            {{"radius", ParamType::number, 2.0, "radius of the circle of centres"},
             {"std", ParamType::number, 0.1, "standard deviation of each component"}},
            [](const Params& p, const BuildContext&) -> std::unique_ptr<DataSource> {
@@ -324,12 +362,13 @@ Registry<DataSource>& data_registry() {
                means(k, 0) = radius * std::cos(kPi * k / 4.0);
                means(k, 1) = radius * std::sin(kPi * k / 4.0);
              }
-             return mixture_source("8gaussians", Eigen::VectorXd::Ones(8), means, stds);
+             return mixture_source("8gaussians", Eigen::VectorXd::Ones(8), means, stds, component_labels(8), 8);
            }});
     r.add({"gaussian", "Samples of the analytic `gaussian` model's data distribution (same parameters)",
            model_params("gaussian"),
            [](const Params& p, const BuildContext&) { return make_from_model("gaussian", p); }});
-    r.add({"gmm", "Samples of the analytic `gmm` model's data distribution (same parameters)",
+    r.add({"gmm", "Samples of the analytic `gmm` model's data distribution (same parameters); labelled by "
+           "component, or by class when `classes` puts each component in one class",
            model_params("gmm"),
            [](const Params& p, const BuildContext&) { return make_from_model("gmm", p); }});
     r.add({"fashion_mnist",

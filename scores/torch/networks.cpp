@@ -30,6 +30,11 @@ class Builder {
     m_.register_parameter(name, value.requires_grad_(true), false);
     return "self." + name;
   }
+  // A parameter of independent N(0, std^2) entries.
+  std::string normal(const std::string& name, std::vector<int64_t> sizes, double std) {
+    m_.register_parameter(name, (torch::randn(sizes, torch::kFloat32) * std).requires_grad_(true), false);
+    return "self." + name;
+  }
   std::string ones(const std::string& name, int64_t n) {
     m_.register_parameter(name, torch::ones({n}).requires_grad_(true), false);
     return "self." + name;
@@ -95,6 +100,24 @@ long positive(const Params& p, const std::string& name) {
   return v;
 }
 
+long classes_of(const Params& p) {
+  const long v = p.integer("classes");
+  if (v < 0) p.fail("classes", "must be >= 0 (0: an unconditional network)");
+  return v;
+}
+
+// The head of forward: its signature, and `e`, the time embedding (plus, with classes > 0,
+// the label's row of a learned table of classes + 1 rows, the last one the null label, as
+// in class-conditional U-Nets: the label shifts the embedding every block sees).
+std::string forward_head(Builder& b, int64_t classes, int64_t emb) {
+  if (classes == 0)
+    return "def forward(self, x, t):\n"
+           "    e = torch.silu(self.embed(t))\n";
+  return "def forward(self, x, t, y):\n"
+         "    e = torch.silu(self.embed(t) + torch.embedding(" +
+         b.normal("label_embedding", {classes + 1, emb}, 1.0) + ", y))\n";
+}
+
 torch::jit::Module make_mlp(const Params& p, const std::vector<int>& shape, double time_scale) {
   int64_t d = 1;
   for (int s : shape) d *= s;
@@ -102,13 +125,12 @@ torch::jit::Module make_mlp(const Params& p, const std::vector<int>& shape, doub
                 emb = positive(p, "embedding");
   if (layers < 0) p.fail("layers", "must be >= 0");
   if (emb % 2) p.fail("embedding", "must be even");
+  const int64_t classes = classes_of(p);
   torch::jit::Module m("DiffsdeMLP");
   Builder b(m);
   add_time_embedding(b, m, emb, emb, time_scale);
   std::ostringstream s;
-  s << "def forward(self, x, t):\n"
-    << "    e = torch.silu(self.embed(t))\n"
-    << "    h = " << b.linear("inp", "x.reshape(x.shape[0], -1)", d, hidden) << "\n";
+  s << forward_head(b, classes, emb) << "    h = " << b.linear("inp", "x.reshape(x.shape[0], -1)", d, hidden) << "\n";
   for (int64_t l = 0; l < layers; ++l) {
     const std::string k = std::to_string(l);
     s << "    u = " << b.linear("blk" + k + "a", "torch.silu(h)", hidden, hidden) << " + "
@@ -175,15 +197,14 @@ torch::jit::Module make_unet(const Params& p, const std::vector<int>& shape, dou
     p.fail("multipliers", "H and W (" + std::to_string(shape[1]) + ", " + std::to_string(shape[2]) +
                               ") must be divisible by 2^(levels - 1) = " + std::to_string(div));
   const int64_t emb = 4 * ch;
+  const int64_t classes = classes_of(p);
 
   torch::jit::Module m("DiffsdeUNet");
   Builder b(m);
   add_time_embedding(b, m, ch, emb, time_scale);
   UNetWriter w{b, emb};
   std::ostringstream f;
-  f << "def forward(self, x, t):\n"
-    << "    e = torch.silu(self.embed(t))\n"
-    << "    h = " << b.conv("cin", "x", channels_in, ch, 3) << "\n";
+  f << forward_head(b, classes, emb) << "    h = " << b.conv("cin", "x", channels_in, ch, 3) << "\n";
   std::vector<std::pair<std::string, int64_t>> skips;  // variable, channels
   int64_t c = ch;
   int64_t res = shape[1];
@@ -227,19 +248,24 @@ torch::jit::Module make_unet(const Params& p, const std::vector<int>& shape, dou
   return m;
 }
 
+constexpr const char* kClassesHelp =
+    "class labels 0 .. classes - 1 as input y, plus the null label `classes` (0: unconditional)";
+
 const std::map<std::string, std::vector<ParamSpec>>& all_specs() {
   static const std::map<std::string, std::vector<ParamSpec>> specs = {
       {"mlp",
        {{"hidden", ParamType::integer, 256, "width of the hidden layers"},
         {"layers", ParamType::integer, 3, "number of residual blocks"},
-        {"embedding", ParamType::integer, 128, "width of the sinusoidal time embedding (even)"}}},
+        {"embedding", ParamType::integer, 128, "width of the sinusoidal time embedding (even)"},
+        {"classes", ParamType::integer, 0, kClassesHelp}}},
       {"unet",
        {{"channels", ParamType::integer, 32, "channels at the first resolution (multiple of 8)"},
         {"multipliers", ParamType::numbers, json::array({1, 2, 2}),
          "channel multiplier per resolution; each further entry halves H and W"},
         {"blocks", ParamType::integer, 1, "residual blocks per resolution"},
         {"attention_resolution", ParamType::integer, 7,
-         "self-attention at resolutions (height) up to this"}}},
+         "self-attention at resolutions (height) up to this"},
+        {"classes", ParamType::integer, 0, kClassesHelp}}},
       {"classifier",
        {{"channels", ParamType::integer, 32, "channels of the first convolution (doubled once)"},
         {"features", ParamType::integer, 128, "width of the penultimate layer (the feature space)"}}},
@@ -307,6 +333,12 @@ torch::jit::Module make_classifier(const json& spec, const std::string& path, co
     throw ConfigError(join_path(path, "name"), "must be \"classifier\"");
   torch::manual_seed(seed);
   return make_conv_classifier(p, shape, classes);
+}
+
+int network_classes(const json& spec, const std::string& path) {
+  const Params p = network_params_of(spec, path);
+  if (spec["name"] == "classifier") return 0;
+  return static_cast<int>(classes_of(p));
 }
 
 std::int64_t parameter_count(const torch::jit::Module& module) {

@@ -34,6 +34,14 @@ using Clock = std::chrono::steady_clock;
 
 constexpr NoiseStream kTimeKey = NoiseStream::train_time;
 constexpr NoiseStream kEpsStream = NoiseStream::train_noise;
+// Label dropout takes its uniform from the time stream, as draw 1 (t is draw 0): an
+// independent draw of the same (seed, sample) key.
+constexpr std::uint32_t kLabelDraw = 1;
+
+// Stream sample `i` of training step `step`: the key of that sample's draws.
+std::uint64_t sample_key(long step, long batch, long i) {
+  return static_cast<std::uint64_t>(step) * static_cast<std::uint64_t>(batch) + static_cast<std::uint64_t>(i);
+}
 
 const std::vector<ParamSpec>& train_specs() {
   static const std::vector<ParamSpec> specs = {
@@ -52,6 +60,8 @@ const std::vector<ParamSpec>& train_specs() {
        "continuous t or discrete steps; unset: discrete on vp_discrete, else continuous",
        {"continuous", "discrete"}},
       {"t_min", ParamType::number, 1e-3, "continuous t is uniform on [t_min, t_max of the schedule]"},
+      {"p_uncond", ParamType::number, 0.1,
+       "conditional networks: probability that a sample's label is replaced by the null label"},
       {"seed", ParamType::integer, 0, "seeds the initial weights and every training draw"},
       {"log_every", ParamType::integer, 50, "steps per line of the loss curve"},
       {"checkpoint_every", ParamType::integer, 0, "steps between checkpoints (0: only at the end)"},
@@ -88,6 +98,8 @@ struct Setup {
   json network_spec, schedule_spec, data_spec;
   long steps = 0, batch = 0, warmup = 0, log_every = 0, checkpoint_every = 0;
   double lr = 0, grad_clip = 0, ema = 0, t_min = 0, time_scale = 1000.0;
+  int classes = 0;  // > 0: a class-conditional network, input y with null label `classes`
+  double p_uncond = 0;
   bool discrete = false;
   int discrete_steps = 0;
   std::uint64_t seed = 0;
@@ -140,6 +152,22 @@ Setup parse(const json& config, const std::string& base_dir) {
   s.t_min = p.number("t_min");
   if (!(s.t_min > 0 && s.t_min < s.schedule->t_max())) p.fail("t_min", "must be in (0, t_max of the schedule)");
 
+  s.p_uncond = p.number("p_uncond");
+  if (!(s.p_uncond >= 0 && s.p_uncond <= 1)) p.fail("p_uncond", "must be in [0, 1]");
+  if (s.task == "diffusion") {
+    s.classes = network_classes(s.network_spec, "network");
+    const int have = s.data->num_classes();
+    if (s.classes > 0 && have == 0)
+      throw ConfigError("network.classes", "a conditional network needs labelled data, and data '" +
+                                               s.data->name() +
+                                               "' has no labels (labelled: moons, 8gaussians, gmm, "
+                                               "fashion_mnist, npy with `labels`)");
+    if (s.classes > 0 && have > s.classes)
+      throw ConfigError("network.classes", "data '" + s.data->name() + "' has labels 0 .. " +
+                                               std::to_string(have - 1) + ", beyond classes = " +
+                                               std::to_string(s.classes) + " (labels 0 .. " +
+                                               std::to_string(s.classes - 1) + ")");
+  }
   if (s.task == "classifier") {
     if (s.data->num_classes() < 2) p.fail("data", "the classifier needs labelled data (e.g. fashion_mnist)");
     if (s.eval_data && s.eval_data->num_classes() < 1) p.fail("eval_data", "must be labelled");
@@ -158,6 +186,12 @@ json metadata_of(const Setup& s, long step, double loss, std::int64_t params) {
     if (s.discrete) m["discrete_steps"] = s.discrete_steps;
     m["time_scale"] = s.time_scale;
     m["schedule"] = s.schedule_spec;
+    if (s.classes > 0) {
+      // The extra forward argument, as TorchScript models declare theirs.
+      m["inputs"] = json::array(
+          {{{"name", "y"}, {"type", "int64"}, {"shape", json::array()}, {"classes", s.classes}, {"null", s.classes}}});
+      m["p_uncond"] = s.p_uncond;
+    }
   } else {
     m["classes"] = s.data->num_classes();
   }
@@ -269,6 +303,18 @@ double accuracy(torch::jit::Module& module, const DataSource& data) {
 
 }  // namespace
 
+std::vector<std::int64_t> training_labels(const std::vector<int>& labels, std::uint64_t seed, long step,
+                                          int null_label, double p_uncond) {
+  const long batch = static_cast<long>(labels.size());
+  std::vector<std::int64_t> out(labels.begin(), labels.end());
+  for (long i = 0; i < batch; ++i) {
+    double u;  // in [0, 1): p_uncond 0 keeps every label, 1 drops every one
+    philox_uniforms(seed, kTimeKey, sample_key(step, batch, i), kLabelDraw, &u, 1);
+    if (u < p_uncond) out[static_cast<std::size_t>(i)] = null_label;
+  }
+  return out;
+}
+
 json default_train_config() {
   return json::parse(R"({
     "schedule": {"name": "vp_linear"},
@@ -328,6 +374,7 @@ TrainResult train(const json& config, const std::string& base_dir, const std::st
     truncate_loss_curve(result.loss_path, step);
   }
 
+  const bool conditional = s.classes > 0;
   const int d = s.data->dim();
   State x0(s.batch, d), eps(s.batch, d), xt(s.batch, d);
   std::vector<double> t_net(static_cast<std::size_t>(s.batch));
@@ -344,7 +391,7 @@ TrainResult train(const json& config, const std::string& base_dir, const std::st
   if (!loss_file) throw IoError(result.loss_path, "cannot open for appending");
 
   while (step < s.steps) {
-    s.data->batch(s.seed, static_cast<std::uint64_t>(step), x0, classify ? &labels : nullptr);
+    s.data->batch(s.seed, static_cast<std::uint64_t>(step), x0, classify || conditional ? &labels : nullptr);
     torch::Tensor loss;
     if (classify) {
       const auto logits = module.forward({to_tensor(x0, s.data->shape())}).toTensor();
@@ -352,8 +399,7 @@ TrainResult train(const json& config, const std::string& base_dir, const std::st
       loss = torch::nll_loss(torch::log_softmax(logits, 1), torch::tensor(y));
     } else {
       for (long i = 0; i < s.batch; ++i) {
-        const std::uint64_t sample = static_cast<std::uint64_t>(step) * static_cast<std::uint64_t>(s.batch) +
-                                     static_cast<std::uint64_t>(i);
+        const std::uint64_t sample = sample_key(step, s.batch, i);
         double u;
         philox_uniforms(s.seed, kTimeKey, sample, 0, &u, 1);
         double log_ab;
@@ -371,7 +417,15 @@ TrainResult train(const json& config, const std::string& base_dir, const std::st
         xt.row(i) = alpha * x0.row(i) + sigma * eps.row(i);
       }
       const torch::Tensor tt = torch::from_blob(t_net.data(), {s.batch}, torch::kFloat64).to(torch::kFloat32);
-      const auto pred = module.forward({to_tensor(xt, s.data->shape()), tt}).toTensor();
+      std::vector<torch::jit::IValue> args{to_tensor(xt, s.data->shape()), tt};
+      if (conditional) {
+        for (int y : labels)
+          if (y < 0 || y >= s.classes)
+            throw ConfigError("network.classes", "data label " + std::to_string(y) + " is outside 0 .. " +
+                                                     std::to_string(s.classes - 1));
+        args.emplace_back(torch::tensor(training_labels(labels, s.seed, step, s.classes, s.p_uncond), torch::kInt64));
+      }
+      const auto pred = module.forward(args).toTensor();
       loss = (pred - to_tensor(eps, s.data->shape())).pow(2).mean();
     }
     optimizer.zero_grad();

@@ -12,6 +12,11 @@
 //   classifier: x (B, C, H, W) -> logits (B, classes); method features(x) gives the
 //               penultimate activations (B, features), used for Frechet distances.
 //
+// With `classes` = K > 0 (mlp, unet) the network is class-conditional: forward(x, t, y)
+// with y int64 (B,) in 0 .. K, K being the null label ("no class") of classifier-free
+// guidance; a learned table of K + 1 rows, as wide as the time embedding, adds the
+// label's row to it.
+//
 // Time enters through a sinusoidal embedding of `time_scale * t` (time_scale 1000 for
 // continuous t in [0, 1], 1 for a discrete step index).
 #pragma once
@@ -37,6 +42,10 @@ std::vector<std::string> network_names();
 torch::jit::Module make_network(const nlohmann::json& spec, const std::string& path,
                                 const std::vector<int>& shape, double time_scale,
                                 std::uint64_t seed);
+
+// The `classes` of a noise-prediction network spec (0: unconditional; ConfigError at
+// path.classes when negative).
+int network_classes(const nlohmann::json& spec, const std::string& path);
 
 // The classifier: `classes` outputs.
 torch::jit::Module make_classifier(const nlohmann::json& spec, const std::string& path,

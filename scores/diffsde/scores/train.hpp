@@ -6,11 +6,18 @@
 // gradient step of Adam on mean ||eps - eps_theta(alpha(t) x0 + sigma(t) eps, t)||^2.
 // Every draw is keyed by (seed, step, sample), so a run resumed from a checkpoint takes
 // exactly the steps of an uninterrupted run.
+//
+// A class-conditional network (network.classes = K > 0) trains on labelled data: each
+// sample's label is fed as input y, replaced by the null label K with probability
+// p_uncond, so one network learns both eps(x, t, y) and eps(x, t) for classifier-free
+// guidance.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace diffsde {
 
@@ -43,6 +50,13 @@ struct TrainResult {
 // Errors: ConfigError with the JSON path, IoError naming the file.
 TrainResult train(const nlohmann::json& config, const std::string& base_dir, const std::string& out_path,
                   const TrainProgressFn& progress = {});
+
+// The labels a conditional network is given at training step `step` for the data labels
+// of that step's batch (sample i of it is stream sample step * labels.size() + i): each one
+// as it is, or null_label with probability p_uncond, decided by a uniform keyed by
+// (seed, step, sample), so a resumed run drops the same labels.
+std::vector<std::int64_t> training_labels(const std::vector<int>& labels, std::uint64_t seed, long step,
+                                          int null_label, double p_uncond);
 
 // "<stem>.loss.jsonl" for "<stem>.pt" (or "<path>.loss.jsonl").
 std::string loss_curve_path(const std::string& model_path);
