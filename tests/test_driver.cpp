@@ -1,11 +1,15 @@
-// The driver: observers, counts, and a NaN/Inf stop that names the step and t.
+// The driver: observers (the denoised prediction too), counts, the progress and cancel
+// callback, and a NaN/Inf stop that names the step and t.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <vector>
 
 #include "diffsde/driver.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/grid.hpp"
+#include "diffsde/noise.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/solvers/euler_maruyama.hpp"
 
@@ -113,5 +117,109 @@ TEST_CASE("Running out of replayed noise names the step") {
   } catch (const NumericalError& e) {
     CHECK(e.step() == 2);
     CHECK(std::string(e.what()).find("draws.npy") != std::string::npos);
+  }
+}
+
+namespace {
+
+// Keeps every step's denoised prediction and the time of its evaluation.
+class DenoisedObserver final : public Observer {
+ public:
+  bool wants_denoised() const override { return true; }
+  void on_denoised(long step, double t_eval, const State& x0) override {
+    CHECK(step == static_cast<long>(x0s.size()));
+    t.push_back(t_eval);
+    x0s.push_back(x0);
+  }
+  std::vector<double> t;
+  std::vector<State> x0s;
+};
+
+// eps = 0.3 x + 0.1 t: smooth, and rows independent.
+std::shared_ptr<Model> linear_model() {
+  return make_model(3, [](const ConstStateRef& x, double t, StateRef out) { out = 0.3 * x + 0.1 * t; });
+}
+
+}  // namespace
+
+TEST_CASE("The progress callback sees every step and can cancel the run after any of them", "[driver]") {
+  auto schedule = std::make_shared<VpLinearSchedule>();
+  const auto model = linear_model();
+  const std::vector<double> times = TimeUniformGrid({1.0, 1e-3, 8}).times(*schedule);
+  State x_T(5, 3);
+  for (Eigen::Index r = 0; r < 5; ++r) x_T.row(r) << 0.1 * r, -0.2, 0.5 - 0.1 * r;
+  for (int threads : {1, 2}) {
+    INFO("threads " << threads);
+    ShiftSolver solver;  // one evaluation per step
+    TrajectoryObserver trajectory;
+    State x = x_T;
+    std::vector<Progress> seen;
+    DriverOptions options;
+    options.threads = threads;
+    options.progress = [&](const Progress& p) {
+      seen.push_back(p);
+      return true;
+    };
+    integrate(solver, *schedule, *model, times, x, nullptr, {&trajectory}, options);
+    REQUIRE(seen.size() == 8);
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+      CHECK(seen[i].step == static_cast<long>(i) + 1);
+      CHECK(seen[i].steps == 8);
+      CHECK(seen[i].t == times[i + 1]);
+      CHECK(seen[i].nfe == static_cast<long>(i) + 1);
+      CHECK(seen[i].seconds >= 0);
+    }
+    // Cancelled after 3 steps: x is the state after them, and nothing more ran.
+    State y = x_T;
+    long calls = 0;
+    options.progress = [&](const Progress& p) {
+      ++calls;
+      return p.step < 3;
+    };
+    try {
+      integrate(solver, *schedule, *model, times, y, nullptr, {}, options);
+      FAIL("no Cancelled thrown");
+    } catch (const Cancelled& c) {
+      CHECK(c.step() == 2);
+      CHECK(c.t() == times[3]);
+      CHECK_THAT(c.what(), Catch::Contains("cancelled after step 2"));
+    }
+    CHECK(calls == 3);
+    CHECK((y - trajectory.states()[3]).abs().maxCoeff() == 0.0);
+  }
+}
+
+TEST_CASE("Observers that want it see the denoised prediction of each step's first evaluation", "[driver]") {
+  auto schedule = std::make_shared<VpLinearSchedule>();
+  const auto model = linear_model();
+  const std::vector<double> times = TimeUniformGrid({1.0, 1e-3, 6}).times(*schedule);
+  State x_T(4, 3);
+  for (Eigen::Index r = 0; r < 4; ++r) x_T.row(r) << 1.0 - 0.3 * r, 0.2 * r, -0.7;
+  std::vector<State> first;
+  for (int threads : {1, 3}) {
+    INFO("threads " << threads);
+    EulerMaruyamaSolver solver;
+    PhiloxNoise noise(3);
+    TrajectoryObserver trajectory;
+    DenoisedObserver denoised;
+    State x = x_T;
+    DriverOptions options;
+    options.threads = threads;
+    integrate(solver, *schedule, *model, times, x, &noise, {&trajectory, &denoised}, options);
+    REQUIRE(denoised.x0s.size() == 6);
+    for (std::size_t i = 0; i < 6; ++i) {
+      // Euler–Maruyama evaluates eps once, at the step's start.
+      CHECK(denoised.t[i] == times[i]);
+      const State& xi = trajectory.states()[i];
+      State eps(xi.rows(), xi.cols());
+      model->eps(xi, times[i], eps);
+      const State want = (xi - schedule->sigma(times[i]) * eps) / schedule->alpha(times[i]);
+      CHECK((denoised.x0s[i] - want).abs().maxCoeff() <= 1e-14 * (1.0 + want.abs().maxCoeff()));
+    }
+    if (first.empty()) {
+      first = denoised.x0s;
+    } else {
+      for (std::size_t i = 0; i < 6; ++i) CHECK((first[i] - denoised.x0s[i]).abs().maxCoeff() == 0.0);
+    }
   }
 }

@@ -30,6 +30,11 @@ std::string Summary::brief_report() const {
   return os.str();
 }
 
+Cancelled::Cancelled(long step, double t)
+    : Error("the run was cancelled after step " + std::to_string(step) + " (t = " + format_double(t) + ")"),
+      step_(step),
+      t_(t) {}
+
 void TrajectoryObserver::on_start(double t, const State& x) {
   times_.assign(1, t);
   states_.assign(1, x);
@@ -195,6 +200,7 @@ class ForkJoin {
 // rows, context and outcome are the current run's.
 struct Block {
   Eigen::Index row0 = 0, rows = 0;
+  State x0;  // the denoised prediction of the current step, for observers that want it
   std::unique_ptr<Solver> own_solver;  // a clone; block 0 uses the caller's solver
   Solver* solver = nullptr;
   State x;
@@ -215,6 +221,12 @@ const Block* first_failure(const std::vector<Block>& blocks) {
 }
 
 using Clock = std::chrono::steady_clock;
+
+bool wants_denoised(const std::vector<Observer*>& observers) {
+  for (const auto* o : observers)
+    if (o->wants_denoised()) return true;
+  return false;
+}
 
 }  // namespace
 
@@ -242,6 +254,7 @@ struct Integrator::Impl {
   const std::vector<double>* times = nullptr;
   State* x = nullptr;
   bool lockstep = false;
+  bool denoised = false;  // observers want x0 (lockstep only)
   std::size_t round_step = kInit;
 };
 
@@ -311,8 +324,11 @@ void Integrator::Impl::job(int k) {
     if (b.x.rows() == b.rows) x->middleRows(b.row0, b.rows) = b.x;
   } else if (round_step == kInit) {
     init();
+    if (denoised) b.x0 = State::Zero(b.rows, x->cols());
   } else {
+    if (denoised) b.context->begin_denoised(&b.x0);
     step(round_step);
+    if (denoised) b.context->end_denoised();
     x->middleRows(b.row0, b.rows) = b.x;
   }
 }
@@ -324,17 +340,39 @@ Summary Integrator::Impl::run_split(const SolverTraits& run_traits,
   traits = &run_traits;
   times = &run_times;
   x = &run_x;
-  lockstep = !observers.empty();
+  lockstep = !observers.empty() || static_cast<bool>(options.progress);
+  denoised = wants_denoised(observers);
   round_step = kInit;
   const std::size_t steps = run_times.size() - 1;
 
   for (auto* o : observers) o->on_start(run_times.front(), run_x);
   pool->run();  // init (and, without observers, the whole grid)
+  long cancelled = -1;
+  State x0;
+  if (denoised) x0 = State::Zero(run_x.rows(), run_x.cols());
   for (std::size_t i = 0; lockstep && i < steps && first_failure(blocks) == nullptr; ++i) {
     round_step = i;
     pool->run();
-    if (first_failure(blocks) == nullptr)
-      for (auto* o : observers) o->on_step(static_cast<long>(i), run_times[i + 1], run_x);
+    if (first_failure(blocks) != nullptr) break;
+    if (denoised) {
+      double t_eval = std::numeric_limits<double>::quiet_NaN();
+      for (const Block& b : blocks) {
+        x0.middleRows(b.row0, b.rows) = b.x0;
+        if (std::isnan(t_eval)) t_eval = b.context->denoised_t();
+      }
+      for (auto* o : observers)
+        if (o->wants_denoised()) o->on_denoised(static_cast<long>(i), t_eval, x0);
+    }
+    for (auto* o : observers) o->on_step(static_cast<long>(i), run_times[i + 1], run_x);
+    if (options.progress) {
+      const Progress p{static_cast<long>(i) + 1, static_cast<long>(steps), run_times[i + 1],
+                       blocks.front().context->nfe(),
+                       std::chrono::duration<double>(Clock::now() - start).count()};
+      if (!options.progress(p)) {
+        cancelled = static_cast<long>(i);
+        break;
+      }
+    }
   }
   const Block* failed = first_failure(blocks);
   if (failed == nullptr) {
@@ -364,6 +402,7 @@ Summary Integrator::Impl::run_split(const SolverTraits& run_traits,
     b.error = nullptr;
   }
   if (error) std::rethrow_exception(error);
+  if (cancelled >= 0) throw Cancelled(cancelled, run_times[static_cast<std::size_t>(cancelled) + 1]);
   for (auto* o : observers) o->on_finish(summary);
   return summary;
 }
@@ -407,9 +446,23 @@ Summary Integrator::run(const Schedule& schedule, const Model& model,
   const std::uint64_t draws_before = noise != nullptr ? noise->draws() : 0;
   for (auto* o : observers) o->on_start(times.front(), x);
   solver.init(context, x, times);
+  const bool denoised = wants_denoised(observers);
+  State x0;
+  if (denoised) x0 = State::Zero(x.rows(), x.cols());
   for (std::size_t i = 0; i + 1 < times.size(); ++i) {
+    if (denoised) context.begin_denoised(&x0);
     do_step(solver, context, traits.name, times, i, x, 0, options.check_finite);
+    if (denoised) {
+      context.end_denoised();
+      for (auto* o : observers)
+        if (o->wants_denoised()) o->on_denoised(static_cast<long>(i), context.denoised_t(), x0);
+    }
     for (auto* o : observers) o->on_step(static_cast<long>(i), times[i + 1], x);
+    if (options.progress) {
+      const Progress p{static_cast<long>(i) + 1, static_cast<long>(times.size() - 1), times[i + 1], context.nfe(),
+                       std::chrono::duration<double>(Clock::now() - start).count()};
+      if (!options.progress(p)) throw Cancelled(static_cast<long>(i), times[i + 1]);
+    }
   }
   summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   summary.steps = static_cast<long>(times.size() - 1);

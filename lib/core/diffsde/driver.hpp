@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +41,34 @@ class Observer {
   // After grid interval `step` (0-based) ended at time t.
   virtual void on_step(long /*step*/, double /*t*/, const State& /*x*/) {}
   virtual void on_finish(const Summary& /*summary*/) {}
+
+  // The model's prediction of the data (k-diffusion's `denoised`): return true to get,
+  // just before on_step of every interval, x0 = (x - sigma eps) / alpha of the interval's
+  // first model evaluation of each sample (at t_eval, usually the interval's start). Rows a
+  // solver did not evaluate in the interval (none do so today) keep the previous step's x0.
+  virtual bool wants_denoised() const { return false; }
+  virtual void on_denoised(long /*step*/, double /*t_eval*/, const State& /*x0*/) {}
+};
+
+// Where a run stands, for DriverOptions::progress.
+struct Progress {
+  long step = 0;      // grid intervals done
+  long steps = 0;     // grid intervals in all
+  double t = 0;       // the time reached
+  long nfe = 0;       // model evaluations so far (of one row block on several threads)
+  double seconds = 0;
+};
+
+// A run stopped by its progress callback: x holds the state after the step named.
+class Cancelled : public Error {
+ public:
+  Cancelled(long step, double t);
+  long step() const { return step_; }
+  double t() const { return t_; }
+
+ private:
+  long step_;
+  double t_;
 };
 
 // Keeps x at every grid time (the start included). Observers always see the whole
@@ -73,6 +102,10 @@ struct DriverOptions {
   // on its own (a chunk): the model sees its rows as those samples (ModelRows), so that
   // per-sample conditioning follows them. Noise sources carry their own first sample.
   long first_row = 0;
+  // Called after every grid interval (on the calling thread; a split run then advances its
+  // row blocks one step at a time, as with observers). Returning false cancels the run:
+  // integrate() throws Cancelled naming the step, with x holding the state after it.
+  std::function<bool(const Progress&)> progress;
 
   // True when usable; otherwise false with the reason in *error.
   bool is_valid(std::string* error = nullptr) const;

@@ -3,6 +3,7 @@
 // lives in driver.hpp; solvers know nothing of JSON, files or the command line.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -79,6 +80,7 @@ class SolverContext {
     model_.eps_rows(x, t, rows_, out);
     ++nfe_;
     network_rows_ += model_.network_rows(static_cast<long>(x.rows()), t);
+    if (capture_ != nullptr) capture(0, x, t, out);
   }
   // eps for x holding the solver's rows row .. row + x.rows() - 1 only (a solver that steps
   // each sample on its own); one function evaluation.
@@ -86,7 +88,22 @@ class SolverContext {
     model_.eps_rows(x, t, rows_.sub(row), out);
     ++nfe_;
     network_rows_ += model_.network_rows(static_cast<long>(x.rows()), t);
+    if (capture_ != nullptr) capture(row, x, t, out);
   }
+
+  // The denoised prediction, for observers (Observer::wants_denoised): after
+  // begin_denoised(x0) each row's first evaluation writes x0 = (x - sigma eps) / alpha of
+  // that evaluation into row r of *x0 (x0 has the solver's rows), and denoised_t() is the
+  // time of the first evaluation. end_denoised() stops it. The driver calls these around
+  // every step; a solver does not.
+  void begin_denoised(State* x0) {
+    capture_ = x0;
+    captured_.assign(static_cast<std::size_t>(x0->rows()), 0);
+    uncaptured_ = static_cast<long>(x0->rows());
+    denoised_t_ = std::numeric_limits<double>::quiet_NaN();
+  }
+  void end_denoised() { capture_ = nullptr; }
+  double denoised_t() const { return denoised_t_; }
   // The rows the solver steps, as the model sees them.
   const ModelRows& rows() const { return rows_; }
   // Network rows evaluated (Model::network_rows summed over the evaluations).
@@ -105,7 +122,24 @@ class SolverContext {
   const Schedule& schedule_;
   const Model& model_;
   NoiseSource* noise_;
+  void capture(long row0, const ConstStateRef& x, double t, const ConstStateRef& eps) {
+    if (uncaptured_ == 0) return;
+    const ScheduleAt s = schedule_.at(t);
+    if (std::isnan(denoised_t_)) denoised_t_ = t;
+    for (Eigen::Index r = 0; r < x.rows(); ++r) {
+      const auto k = static_cast<std::size_t>(row0 + r);
+      if (k >= captured_.size() || captured_[k]) continue;
+      captured_[k] = 1;
+      --uncaptured_;
+      capture_->row(static_cast<Eigen::Index>(k)) = (x.row(r) - s.sigma * eps.row(r)) / s.alpha;
+    }
+  }
+
   ModelRows rows_;
+  State* capture_ = nullptr;
+  std::vector<char> captured_;
+  long uncaptured_ = 0;
+  double denoised_t_ = 0;
   long nfe_ = 0, accepted_ = 0, rejected_ = 0;
   long long network_rows_ = 0;
 };
