@@ -102,6 +102,11 @@ assert -4 < m["log_likelihood"] < 0, m
 assert cells[0]["network_rows"] == 2 * 300 * cells[0]["nfe"], cells[0]
 PY
 check "conditional sweep: small path error across chunks, conditional log-likelihood, network rows" $?
+# The guidance is part of the sweep's identity: results of another scale are not resumed.
+sed 's/"scale": 1.5/"scale": 2.5/' "$work/sweep.json" > "$work/sweep25.json"
+"$bin" sweep "$work/sweep25.json" --out "$work/sweep.jsonl" --resume > "$work/sweep25.out" 2>&1
+rc=$?; [ "$rc" -ne 0 ] && grep -qiF "sweep" "$work/sweep25.out"
+check "resuming another guidance scale's results is refused: rc $rc, $(cat "$work/sweep25.out")" $?
 sed 's/"path_error", "log_likelihood"/"frechet"/' "$work/sweep.json" > "$work/sweep_frechet.json"
 "$bin" sweep "$work/sweep_frechet.json" --out "$work/sweep_frechet.jsonl" --quiet > "$work/sweep_frechet.out" 2>&1
 rc=$?; [ "$rc" -eq 2 ] && grep -qF "frechet compares the samples with the unconditional data law" "$work/sweep_frechet.out"

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "diffsde/scores/guidance.hpp"
 #include "diffsde/driver.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/grid.hpp"
@@ -46,6 +47,19 @@ std::string hash_hex(const std::string& bytes) {
   std::ostringstream os;
   os << std::hex << std::setw(16) << std::setfill('0') << h;
   return os.str();
+}
+
+// A digest of a conditioning's names, types, shapes and values.
+std::string conditioning_hash(const Conditioning& cond) {
+  std::string bytes;
+  for (const auto& in : cond.inputs()) {
+    bytes += in.name() + "|" + in.shape_text() + "|" + std::to_string(in.rows()) + "|";
+    if (in.type() == InputType::int64)
+      bytes.append(reinterpret_cast<const char*>(in.int_values().data()), in.int_values().size() * sizeof(std::int64_t));
+    else
+      bytes.append(reinterpret_cast<const char*>(in.float_values().data()), in.float_values().size() * sizeof(double));
+  }
+  return hash_hex(bytes);
 }
 
 // A non-empty JSON array at `path` (a single value is not accepted: lists are explicit).
@@ -220,6 +234,8 @@ struct Parser {
   // distinct (t_start, t_end) spans of the cells, with the first cell's path for errors
   std::map<std::pair<double, double>, std::string> spans;
 
+  json conditioning_identity = json::object();
+
   void parse_problem(const json& section) {
     const std::string path = join_path(kRoot, "problem");
     if (!section.is_object()) throw ConfigError(path, "expected an object, got " + json_type_name(section));
@@ -235,6 +251,14 @@ struct Parser {
     sweep.model = problem.model;
     sweep.base_model = problem.base_model;
     sweep.cond = problem.cond;
+    // The conditioning layers are part of the problem's identity (by content, so that a
+    // .npy file's values count, not its name); absent, the identity is as before them.
+    if (!spec.cond.is_null()) conditioning_identity["cond"] = conditioning_hash(*problem.cond);
+    if (const auto* guided = dynamic_cast<const GuidedModel*>(problem.model.get())) {
+      conditioning_identity["uncond"] = conditioning_hash(guided->unconditional());
+      conditioning_identity["guidance"] = spec.guidance;
+    }
+    if (!spec.thresholding.is_null()) conditioning_identity["thresholding"] = spec.thresholding;
     context = problem.context;
     sweep.batch = spec.batch;
     sweep.seed = spec.seed;
@@ -614,6 +638,7 @@ Sweep parse_sweep(const json& config, const std::string& base_dir) {
             : json(nullptr);
   }
   identity["metrics"] = parser.metrics_normalized;
+  for (const auto& item : parser.conditioning_identity.items()) identity[item.key()] = item.value();
   sweep.hash = hash_hex(identity.dump());
   return sweep;
 }
