@@ -119,9 +119,37 @@ GuidedModel::GuidedModel(std::shared_ptr<const Model> model, std::shared_ptr<con
       throw Error("unconditional input '" + u.name() + "' has no conditional counterpart");
 }
 
+GuidedModel::GuidedModel(std::shared_ptr<const Model> conditional, std::shared_ptr<const Model> unconditional,
+                         std::shared_ptr<const Schedule> schedule, std::shared_ptr<const Conditioning> cond,
+                         GuidanceOptions options, long batch, std::uint64_t first_sample)
+    : model_(std::move(conditional)),
+      unconditional_(std::move(unconditional)),
+      schedule_(std::move(schedule)),
+      cond_(std::move(cond)),
+      uncond_(std::make_shared<Conditioning>()),
+      options_(options),
+      first_sample_(first_sample) {
+  if (!model_ || !unconditional_) throw Error("GuidedModel: no model given");
+  if (!schedule_) throw Error("GuidedModel: no schedule given");
+  std::string error, option;
+  if (!options_.is_valid(&error, &option)) throw Error("guidance " + option + ": " + error);
+  options_.batched = false;
+  if (!cond_) cond_ = std::make_shared<Conditioning>();
+  check_fits(*model_, *cond_, batch, "conditioning");
+  check_fits(*unconditional_, *uncond_, batch, "unconditional model");
+  if (unconditional_->dim() != model_->dim())
+    throw Error("guidance: the unconditional model has dimension " + std::to_string(unconditional_->dim()) +
+                ", the conditional one " + std::to_string(model_->dim()));
+}
+
 bool GuidedModel::active(double t) const { return options_.scale != 1.0 && t >= options_.t_lo && t <= options_.t_hi; }
 
 long GuidedModel::network_rows(long rows, double t) const {
+  if (unconditional_) {  // two networks
+    if (!active(t)) return model_->network_rows(rows, t);
+    if (options_.scale == 0.0 && options_.rescale == 0.0) return unconditional_->network_rows(rows, t);
+    return model_->network_rows(rows, t) + unconditional_->network_rows(rows, t);
+  }
   const bool both = active(t) && !(options_.scale == 0.0 && options_.rescale == 0.0);
   return model_->network_rows(both ? 2 * rows : rows, t);
 }
@@ -157,7 +185,7 @@ void GuidedModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& ro
     return;
   }
   if (s == 0.0 && options_.rescale == 0.0) {  // the unconditional model alone
-    model_->eps_rows(x, t, rows_of(*uncond_, rows), out);
+    unconditional_model().eps_rows(x, t, rows_of(*uncond_, rows), out);
     return;
   }
   const Eigen::Index n = x.rows(), d = x.cols();
@@ -180,7 +208,7 @@ void GuidedModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& ro
     eu = e2.bottomRows(n);
   } else {
     model_->eps_rows(x, t, rows_of(*cond_, rows), ec);
-    model_->eps_rows(x, t, rows_of(*uncond_, rows), eu);
+    unconditional_model().eps_rows(x, t, rows_of(*uncond_, rows), eu);
   }
   ScheduleAt at;
   if (options_.space != Prediction::eps) {
@@ -221,7 +249,7 @@ void GuidedModel::eps_jvp_rows(const ConstStateRef& x, double t, const ModelRows
   const double s = options_.scale;
   State ec(x.rows(), x.cols()), eu(x.rows(), x.cols()), jc(x.rows(), x.cols()), ju(x.rows(), x.cols());
   model_->eps_jvp_rows(x, t, rows_of(*cond_, rows), v, ec, jc);
-  model_->eps_jvp_rows(x, t, rows_of(*uncond_, rows), v, eu, ju);
+  unconditional_model().eps_jvp_rows(x, t, rows_of(*uncond_, rows), v, eu, ju);
   eps_out = eu + s * (ec - eu);
   jvp_out = ju + s * (jc - ju);
 }

@@ -56,6 +56,7 @@ expect_error guide_uncond_model 'guidance: model '"'"'gmm'"'"' takes no conditio
 expect_error label_range 'cond.y: label 5 (row 0) is out of range' "{$head,\"cond\":{\"y\":5}}"
 expect_error label_float 'cond.y: input '"'"'y'"'"' takes integer class labels' "{$head,\"cond\":{\"y\":0.5}}"
 expect_error label_count 'cond.y: has 4 values' "{$head,\"cond\":{\"y\":[0,1,0,1]}}"
+expect_error label_shape 'cond.y: has per-sample shape (1, 1), the model takes ()' "{$head,\"cond\":{\"y\":[[1]]}}"
 expect_error unknown_input "cond.label: model 'gmm' has no input 'label'" "{$head,\"cond\":{\"label\":1}}"
 expect_error cond_type 'cond.y: expected a number, a list of numbers or the path of a .npy file' "{$head,\"cond\":{\"y\":true}}"
 expect_error cond_form 'cond: expected an object' "{$head,\"cond\":[1]}"

@@ -474,3 +474,61 @@ TEST_CASE("A model from a function sees its rows' global sample indices and inpu
   CHECK(o1(0, 0) == 0.5);
   CHECK_THROWS_WITH(make_model(0, [](const ConstStateRef&, double, StateRef) {}), Catch::Contains("dim must be >= 1"));
 }
+
+TEST_CASE("Guidance from two models equals guidance from one model with its null input", "[conditioning]") {
+  auto sch = std::make_shared<VpLinearSchedule>();
+  const auto gmm = labelled(sch);  // label -1: the whole mixture
+  auto whole = std::make_shared<GmmModel>(GmmModel::builtin_2d(sch));  // the same mixture, no classes
+  const auto cond = labels({0, 1, 2, 1});
+  const State x = some_x(4);
+  GuidanceOptions o;
+  o.scale = 3.5;
+  o.batched = false;
+  const GuidedModel one(gmm, sch, cond, nullptr, o, 4);
+  const GuidedModel two(gmm, whole, sch, cond, o, 4);
+  for (double t : {0.05, 0.5, 0.95}) {
+    State a(4, 2), b(4, 2);
+    one.eps(x, t, a);
+    two.eps(x, t, b);
+    CHECK(bitwise_equal(a, b));
+    CHECK(two.network_rows(4, t) == 8);
+  }
+  CHECK(&two.unconditional_model() == whole.get());
+  // The unconditional model gets no inputs, so it must need none.
+  InputSpec y;
+  y.name = "y";
+  auto needs_y = make_model(2, {y}, [](const ConstStateRef&, double, const ModelRows&, StateRef out) { out.setZero(); });
+  CHECK_THROWS_WITH(GuidedModel(gmm, needs_y, sch, cond, o, 4),
+                    Catch::Contains("unconditional model input 'y'") && Catch::Contains("is required"));
+}
+
+TEST_CASE("Guided scale 1 on a one-component class: the reverse SDE's samples follow its Gaussian law",
+          "[conditioning]") {
+  // Euler–Maruyama on 400 steps: the class's law N(mu, diag(sd^2)) within standard errors
+  // (the sample mean within 4 standard errors, the variance within 10%), while the
+  // unconditional mixture's mean is far from it.
+  auto sch = std::make_shared<VpLinearSchedule>();
+  const auto gmm = labelled(sch);
+  const long n = 4000;
+  GuidanceOptions o;
+  o.scale = 1;
+  const GuidedModel guided(gmm, sch, labels(std::vector<std::int64_t>(n, 0)), nullptr, o, n);
+  auto solver = solver_registry().create(json{{"name", "euler_maruyama"}}, "solver");
+  const std::vector<double> times =
+      grid_registry().create(json{{"name", "time_uniform"}, {"steps", 400}, {"t_end", 1e-3}}, "grid", BuildContext{sch, ""})->times(*sch);
+  State x(n, 2);
+  for (long r = 0; r < n; ++r) philox_normals(9, NoiseStream::init, static_cast<std::uint64_t>(r), 0, x.row(r).data(), 2);
+  PhiloxNoise noise(9);
+  DriverOptions d;
+  d.threads = 2;
+  integrate(*solver, *sch, guided, times, x, &noise, {}, d);
+  const double mu[2] = {-2.0, -1.0}, sd[2] = {0.40, 0.30};
+  const double a = sch->alpha(1e-3), s = sch->sigma(1e-3);
+  for (int j = 0; j < 2; ++j) {
+    const double var = a * a * sd[j] * sd[j] + s * s;  // the law at t_end
+    const double mean = x.col(j).mean();
+    const double sample_var = (x.col(j) - mean).square().sum() / static_cast<double>(n - 1);
+    CHECK(std::fabs(mean - a * mu[j]) < 4.0 * std::sqrt(var / static_cast<double>(n)));
+    CHECK(sample_var == Approx(var).epsilon(0.1));
+  }
+}

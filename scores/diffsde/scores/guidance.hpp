@@ -89,20 +89,30 @@ class GuidedModel final : public Model {
   GuidedModel(std::shared_ptr<const Model> model, std::shared_ptr<const Schedule> schedule,
               std::shared_ptr<const Conditioning> cond, std::shared_ptr<const Conditioning> uncond,
               GuidanceOptions options, long batch, std::uint64_t first_sample = 0);
+  // Guidance from two models: eps_c from `conditional` with the inputs `cond`, eps_u from
+  // `unconditional`, called without inputs (Error if it requires any). Two calls per evaluation
+  // (options.batched is ignored: the networks differ).
+  GuidedModel(std::shared_ptr<const Model> conditional, std::shared_ptr<const Model> unconditional,
+              std::shared_ptr<const Schedule> schedule, std::shared_ptr<const Conditioning> cond,
+              GuidanceOptions options, long batch, std::uint64_t first_sample = 0);
   std::string name() const override { return model_->name(); }
   int dim() const override { return model_->dim(); }
   std::vector<int> shape() const override { return model_->shape(); }
   void eps(const ConstStateRef& x, double t, StateRef out) const override;
   void eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
   long network_rows(long rows, double t) const override;
-  // Without rescale, J = J_u + s (J_c - J_u) (two unbatched calls of the model's eps_jvp).
-  bool has_jvp() const override { return model_->has_jvp() && options_.rescale == 0; }
+  // Without rescale, J = J_u + s (J_c - J_u) (two unbatched calls of the models' eps_jvp).
+  bool has_jvp() const override {
+    return model_->has_jvp() && unconditional_model().has_jvp() && options_.rescale == 0;
+  }
   void eps_jvp(const ConstStateRef& x, double t, const ConstStateRef& v, StateRef eps_out,
                StateRef jvp_out) const override;
   void eps_jvp_rows(const ConstStateRef& x, double t, const ModelRows& rows, const ConstStateRef& v,
                     StateRef eps_out, StateRef jvp_out) const override;
 
   const Model& model() const { return *model_; }
+  // The unconditional model: model() itself, or the second model given.
+  const Model& unconditional_model() const { return unconditional_ ? *unconditional_ : *model_; }
   const GuidanceOptions& options() const { return options_; }
   const Conditioning& conditioning() const { return *cond_; }
   const Conditioning& unconditional() const { return *uncond_; }
@@ -114,6 +124,7 @@ class GuidedModel final : public Model {
   std::shared_ptr<const Conditioning> stacked(long first, long count) const;
 
   std::shared_ptr<const Model> model_;
+  std::shared_ptr<const Model> unconditional_;  // null: model_ with uncond_
   std::shared_ptr<const Schedule> schedule_;
   std::shared_ptr<const Conditioning> cond_, uncond_;
   GuidanceOptions options_;
