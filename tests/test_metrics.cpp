@@ -3,6 +3,7 @@
 // samplers of the analytic models.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -279,4 +280,60 @@ TEST_CASE("Exact data samples are keyed by seed and sample index and have the da
     // Nearest-mean assignment is near-exact for these well-separated components.
     CHECK(counts[static_cast<std::size_t>(k)] / 60000.0 == Approx(w).margin(0.01));
   }
+}
+
+TEST_CASE("fraction_outside counts the entries outside [lo, hi], the ends inside") {
+  const State x = rows({{-1.5, -1, 0}, {1, 1.25, 0.5}});
+  CHECK(fraction_outside(x, -1, 1) == 2.0 / 6.0);
+  CHECK(fraction_outside(x, -2, 2) == 0.0);
+  CHECK(fraction_outside(x, 0.25, 0.75) == 5.0 / 6.0);
+  CHECK_THROWS_AS(fraction_outside(x, 1, 1), Error);
+  CHECK_THROWS_AS(fraction_outside(State(0, 2), -1, 1), Error);
+}
+
+TEST_CASE("classifier_accuracy takes the argmax of each row, skipping negative labels") {
+  // Argmax per row: 0, 2, 1, 0 (the first of the equal maxima), 2.
+  const State logits = rows({{3, 1, 2}, {0, 1, 5}, {-1, 4, 2}, {7, 7, 1}, {0, 0, 0.5}});
+  ClassifierAccuracy r = classifier_accuracy(logits, {0, 2, 0, 0, 2});
+  CHECK(r.counted == 5);
+  CHECK(r.accuracy == 4.0 / 5.0);
+  r = classifier_accuracy(logits, {-1, 1, 1, -1, 0});
+  CHECK(r.counted == 3);
+  CHECK(r.accuracy == 1.0 / 3.0);
+  r = classifier_accuracy(logits, {-1, -1, -1, -1, -1});
+  CHECK(r.counted == 0);
+  CHECK(std::isnan(r.accuracy));
+  CHECK_THROWS_WITH(classifier_accuracy(logits, {0, 3, 0, 0, 0}), Catch::Contains("label 3"));
+  CHECK_THROWS_AS(classifier_accuracy(logits, {0, 1}), Error);
+}
+
+TEST_CASE("Fréchet distance by class: each class against its own fit, small classes left out") {
+  // Class 0 and class 1 data, and samples that are shifted copies of them.
+  const State data0 = rows({{0, 0}, {1, 0}, {0, 2}, {1, 2}});
+  const State data1 = rows({{5, 5}, {6, 7}, {4, 4}});
+  State data(7, 2);
+  data << data1.row(0), data0.row(0), data0.row(1), data1.row(1), data0.row(2), data0.row(3), data1.row(2);
+  const std::vector<std::int64_t> data_labels = {1, 0, 0, 1, 0, 0, 1};
+  const auto fits = gaussian_fits_by_class(data, data_labels);
+  REQUIRE(fits.size() == 2);
+  CHECK((fits.at(0).covariance - gaussian_fit(data0).covariance).cwiseAbs().maxCoeff() == 0.0);
+  CHECK((fits.at(1).mean - gaussian_fit(data1).mean).cwiseAbs().maxCoeff() == 0.0);
+
+  // Samples: class 0 shifted by (0.5, -1), class 1 shifted by (2, 0), one sample of class 2
+  // (too few: left out) and one without a label.
+  State x(9, 2);
+  x << data0.row(0), data1.row(0), data0.row(1), data0.row(2), data1.row(1), data0.row(3), data1.row(2), 9, 9, 8, 8;
+  const Eigen::RowVector2d shift0(0.5, -1), shift1(2, 0);
+  for (int i : {0, 2, 3, 5}) x.row(i) += shift0.array();
+  for (int i : {1, 4, 6}) x.row(i) += shift1.array();
+  const std::vector<std::int64_t> labels = {0, 1, 0, 0, 1, 0, 1, 2, -1};
+  const auto d = frechet_distance_by_class(x, labels, fits);
+  REQUIRE(d.size() == 2);
+  CHECK(d.at(0) == Approx(shift0.squaredNorm()).epsilon(1e-12));
+  CHECK(d.at(1) == Approx(shift1.squaredNorm()).epsilon(1e-12));
+
+  // A class with 2 samples and no fit is an error that names it.
+  const std::vector<std::int64_t> with_class_3 = {0, 1, 0, 0, 1, 0, 1, 3, 3};
+  CHECK_THROWS_WITH(frechet_distance_by_class(x, with_class_3, fits), Catch::Contains("class 3"));
+  CHECK_THROWS_AS(gaussian_fits_by_class(x, {0, 1}), Error);
 }

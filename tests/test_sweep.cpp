@@ -9,11 +9,16 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
 #include "diffsde/metrics.hpp"
+#include "diffsde/npy.hpp"
 #include "diffsde/report.hpp"
+#include "diffsde/schedule.hpp"
+#include "diffsde/scores/analytic.hpp"
 #include "diffsde/sweep.hpp"
 #include "support/exact.hpp"
 
@@ -462,4 +467,109 @@ TEST_CASE("The Fashion-MNIST Table 1 sweeps expand to Table 1's cells") {
     CHECK(steps_by_label(s) == table);
     CHECK(s.cells.size() == 5 * steps.size());
   }
+}
+
+namespace {
+
+// A class-conditional problem: the labelled 2-D mixture with a label per sample (the
+// last one the null label -1).
+json conditional_sweep() {
+  return json::parse(R"({
+    "problem": {"schedule": "vp_linear", "model": {"name": "gmm", "classes": [[0], [1, 2]]}, "batch": 6, "seed": 2,
+                "cond": {"y": [0, 1, 1, 0, 1, -1]}},
+    "solvers": ["ddim"], "grids": [{"name": "logSNR", "t_end": 0.001}], "steps": [5],
+    "metrics": ["log_likelihood"]
+  })");
+}
+
+// The ConfigError parse_sweep throws: "PATH: message" (empty when it parses).
+std::pair<std::string, std::string> config_error(const json& j, const std::string& base_dir = "") {
+  try {
+    parse_sweep(j, base_dir);
+  } catch (const ConfigError& e) {
+    return {e.path(), e.what()};
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("outside is the exact fraction of sample values outside [lo, hi], for any problem") {
+  const auto metric = metric_registry().create(json{{"name", "outside"}, {"lo", -0.5}, {"hi", 2}}, "sweep.metrics[0]",
+                                               BuildContext{});
+  const GaussianModel model(std::make_shared<VpLinearSchedule>(), Eigen::VectorXd::Zero(3), Eigen::VectorXd::Ones(3));
+  State x(2, 3);
+  x << -0.5, -0.75, 2.5, 1, 2, 0;  // outside: -0.75 and 2.5 (the ends are inside)
+  json values = json::object();
+  metric->compute(MetricInput{model, x, nullptr}, values);
+  CHECK(values.at("outside").get<double>() == 2.0 / 6.0);
+
+  // The defaults [-1, 1]; lo >= hi is an error at the metric's path.
+  json j = conditional_sweep();
+  j["metrics"] = {"outside"};
+  const Sweep sweep = parse_sweep(j);
+  const json line = run_cell(sweep, sweep.cells.at(0), nullptr);
+  REQUIRE(line.at("status") == "ok");
+  const double outside = line.at("metrics").at("outside").get<double>();
+  CHECK(outside >= 0.0);
+  CHECK(outside <= 1.0);
+  j["metrics"] = {{{"name", "outside"}, {"lo", 1}, {"hi", 1}}};
+  const auto [path, message] = config_error(j);
+  CHECK(path == "sweep.metrics[0]");
+  CHECK_THAT(message, Catch::Contains("lo < hi"));
+}
+
+TEST_CASE("accuracy and per-class feature_frechet need a classifier and a label input, named by path") {
+  Scratch scratch;
+  write_npy(scratch.file("unlabelled.npy"), State(State::Zero(8, 2)));
+  const json data = {{"name", "npy"}, {"path", "unlabelled.npy"}};
+  auto conditional_with = [&](const json& metric) {
+    json j = conditional_sweep();
+    j["metrics"] = {metric};
+    return config_error(j, scratch.dir);
+  };
+  auto unconditional_with = [&](const json& metric) {
+    json j = small_sweep();
+    j["metrics"] = {metric};
+    return config_error(j, scratch.dir);
+  };
+
+  // accuracy: the classifier is required; the problem must give the label input.
+  auto e = conditional_with({{"name", "accuracy"}});
+  CHECK(e.first == "sweep.metrics[0].classifier");
+  e = unconditional_with({{"name", "accuracy"}, {"classifier", "c.pt"}});
+  CHECK(e.first == "sweep.metrics[0]");
+  CHECK_THAT(e.second, Catch::Contains("input 'y'") && Catch::Contains("no per-sample inputs"));
+  e = conditional_with({{"name", "accuracy"}, {"classifier", "c.pt"}, {"input", "label"}});
+  CHECK(e.first == "sweep.metrics[0]");
+  CHECK_THAT(e.second, Catch::Contains("input 'label'") && Catch::Contains("inputs are: y"));
+  // With the labels in place, this build (no LibTorch) stops at the classifier.
+  e = conditional_with({{"name", "accuracy"}, {"classifier", "c.pt"}});
+  CHECK(e.first == "sweep.metrics[0].classifier");
+  CHECK_THAT(e.second, Catch::Contains("LibTorch"));
+
+  // feature_frechet: refused on a conditional problem without per_class, and per_class
+  // refused on an unconditional problem or with unlabelled data.
+  e = conditional_with({{"name", "feature_frechet"}, {"classifier", "c.pt"}, {"data", data}});
+  CHECK(e.first == "sweep.metrics[0]");
+  CHECK_THAT(e.second, Catch::Contains("unconditional data law"));
+  e = unconditional_with({{"name", "feature_frechet"}, {"classifier", "c.pt"}, {"data", data}, {"per_class", true}});
+  CHECK(e.first == "sweep.metrics[0]");
+  CHECK_THAT(e.second, Catch::Contains("per_class") && Catch::Contains("no per-sample inputs"));
+  e = conditional_with({{"name", "feature_frechet"}, {"classifier", "c.pt"}, {"data", data}, {"per_class", true}});
+  CHECK(e.first == "sweep.metrics[0]");
+  CHECK_THAT(e.second, Catch::Contains("'npy' has no labels"));
+  // Labelled data (the mixture's components) without rows of class 1: samples 1, 2 and 4
+  // are of class 1.
+  write_npy(scratch.file("labels.npy"), State(State::Zero(8, 1)));
+  const json labelled = {{"name", "npy"}, {"path", "unlabelled.npy"}, {"labels", "labels.npy"}};
+  e = conditional_with({{"name", "feature_frechet"}, {"classifier", "c.pt"}, {"data", labelled}, {"per_class", true}});
+  CHECK(e.first == "sweep.metrics[0].data");
+  CHECK_THAT(e.second, Catch::Contains("class 1 has 3 samples"));
+}
+
+TEST_CASE("The report leaves out metric values that are objects") {
+  const std::vector<json> lines = {
+      {{"metrics", {{"feature_frechet", 1.5}, {"feature_frechet_classes", {{"0", 1.0}, {"1", 2.0}}}}}}};
+  CHECK(report_metric_names(lines) == std::vector<std::string>{"feature_frechet"});
 }

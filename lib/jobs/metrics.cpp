@@ -4,6 +4,7 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -110,6 +111,79 @@ double frechet_distance_features(const ConstStateRef& a, const ConstStateRef& b,
   if (fa.rows() != a.rows() || fb.rows() != b.rows())
     throw Error("frechet_distance_features: the feature map must give one row per sample");
   return frechet_distance(fa, fb);
+}
+
+namespace {
+// Row indices of each class (negative labels left out).
+std::map<std::int64_t, std::vector<Eigen::Index>> rows_by_class(const ConstStateRef& x,
+                                                                const std::vector<std::int64_t>& labels,
+                                                                const char* who) {
+  if (static_cast<Eigen::Index>(labels.size()) != x.rows())
+    throw Error(std::string(who) + ": " + std::to_string(labels.size()) + " labels for " +
+                std::to_string(x.rows()) + " rows");
+  std::map<std::int64_t, std::vector<Eigen::Index>> out;
+  for (Eigen::Index i = 0; i < x.rows(); ++i)
+    if (labels[static_cast<std::size_t>(i)] >= 0) out[labels[static_cast<std::size_t>(i)]].push_back(i);
+  return out;
+}
+
+State select_rows(const ConstStateRef& x, const std::vector<Eigen::Index>& rows) {
+  State out(static_cast<Eigen::Index>(rows.size()), x.cols());
+  for (std::size_t k = 0; k < rows.size(); ++k) out.row(static_cast<Eigen::Index>(k)) = x.row(rows[k]);
+  return out;
+}
+}  // namespace
+
+std::map<std::int64_t, GaussianFit> gaussian_fits_by_class(const ConstStateRef& x,
+                                                           const std::vector<std::int64_t>& labels) {
+  std::map<std::int64_t, GaussianFit> fits;
+  for (const auto& [c, rows] : rows_by_class(x, labels, "gaussian_fits_by_class"))
+    if (rows.size() >= 2) fits[c] = gaussian_fit(select_rows(x, rows));
+  return fits;
+}
+
+std::map<std::int64_t, double> frechet_distance_by_class(const ConstStateRef& x,
+                                                         const std::vector<std::int64_t>& labels,
+                                                         const std::map<std::int64_t, GaussianFit>& fits) {
+  std::map<std::int64_t, double> out;
+  for (const auto& [c, rows] : rows_by_class(x, labels, "frechet_distance_by_class")) {
+    if (rows.size() < 2) continue;
+    const auto fit = fits.find(c);
+    if (fit == fits.end())
+      throw Error("frechet_distance_by_class: class " + std::to_string(c) + " has " + std::to_string(rows.size()) +
+                  " rows but no fit to compare them with");
+    out[c] = frechet_distance(gaussian_fit(select_rows(x, rows)), fit->second);
+  }
+  return out;
+}
+
+ClassifierAccuracy classifier_accuracy(const ConstStateRef& logits, const std::vector<std::int64_t>& labels) {
+  if (static_cast<Eigen::Index>(labels.size()) != logits.rows())
+    throw Error("classifier_accuracy: " + std::to_string(labels.size()) + " labels for " +
+                std::to_string(logits.rows()) + " rows of logits");
+  ClassifierAccuracy out;
+  long correct = 0;
+  for (Eigen::Index i = 0; i < logits.rows(); ++i) {
+    const std::int64_t label = labels[static_cast<std::size_t>(i)];
+    if (label < 0) continue;
+    if (label >= logits.cols())
+      throw Error("classifier_accuracy: label " + std::to_string(label) + " of row " + std::to_string(i) +
+                  ", but the classifier has " + std::to_string(logits.cols()) + " classes");
+    Eigen::Index best = 0;
+    logits.row(i).maxCoeff(&best);  // the first of equal maxima
+    ++out.counted;
+    if (best == label) ++correct;
+  }
+  out.accuracy = out.counted > 0 ? static_cast<double>(correct) / static_cast<double>(out.counted)
+                                 : std::numeric_limits<double>::quiet_NaN();
+  return out;
+}
+
+double fraction_outside(const ConstStateRef& x, double lo, double hi) {
+  if (!(lo < hi)) throw Error("fraction_outside: needs lo < hi, got [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  if (x.size() == 0) throw Error("fraction_outside: no values");
+  const auto outside = ((x.array() < lo) || (x.array() > hi)).count();
+  return static_cast<double>(outside) / static_cast<double>(x.size());
 }
 
 namespace {

@@ -72,8 +72,9 @@ std::vector<std::string> report_metric_names(const std::vector<json>& lines) {
   std::vector<std::string> names;
   for (const auto& line : lines) {
     if (!line.contains("metrics") || !line["metrics"].is_object()) continue;
-    for (const auto& item : line["metrics"].items())
-      if (std::find(names.begin(), names.end(), item.key()) == names.end()) names.push_back(item.key());
+    for (const auto& item : line["metrics"].items())  // not objects (feature_frechet_classes)
+      if (!item.value().is_structured() && std::find(names.begin(), names.end(), item.key()) == names.end())
+        names.push_back(item.key());
   }
   return names;
 }

@@ -493,9 +493,11 @@ std::unique_ptr<Model> make_torchscript_model(const Params& p, const BuildContex
   }
 }
 
-// The classifier behind a FeatureMap: its module, input shape and a lock (one call at a time).
+// The classifier behind a FeatureMap: its module, the method called (`features` or
+// `forward`), input shape and a lock (one call at a time).
 struct FeatureNetwork {
   std::string path;
+  std::string method = "features";
   torch::jit::Module module;
   torch::Device device{torch::kCPU};
   std::vector<int64_t> shape;
@@ -515,12 +517,12 @@ struct FeatureNetwork {
       const torch::Tensor xt = rows_tensor(x, r0, n, shape).to(device, torch::kFloat32, false, /*copy=*/true);
       c10::IValue y;
       try {
-        y = module.get_method("features")({xt});
+        y = module.get_method(method)({xt});
       } catch (const c10::Error& e) {
-        throw Error(path + ": features failed: " + torch_error_message(e));
+        throw Error(path + ": " + method + " failed: " + torch_error_message(e));
       }
       if (!y.isTensor() || y.toTensor().dim() != 2 || y.toTensor().size(0) != n)
-        throw Error(path + ": features must return a (B, K) tensor");
+        throw Error(path + ": " + method + " must return a (B, K) tensor");
       const torch::Tensor f = y.toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
       if (out.size() == 0) out.resize(x.rows(), f.size(1));
       std::memcpy(&out(r0, 0), f.data_ptr<double>(), sizeof(double) * static_cast<std::size_t>(n * f.size(1)));
@@ -532,12 +534,13 @@ struct FeatureNetwork {
 FeatureMap load_classifier_features(const FeatureMapOptions& o) {
   auto net = std::make_shared<FeatureNetwork>();
   net->path = o.path;
+  net->method = o.method;
   net->device = parse_torch_device(o.device);
   nlohmann::json metadata;
   net->module = load_torchscript(o.path, net->device, &metadata);
   net->module.eval();
-  if (!net->module.find_method("features"))
-    throw IoError(o.path, "has no method 'features' (train one with {\"task\": \"classifier\"})");
+  if (!net->module.find_method(o.method))
+    throw IoError(o.path, "has no method '" + o.method + "' (train one with {\"task\": \"classifier\"})");
   std::vector<int> shape = o.shape;
   if (shape.empty() && metadata.is_object() && metadata.contains("shape")) shape = metadata["shape"].get<std::vector<int>>();
   if (shape.empty()) throw Error(o.path + ": the classifier's input shape is neither given nor in its metadata");

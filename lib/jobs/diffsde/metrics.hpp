@@ -5,12 +5,15 @@
 //     samples vs samples, optionally in a feature space),
 //   - the sliced 2-Wasserstein distance (Philox-keyed directions, 1-D quantile matching),
 //   - the squared maximum mean discrepancy with an RBF kernel (unbiased U-statistic with
-//     its standard error), and its closed form between two Gaussians.
+//     its standard error), and its closed form between two Gaussians,
+//   - for labelled samples: a classifier's accuracy and the Fréchet distance per class,
+//   - the fraction of sample values outside a range.
 // Samples are States: one sample per row.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -68,13 +71,26 @@ double frechet_distance(const ConstStateRef& x, const AnalyticModel& model);
 using FeatureMap = std::function<State(const ConstStateRef&)>;
 double frechet_distance_features(const ConstStateRef& a, const ConstStateRef& b, const FeatureMap& features);
 
-// A classifier's feature map read from a file: the method `features` of a TorchScript
-// module, as `diffsde train` writes it for the task "classifier" (its penultimate layer).
+// Gaussian fits of the rows of each class: labels[i] is row i's class, a negative label
+// none (the row is left out); classes with fewer than 2 rows get no fit.
+std::map<std::int64_t, GaussianFit> gaussian_fits_by_class(const ConstStateRef& x,
+                                                           const std::vector<std::int64_t>& labels);
+// The Fréchet distance per class between the rows of x of class c (labels as above) and
+// fits.at(c), for every class with at least 2 rows in x; Error naming the class when
+// `fits` has none for it.
+std::map<std::int64_t, double> frechet_distance_by_class(const ConstStateRef& x,
+                                                         const std::vector<std::int64_t>& labels,
+                                                         const std::map<std::int64_t, GaussianFit>& fits);
+
+// A classifier's feature map read from a file: a method of a TorchScript module, as
+// `diffsde train` writes it for the task "classifier": `features` (its penultimate layer)
+// or `forward` (its logits).
 struct FeatureMapOptions {
-  std::string path;         // the TorchScript file (named in every error)
-  std::vector<int> shape;   // per-sample input shape; empty: the file's metadata
+  std::string path;                 // the TorchScript file (named in every error)
+  std::vector<int> shape;           // per-sample input shape; empty: the file's metadata
   std::string device = "cpu";
-  long max_batch = 500;     // rows per call of `features`
+  long max_batch = 500;             // rows per call of the method
+  std::string method = "features";  // the method called, (B, ...) -> (B, K): or "forward"
 };
 // Loading needs LibTorch: enable_torch_models() (diffsde::torch) installs the loader.
 // The map it returns may be called from several threads (calls are serialised) and
@@ -83,8 +99,23 @@ using FeatureMapLoader = std::function<FeatureMap(const FeatureMapOptions&)>;
 void set_feature_map_loader(FeatureMapLoader loader);
 bool feature_maps_enabled();
 // Error when no loader is installed (a build without LibTorch), IoError when the file
-// does not load or has no method `features`.
+// does not load or has no such method.
 FeatureMap load_feature_map(const FeatureMapOptions& options);
+
+// ---------------------------------------------------------------------------
+// Labelled samples and ranges.
+
+struct ClassifierAccuracy {
+  double accuracy = 0;  // fraction of the counted rows whose argmax is their label (NaN: none)
+  long counted = 0;     // rows with a label (>= 0)
+};
+// Accuracy of logits (n x classes) against labels (n; a negative label is skipped): row i
+// is correct when its largest logit (the first of equal ones) is at column labels[i].
+// Error when a label is >= the number of columns.
+ClassifierAccuracy classifier_accuracy(const ConstStateRef& logits, const std::vector<std::int64_t>& labels);
+
+// Fraction of all entries of x outside [lo, hi] (Error when lo >= hi or x is empty).
+double fraction_outside(const ConstStateRef& x, double lo, double hi);
 
 // ---------------------------------------------------------------------------
 // Sliced 2-Wasserstein distance.

@@ -35,7 +35,8 @@ struct Report {
   std::string grid;             // the grid label most cells use (rows on other grids name theirs)
 };
 
-// Names of the metric values in the lines, in order of appearance.
+// Names of the metric values in the lines, in order of appearance (objects of values,
+// such as feature_frechet_classes, are left out).
 std::vector<std::string> report_metric_names(const std::vector<nlohmann::json>& lines);
 // path_rms when present, otherwise the first metric.
 std::string default_report_metric(const std::vector<nlohmann::json>& lines);

@@ -74,7 +74,7 @@ class SweepMetric {
   virtual void compute(const MetricInput& input, nlohmann::json& values) const = 0;
 };
 
-// path_error, log_likelihood, frechet, sliced_w2, mmd.
+// path_error, log_likelihood, frechet, sliced_w2, mmd, feature_frechet, accuracy, outside.
 Registry<SweepMetric>& metric_registry();
 
 // ---------------------------------------------------------------------------
