@@ -28,6 +28,28 @@ double row_std(const double* v, long n) {
   return std::sqrt(ss / static_cast<double>(n - 1));
 }
 
+// The rows of a call as the wrapped model sees them: rows.first_sample is the call's first
+// row in the run's batch, so it is both the input row and, offset by the run's first
+// sample, the global sample index.
+ModelRows bind_rows(const ModelRows& rows, std::uint64_t first_sample, const Conditioning& inputs) {
+  ModelRows out;
+  out.first_sample = first_sample + rows.first_sample;
+  out.period = rows.period;
+  out.repeat = rows.repeat;
+  out.inputs = inputs.empty() ? nullptr : &inputs;
+  out.input_row0 = static_cast<long>(rows.first_sample);
+  return out;
+}
+
+// What both GuidedModel constructors check first.
+void check_guided(const std::shared_ptr<const Model>& model, const std::shared_ptr<const Schedule>& schedule,
+                  const GuidanceOptions& options) {
+  if (!model) throw Error("GuidedModel: no model given");
+  if (!schedule) throw Error("GuidedModel: no schedule given");
+  std::string error, option;
+  if (!options.is_valid(&error, &option)) throw Error("guidance " + option + ": " + error);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -41,15 +63,7 @@ ConditionedModel::ConditionedModel(std::shared_ptr<const Model> model, std::shar
   check_fits(*model_, *cond_, batch, "conditioning");
 }
 
-ModelRows ConditionedModel::bound(const ModelRows& rows) const {
-  ModelRows out;
-  out.first_sample = first_sample_ + rows.first_sample;
-  out.period = rows.period;
-  out.repeat = rows.repeat;
-  out.inputs = cond_->empty() ? nullptr : cond_.get();
-  out.input_row0 = static_cast<long>(rows.first_sample);
-  return out;
-}
+ModelRows ConditionedModel::bound(const ModelRows& rows) const { return bind_rows(rows, first_sample_, *cond_); }
 
 void ConditionedModel::eps(const ConstStateRef& x, double t, StateRef out) const { eps_rows(x, t, ModelRows{}, out); }
 
@@ -94,26 +108,16 @@ GuidedModel::GuidedModel(std::shared_ptr<const Model> model, std::shared_ptr<con
       uncond_(std::move(uncond)),
       options_(options),
       first_sample_(first_sample) {
-  if (!model_) throw Error("GuidedModel: no model given");
-  if (!schedule_) throw Error("GuidedModel: no schedule given");
-  std::string error, option;
-  if (!options_.is_valid(&error, &option)) throw Error("guidance " + option + ": " + error);
+  check_guided(model_, schedule_, options_);
   if (model_->inputs().empty())
     throw Error("guidance needs a conditional model; model '" + model_->name() + "' takes no inputs");
   if (!cond_) cond_ = std::make_shared<Conditioning>();
   if (!uncond_) uncond_ = std::make_shared<Conditioning>(null_conditioning(model_->inputs(), *cond_));
   check_fits(*model_, *cond_, batch, "conditioning");
   check_fits(*model_, *uncond_, batch, "unconditional");
-  for (const auto& c : cond_->inputs()) {
-    const ModelInput* u = uncond_->find(c.name());
-    if (u == nullptr)
-      throw Error("unconditional input '" + c.name() + "' is missing (the conditional inputs are " +
-                  [&] {
-                    std::string s;
-                    for (const auto& n : cond_->names()) s += (s.empty() ? "" : ", ") + n;
-                    return s;
-                  }() + ")");
-  }
+  for (const auto& c : cond_->inputs())
+    if (uncond_->find(c.name()) == nullptr)
+      throw Error("unconditional input '" + c.name() + "' is missing (every conditional input needs one)");
   for (const auto& u : uncond_->inputs())
     if (cond_->find(u.name()) == nullptr)
       throw Error("unconditional input '" + u.name() + "' has no conditional counterpart");
@@ -129,10 +133,8 @@ GuidedModel::GuidedModel(std::shared_ptr<const Model> conditional, std::shared_p
       uncond_(std::make_shared<Conditioning>()),
       options_(options),
       first_sample_(first_sample) {
-  if (!model_ || !unconditional_) throw Error("GuidedModel: no model given");
-  if (!schedule_) throw Error("GuidedModel: no schedule given");
-  std::string error, option;
-  if (!options_.is_valid(&error, &option)) throw Error("guidance " + option + ": " + error);
+  if (!unconditional_) throw Error("GuidedModel: no unconditional model given");
+  check_guided(model_, schedule_, options_);
   options_.batched = false;
   if (!cond_) cond_ = std::make_shared<Conditioning>();
   check_fits(*model_, *cond_, batch, "conditioning");
@@ -155,13 +157,7 @@ long GuidedModel::network_rows(long rows, double t) const {
 }
 
 ModelRows GuidedModel::rows_of(const Conditioning& c, const ModelRows& rows) const {
-  ModelRows out;
-  out.first_sample = first_sample_ + rows.first_sample;
-  out.period = rows.period;
-  out.repeat = rows.repeat;
-  out.inputs = c.empty() ? nullptr : &c;
-  out.input_row0 = static_cast<long>(rows.first_sample);
-  return out;
+  return bind_rows(rows, first_sample_, c);
 }
 
 std::shared_ptr<const Conditioning> GuidedModel::stacked(long first, long count) const {

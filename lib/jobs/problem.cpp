@@ -15,16 +15,6 @@ using nlohmann::json;
 
 namespace {
 
-bool takes(const ProblemRules& rules, const std::string& key) {
-  return std::find(rules.keys.begin(), rules.keys.end(), key) != rules.keys.end();
-}
-
-std::string joined(const std::vector<std::string>& names) {
-  std::string list;
-  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-  return list;
-}
-
 const std::vector<ParamSpec>& noise_specs(const std::string& name) {
   static const std::vector<ParamSpec> none;
   static const std::vector<ParamSpec> tree = {

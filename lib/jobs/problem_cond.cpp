@@ -19,16 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-bool takes(const ProblemRules& rules, const std::string& key) {
-  return std::find(rules.keys.begin(), rules.keys.end(), key) != rules.keys.end();
-}
-
-std::string joined(const std::vector<std::string>& names) {
-  std::string list;
-  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-  return list;
-}
-
 std::string shape_text(const std::vector<long>& shape) {
   std::string s = "(";
   for (std::size_t k = 0; k < shape.size(); ++k)
