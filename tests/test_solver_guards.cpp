@@ -5,6 +5,7 @@
 // forwards. A solver added to the registry is checked here the moment it is registered.
 #include <catch2/catch.hpp>
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -150,5 +151,35 @@ TEST_CASE("A sweep refuses a grid that breaks a solver's guard when it is parsed
   } catch (const ConfigError& e) {
     CHECK(e.path() == "sweep.solvers[0]");
     CHECK_THAT(e.what(), Catch::Contains("ddim cannot start a step at sigma = 0 (interval 0 from t = 0"));
+  }
+}
+
+TEST_CASE("No solver starts a step where alpha = 0 (a zero-terminal-SNR schedule at t = 1)") {
+  // Rescaled to zero terminal SNR: the last beta is 1, so alpha(1) = 0 and lambda(1) = -inf.
+  const VpDiscreteSchedule zero_snr(
+      VpDiscreteSchedule::rescale_zero_terminal_snr(VpDiscreteSchedule::linear(1e-4, 0.02, 10).betas()));
+  REQUIRE(zero_snr.alpha(1.0) == 0);
+  // The same with diffusers' fix: alpha_bar of the last step set to 2^-24.
+  const VpDiscreteSchedule fixed(VpDiscreteSchedule::with_final_alpha_bar(zero_snr.betas(), std::ldexp(1.0, -24)));
+  REQUIRE(fixed.alpha(1.0) > 0);
+  for (const json& config : test::all_solver_variants()) {
+    const SolverTraits traits = solver_registry().create(config, "solver")->traits();
+    INFO(config.dump());
+    const CountingModel model;
+    CHECK_THROWS_WITH(run(config, zero_snr, model, {1.0, 0.6, 0.2}, 1),
+                      Catch::StartsWith(traits.name) &&
+                          Catch::Contains("(interval 0 from t = 1 to t = 0.6): alpha = 0 there (zero terminal SNR), "
+                                          "no solver can step from lambda = -inf") &&
+                          Catch::Contains("final_alpha_bar"));
+    CHECK(model.calls.load() == 0);
+    // Below the last step, or with final_alpha_bar, the grid is accepted; so is a grid
+    // that ends at alpha = 0 (no step starts there).
+    CHECK_NOTHROW(check_solver_grid(traits, zero_snr, {0.9, 0.6, 0.2}));
+    CHECK_NOTHROW(check_solver_grid(traits, fixed, {1.0, 0.6, 0.2}));
+    if (!traits.needs_decreasing_grid) CHECK_NOTHROW(check_solver_grid(traits, zero_snr, {0.2, 0.6, 1.0}));
+    // The offending interval is named wherever it is.
+    if (!traits.needs_decreasing_grid)
+      CHECK_THROWS_WITH(check_solver_grid(traits, zero_snr, {0.2, 0.6, 1.0, 0.9}),
+                        Catch::Contains("interval 2 from t = 1 to t = 0.9"));
   }
 }

@@ -2,6 +2,8 @@
 // parameters in, validated, a schedule out.
 #include <cmath>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "diffsde/builtins.hpp"
@@ -50,37 +52,87 @@ void register_schedules(Registry<Schedule>& registry) {
   registry.add(
       {"vp_discrete",
        "Discrete DDPM schedule (Ho et al. 2020): betas_0..betas_{N-1}, log alpha_bar piecewise "
-       "linear in t between the knots t_n = (n+1)/N",
-       {{"beta_start", ParamType::number, 1e-4, "first beta of linspace(beta_start, beta_end, num_steps)"},
-        {"beta_end", ParamType::number, 0.02, "last beta of the linspace"},
+       "linear in t between the knots t_n = (n+1)/N; diffusers' beta schedules",
+       {{"beta_schedule", ParamType::string, "linear",
+         "how the betas are made, with the names of diffusers' DDPMScheduler",
+         VpDiscreteSchedule::beta_schedule_names()},
+        {"beta_start", ParamType::number, 1e-4,
+         "first beta of the linspace (linear; sqrt of it for scaled_linear; sigmoid's lower end)"},
+        {"beta_end", ParamType::number, 0.02, "last beta of the linspace (sigmoid's upper end)"},
         {"num_steps", ParamType::integer, 1000, "number N of discrete steps"},
+        {"max_beta", ParamType::number, 0.999, "cap on the betas of squaredcos_cap_v2; in (0, 1]"},
         {"betas", ParamType::numbers, json(nullptr),
-         "explicit betas, each in (0, 1); replaces beta_start/beta_end/num_steps"}},
+         "explicit betas, each in (0, 1) (the last may be 1); replaces beta_schedule/beta_start/"
+         "beta_end/num_steps/max_beta"},
+        {"trained_betas", ParamType::numbers, json(nullptr), "another name for betas (diffusers')"},
+        {"rescale_betas_zero_snr", ParamType::boolean, false,
+         "rescale the betas to zero terminal SNR (Lin et al. 2024, Algorithm 1): the last beta "
+         "becomes 1"},
+        {"final_alpha_bar", ParamType::number, json(nullptr),
+         "replaces alpha_bar of the last step (the last beta is recomputed); in [0, alpha_bar "
+         "of the step before)"}},
        [](const Params& p, const BuildContext&) -> std::unique_ptr<Schedule> {
-         if (p.has("betas")) {
-           for (const char* other : {"beta_start", "beta_end", "num_steps"})
+         std::vector<double> betas;
+         if (p.has("betas") && p.has("trained_betas"))
+           p.fail("trained_betas", "give either betas or trained_betas (the same list), not both");
+         const char* list = p.has("trained_betas") ? "trained_betas" : p.has("betas") ? "betas" : nullptr;
+         const std::string beta_schedule = p.string("beta_schedule");
+         if (list != nullptr) {
+           for (const char* other : {"beta_schedule", "beta_start", "beta_end", "num_steps", "max_beta"})
              if (p.given(other))
-               p.fail("betas", std::string("give either betas or beta_start/beta_end/num_steps, not "
-                                           "both (") + other + " is also set)");
-           const std::vector<double> betas = p.numbers("betas");
-           if (betas.empty()) p.fail("betas", "must not be empty");
-           for (std::size_t n = 0; n < betas.size(); ++n)
-             if (!(betas[n] > 0 && betas[n] < 1))
-               throw ConfigError(join_path(p.path_of("betas"), n),
-                                 "beta = " + format_double(betas[n]) + " is outside (0, 1)");
-           return std::make_unique<VpDiscreteSchedule>(betas);
+               p.fail(list, std::string("give either ") + list +
+                                " or beta_schedule/beta_start/beta_end/num_steps/max_beta, not both (" + other +
+                                " is also set)");
+           betas = p.numbers(list);
+           if (betas.empty()) p.fail(list, "must not be empty");
+           for (std::size_t n = 0; n < betas.size(); ++n) {
+             const bool last = n + 1 == betas.size();
+             if (!(betas[n] > 0 && (betas[n] < 1 || (last && betas[n] == 1))))
+               throw ConfigError(join_path(p.path_of(list), n),
+                                 "beta = " + format_double(betas[n]) +
+                                     (last ? " is outside (0, 1]"
+                                           : " is outside (0, 1) (only the last beta may be 1)"));
+           }
+         } else {
+           const long num_steps = p.integer("num_steps");
+           if (num_steps < 1) p.fail("num_steps", "must be >= 1, got " + std::to_string(num_steps));
+           if (num_steps > 100000000L)
+             p.fail("num_steps", "must be <= 100000000, got " + std::to_string(num_steps));
+           const double max_beta = p.number("max_beta");
+           if (beta_schedule == "squaredcos_cap_v2") {
+             for (const char* unused : {"beta_start", "beta_end"})
+               if (p.given(unused)) p.fail(unused, "is not used by beta_schedule squaredcos_cap_v2; leave it out");
+             if (!(max_beta > 0 && max_beta <= 1))
+               p.fail("max_beta", "must be in (0, 1], got " + format_double(max_beta));
+           } else {
+             if (p.given("max_beta"))
+               p.fail("max_beta", "is used only by beta_schedule squaredcos_cap_v2, not by " + beta_schedule);
+             const double beta_start = p.number("beta_start"), beta_end = p.number("beta_end");
+             if (!(beta_start > 0 && beta_start < 1))
+               p.fail("beta_start", "must be in (0, 1), got " + format_double(beta_start));
+             if (!(beta_end > 0 && beta_end < 1))
+               p.fail("beta_end", "must be in (0, 1), got " + format_double(beta_end));
+           }
+           betas = VpDiscreteSchedule::named(beta_schedule, p.number("beta_start"), p.number("beta_end"),
+                                             static_cast<int>(num_steps), max_beta)
+                       .betas();
          }
-         const double beta_start = p.number("beta_start"), beta_end = p.number("beta_end");
-         const long num_steps = p.integer("num_steps");
-         if (!(beta_start > 0 && beta_start < 1))
-           p.fail("beta_start", "must be in (0, 1), got " + format_double(beta_start));
-         if (!(beta_end > 0 && beta_end < 1))
-           p.fail("beta_end", "must be in (0, 1), got " + format_double(beta_end));
-         if (num_steps < 1) p.fail("num_steps", "must be >= 1, got " + std::to_string(num_steps));
-         if (num_steps > 100000000L)
-           p.fail("num_steps", "must be <= 100000000, got " + std::to_string(num_steps));
-         return std::make_unique<VpDiscreteSchedule>(
-             VpDiscreteSchedule::linear(beta_start, beta_end, static_cast<int>(num_steps)));
+         if (p.boolean("rescale_betas_zero_snr")) {
+           if (betas.size() < 2) p.fail("rescale_betas_zero_snr", "needs at least 2 steps");
+           try {
+             betas = VpDiscreteSchedule::rescale_zero_terminal_snr(betas);
+           } catch (const Error& e) {
+             p.fail("rescale_betas_zero_snr", e.what());
+           }
+         }
+         if (p.has("final_alpha_bar")) {
+           try {
+             betas = VpDiscreteSchedule::with_final_alpha_bar(betas, p.number("final_alpha_bar"));
+           } catch (const Error& e) {
+             p.fail("final_alpha_bar", e.what());
+           }
+         }
+         return std::make_unique<VpDiscreteSchedule>(std::move(betas));
        }});
 }
 

@@ -71,16 +71,27 @@ void check_solver_grid(const SolverTraits& traits, const Schedule& schedule,
       if (!(times[i + 1] < times[i]))  // a NaN time fails too
         throw Error(traits.name + (traits.stochastic ? " with noise" : "") +
                     " runs backwards in time: the grid must decrease (" + interval(i) + ")");
-  if (!traits.needs_positive_sigma_at_step_start || n < 2) return;
-  // sigma is nondecreasing in t (log alpha_bar = -int_0^t beta, beta >= 0), so the earliest
-  // step start decides: one sigma(t) per grid, not per grid time (which would cost a few
-  // percent of a batch-1 run). The second pass only names the first offending interval.
-  double earliest = times[0];
+  if (n < 2) return;
+  // sigma is nondecreasing and alpha nonincreasing in t (log alpha_bar = -int_0^t beta,
+  // beta >= 0), so the earliest step start decides for sigma and the latest for alpha: one
+  // evaluation per grid, not per grid time (which would cost a few percent of a batch-1
+  // run). The second passes only name the first offending interval.
+  double earliest = times[0], latest = times[0];
   bool nan = false;
   for (std::size_t i = 0; i + 1 < n; ++i) {
     nan = nan || std::isnan(times[i]);
     earliest = std::min(earliest, times[i]);
+    latest = std::max(latest, times[i]);
   }
+  // A step from alpha = 0 (zero terminal SNR, lambda = -inf) is refused for every solver.
+  if (nan || schedule.alpha(latest) == 0)
+    for (std::size_t i = 0; i + 1 < n; ++i)
+      if (schedule.alpha(times[i]) == 0)
+        throw Error(traits.name + " cannot start a step at t = " + format_double(times[i]) + " (" + interval(i) +
+                    "): alpha = 0 there (zero terminal SNR), no solver can step from lambda = -inf; start the "
+                    "grid below the schedule's last step, or give the schedule `final_alpha_bar` (diffusers "
+                    "uses 2^-24)");
+  if (!traits.needs_positive_sigma_at_step_start) return;
   if (!nan && schedule.sigma(earliest) > 0) return;
   for (std::size_t i = 0; i + 1 < n; ++i) {
     const double sigma = schedule.sigma(times[i]);

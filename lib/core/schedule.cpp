@@ -11,7 +11,8 @@
 // Times beyond t_max() follow the schedule's own formula where it still makes sense:
 // the linear schedule's polynomial, the cosine formula up to t = 1 (where
 // alpha_bar reaches 0; later times are treated as t = 1), and the discrete schedule's
-// last segment extended linearly. The inverses are consistent with these extensions.
+// last segment extended linearly (or, when its last beta is 1, alpha_bar = 0 from t = 1
+// on). The inverses are consistent with these extensions.
 #include "diffsde/schedule.hpp"
 
 #include <algorithm>
@@ -160,6 +161,33 @@ double VpCosineSchedule::t_of_log_alpha_bar(double l) const {
 // alpha_bar_n = prod_{k<=n} (1 - beta_k). Seen as a continuous schedule with l piecewise
 // linear in t between the knots t_n = (n + 1)/N (and l(0) = 0), as in DPM-Solver's
 // discrete NoiseScheduleVP. On segment n, (n/N, (n+1)/N], beta(t) = -N log(1 - beta_n).
+//
+// A last beta of exactly 1 (zero terminal SNR, Lin et al. 2024) makes l(1) = -inf; on the
+// last segment alpha = e^(l/2) is then linear in t instead, alpha(t) = alpha_{N-2} (N - u)
+// with u = t N, so l = l_{N-2} + 2 log(N - u), beta = 2N/(N - u) and
+// t(l) = (N - e^((l - l_{N-2})/2))/N. At the knots the knot values are returned exactly.
+
+namespace {
+
+// numpy.linspace(start, stop, num): start + i * step, with the last value set to stop
+// exactly.
+std::vector<double> linspace(double start, double stop, int num) {
+  std::vector<double> v(static_cast<std::size_t>(num));
+  if (num == 1) {
+    v[0] = start;
+  } else {
+    const double step = (stop - start) / (num - 1);
+    for (int i = 0; i < num; ++i) v[static_cast<std::size_t>(i)] = i * step + start;
+    v.back() = stop;
+  }
+  return v;
+}
+
+void check_num_steps(int num_steps) {
+  if (num_steps < 1) throw Error("vp_discrete: num_steps must be >= 1, got " + std::to_string(num_steps));
+}
+
+}  // namespace
 
 VpDiscreteSchedule::VpDiscreteSchedule(std::vector<double> betas) : betas_(std::move(betas)) {
   if (betas_.empty()) throw Error("vp_discrete: betas must not be empty");
@@ -169,27 +197,105 @@ VpDiscreteSchedule::VpDiscreteSchedule(std::vector<double> betas) : betas_(std::
   double sum = 0;
   for (std::size_t n = 0; n < betas_.size(); ++n) {
     const double b = betas_[n];
-    if (!(b > 0 && b < 1))
+    const bool last = n + 1 == betas_.size();
+    if (!(b > 0 && (b < 1 || (last && b == 1))))
       throw Error("vp_discrete: betas[" + std::to_string(n) + "] = " + format_double(b) +
-                  " is outside (0, 1)");
+                  (last ? " is outside (0, 1]" : " is outside (0, 1) (only the last beta may be 1)"));
     sum += std::log1p(-b);
     log_alpha_bars_.push_back(sum);
   }
+  zero_terminal_snr_ = betas_.back() == 1;
 }
 
 VpDiscreteSchedule VpDiscreteSchedule::linear(double beta_start, double beta_end, int num_steps) {
-  if (num_steps < 1) throw Error("vp_discrete: num_steps must be >= 1, got " + std::to_string(num_steps));
-  // numpy.linspace(beta_start, beta_end, num_steps): start + i * step, with the last
-  // value set to beta_end exactly.
+  check_num_steps(num_steps);
+  return VpDiscreteSchedule(linspace(beta_start, beta_end, num_steps));
+}
+
+VpDiscreteSchedule VpDiscreteSchedule::scaled_linear(double beta_start, double beta_end, int num_steps) {
+  check_num_steps(num_steps);
+  // Latent diffusion (Rombach et al. 2022): linear in sqrt(beta).
+  std::vector<double> betas = linspace(std::sqrt(beta_start), std::sqrt(beta_end), num_steps);
+  for (double& b : betas) b = b * b;
+  return VpDiscreteSchedule(std::move(betas));
+}
+
+VpDiscreteSchedule VpDiscreteSchedule::squaredcos_cap_v2(int num_steps, double max_beta) {
+  check_num_steps(num_steps);
+  if (!(max_beta > 0 && max_beta <= 1))
+    throw Error("vp_discrete: max_beta must be in (0, 1], got " + format_double(max_beta));
+  // Nichol & Dhariwal 2021, eq. 17, as diffusers' betas_for_alpha_bar evaluates it.
+  const auto alpha_bar = [](double t) {
+    const double c = std::cos((t + 0.008) / 1.008 * kPi / 2);
+    return c * c;
+  };
   std::vector<double> betas(static_cast<std::size_t>(num_steps));
-  if (num_steps == 1) {
-    betas[0] = beta_start;
-  } else {
-    const double step = (beta_end - beta_start) / (num_steps - 1);
-    for (int i = 0; i < num_steps; ++i) betas[static_cast<std::size_t>(i)] = i * step + beta_start;
-    betas.back() = beta_end;
+  for (int i = 0; i < num_steps; ++i) {
+    const double t1 = static_cast<double>(i) / num_steps, t2 = static_cast<double>(i + 1) / num_steps;
+    betas[static_cast<std::size_t>(i)] = std::min(1 - alpha_bar(t2) / alpha_bar(t1), max_beta);
   }
   return VpDiscreteSchedule(std::move(betas));
+}
+
+VpDiscreteSchedule VpDiscreteSchedule::sigmoid(double beta_start, double beta_end, int num_steps) {
+  check_num_steps(num_steps);
+  std::vector<double> betas = linspace(-6.0, 6.0, num_steps);
+  for (double& b : betas) b = 1 / (1 + std::exp(-b)) * (beta_end - beta_start) + beta_start;
+  return VpDiscreteSchedule(std::move(betas));
+}
+
+const std::vector<std::string>& VpDiscreteSchedule::beta_schedule_names() {
+  static const std::vector<std::string> names = {"linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"};
+  return names;
+}
+
+VpDiscreteSchedule VpDiscreteSchedule::named(const std::string& beta_schedule, double beta_start,
+                                             double beta_end, int num_steps, double max_beta) {
+  if (beta_schedule == "linear") return linear(beta_start, beta_end, num_steps);
+  if (beta_schedule == "scaled_linear") return scaled_linear(beta_start, beta_end, num_steps);
+  if (beta_schedule == "squaredcos_cap_v2") return squaredcos_cap_v2(num_steps, max_beta);
+  if (beta_schedule == "sigmoid") return sigmoid(beta_start, beta_end, num_steps);
+  std::string list;
+  for (const auto& n : beta_schedule_names()) list += (list.empty() ? "" : ", ") + n;
+  throw Error("vp_discrete: unknown beta_schedule '" + beta_schedule + "'; known: " + list);
+}
+
+std::vector<double> VpDiscreteSchedule::rescale_zero_terminal_snr(const std::vector<double>& betas) {
+  // Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed",
+  // Algorithm 1, in float64.
+  const std::size_t N = betas.size();
+  if (N < 2) throw Error("vp_discrete: rescaling to zero terminal SNR needs at least 2 betas");
+  std::vector<double> sqrt_alpha_bar(N);
+  double alpha_bar = 1;
+  for (std::size_t n = 0; n < N; ++n) {
+    alpha_bar *= 1 - betas[n];
+    sqrt_alpha_bar[n] = std::sqrt(alpha_bar);
+  }
+  const double first = sqrt_alpha_bar.front(), last = sqrt_alpha_bar.back();
+  if (!(first > last))
+    throw Error("vp_discrete: cannot rescale to zero terminal SNR: alpha_bar does not decrease");
+  for (double& a : sqrt_alpha_bar) a = (a - last) * (first / (first - last));
+  std::vector<double> out(N);
+  double previous = 1;  // alpha_bar_{n-1}, alpha_bar_{-1} = 1
+  for (std::size_t n = 0; n < N; ++n) {
+    const double ab = sqrt_alpha_bar[n] * sqrt_alpha_bar[n];
+    out[n] = 1 - ab / previous;
+    previous = ab;
+  }
+  return out;
+}
+
+std::vector<double> VpDiscreteSchedule::with_final_alpha_bar(const std::vector<double>& betas,
+                                                             double final_alpha_bar) {
+  if (betas.empty()) throw Error("vp_discrete: betas must not be empty");
+  double before = 1;  // alpha_bar_{N-2}
+  for (std::size_t n = 0; n + 1 < betas.size(); ++n) before *= 1 - betas[n];
+  if (!(final_alpha_bar >= 0 && final_alpha_bar < before))
+    throw Error("vp_discrete: final_alpha_bar must be in [0, " + format_double(before) +
+                ") (alpha_bar of the step before the last), got " + format_double(final_alpha_bar));
+  std::vector<double> out = betas;
+  out.back() = 1 - final_alpha_bar / before;
+  return out;
 }
 
 double VpDiscreteSchedule::t_of_step(int n) const {
@@ -205,6 +311,11 @@ double VpDiscreteSchedule::beta(double t) const {
   long n = static_cast<long>(std::ceil(u)) - 1;
   n = std::clamp(n, 0L, N - 1);
   if (n >= 1 && t <= t_of_step(static_cast<int>(n) - 1)) --n;  // rounding of t * N
+  if (zero_terminal_snr_ && n == N - 1) {
+    // alpha linear in t: beta = -d/dt 2 log(N - u) = 2N/(N - u), +inf from t = 1 on.
+    if (u >= static_cast<double>(N)) return kInf;
+    return 2.0 * static_cast<double>(N) / (static_cast<double>(N) - u);
+  }
   return -static_cast<double>(N) * std::log1p(-betas_[static_cast<std::size_t>(n)]);
 }
 
@@ -216,6 +327,12 @@ double VpDiscreteSchedule::log_alpha_bar(double t) const {
   // interpolate on [j, j+1], or extend the last segment beyond t = 1.
   const long j = std::clamp(static_cast<long>(std::floor(std::min(u, static_cast<double>(N)))), 0L, N - 1);
   const double v = j == 0 ? 0.0 : log_alpha_bars_[static_cast<std::size_t>(j - 1)];
+  if (zero_terminal_snr_ && j == N - 1) {
+    // alpha linear in t on the last segment, reaching 0 at t = 1 (and staying there).
+    const double rest = static_cast<double>(N) - u;
+    if (!(rest > 0)) return -kInf;
+    return v + 2.0 * std::log(rest);
+  }
   const double slope = std::log1p(-betas_[static_cast<std::size_t>(j)]);
   return v + (u - static_cast<double>(j)) * slope;
 }
@@ -232,6 +349,8 @@ double VpDiscreteSchedule::t_of_log_alpha_bar(double l) const {
   n = std::min(n, N - 1);  // beyond the last knot: extend the last segment
   const double v = n == 0 ? 0.0 : log_alpha_bars_[static_cast<std::size_t>(n - 1)];
   if (l == log_alpha_bars_[static_cast<std::size_t>(n)]) return t_of_step(static_cast<int>(n));
+  if (zero_terminal_snr_ && n == N - 1)  // alpha linear in t: invert l = v + 2 log(N - u)
+    return (static_cast<double>(N) - std::exp(0.5 * (l - v))) / static_cast<double>(N);
   const double slope = std::log1p(-betas_[static_cast<std::size_t>(n)]);
   return (static_cast<double>(n) + (l - v) / slope) / static_cast<double>(N);
 }

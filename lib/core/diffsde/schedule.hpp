@@ -86,12 +86,38 @@ class VpCosineSchedule final : public Schedule {
 // Discrete DDPM schedule betas_0..betas_{N-1}, seen as a continuous one:
 // log alpha_bar is piecewise linear in t between the knots t_n = (n+1)/N, where it
 // equals the discrete sum_{k<=n} log(1 - betas_k), and alpha_bar(0) = 1.
+//
+// Each beta lies in (0, 1), except that the last may be exactly 1 (zero terminal SNR:
+// alpha_bar = 0 at t = 1). Then log alpha_bar would be -inf on the whole last segment,
+// so there alpha = sqrt(alpha_bar) is interpolated linearly in t instead, from its value
+// at t = (N-1)/N down to 0 at t = 1 (docs/schedules_and_grids.md).
 class VpDiscreteSchedule final : public Schedule {
  public:
   explicit VpDiscreteSchedule(std::vector<double> betas);
   // Linear betas: linspace(beta_start, beta_end, num_steps), as in DDPM.
   static VpDiscreteSchedule linear(double beta_start = 1e-4, double beta_end = 0.02,
                                    int num_steps = 1000);
+  // The beta schedules of diffusers' DDPMScheduler, computed in float64:
+  // linspace(sqrt(beta_start), sqrt(beta_end), num_steps)^2 (latent diffusion).
+  static VpDiscreteSchedule scaled_linear(double beta_start, double beta_end, int num_steps);
+  // min(1 - abar((i+1)/N)/abar(i/N), max_beta), abar(t) = cos^2((t + 0.008)/1.008 pi/2)
+  // (Nichol & Dhariwal 2021); max_beta in (0, 1].
+  static VpDiscreteSchedule squaredcos_cap_v2(int num_steps, double max_beta = 0.999);
+  // sigmoid(linspace(-6, 6, num_steps)) (beta_end - beta_start) + beta_start.
+  static VpDiscreteSchedule sigmoid(double beta_start, double beta_end, int num_steps);
+  // The schedule named by diffusers' beta_schedule: "linear", "scaled_linear",
+  // "squaredcos_cap_v2" (beta_start/beta_end unused) or "sigmoid" (max_beta unused).
+  static VpDiscreteSchedule named(const std::string& beta_schedule, double beta_start, double beta_end,
+                                  int num_steps, double max_beta = 0.999);
+  static const std::vector<std::string>& beta_schedule_names();
+  // Lin et al. 2024, Algorithm 1: sqrt(alpha_bar) shifted so that its last value is 0 and
+  // scaled so that its first keeps its value; betas from the ratios (the last is 1).
+  // Needs at least 2 betas.
+  static std::vector<double> rescale_zero_terminal_snr(const std::vector<double>& betas);
+  // The betas with the last one replaced so that alpha_bar of the last step is
+  // final_alpha_bar, which must lie in [0, alpha_bar_{N-2}) (alpha_bar_{-1} = 1).
+  static std::vector<double> with_final_alpha_bar(const std::vector<double>& betas, double final_alpha_bar);
+
   std::string name() const override { return "vp_discrete"; }
   double beta(double t) const override;
   double log_alpha_bar(double t) const override;
@@ -102,10 +128,13 @@ class VpDiscreteSchedule final : public Schedule {
   const std::vector<double>& log_alpha_bars() const { return log_alpha_bars_; }
   // Time of discrete step n (0-based): (n + 1) / N.
   double t_of_step(int n) const;
+  // Whether the last beta is 1 (alpha_bar = 0 at t = 1).
+  bool zero_terminal_snr() const { return zero_terminal_snr_; }
 
  private:
   std::vector<double> betas_;
   std::vector<double> log_alpha_bars_;
+  bool zero_terminal_snr_ = false;
 };
 
 }  // namespace diffsde
