@@ -9,6 +9,7 @@
 
 #include "commands.hpp"
 #include "diffsde/config.hpp"
+#include "diffsde/diffusers_config.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/image.hpp"
 #include "diffsde/io.hpp"
@@ -34,6 +35,16 @@ int run_sample(const std::string& config_path, const std::string& out_path,
                std::string grid_path) {
   json config_json = config_path.empty() ? default_sample_config() : read_json_file(config_path);
   if (threads >= 0) config_json["threads"] = threads;
+  // diffusers' scheduler_config becomes the native schedule, grid and solver.
+  {
+    std::vector<std::string> notes;
+    try {
+      config_json = expand_scheduler_config(config_json, config_path.empty() ? "" : parent_dir(config_path), &notes);
+    } catch (const ConfigError& e) {
+      throw ConfigError(e.path(), e.message() + (config_path.empty() ? "" : " (in " + config_path + ")"));
+    }
+    for (const auto& note : notes) std::cerr << "note: " << note << "\n";
+  }
   if (print_config) {
     std::cout << config_json.dump(2) << "\n";
     return 0;

@@ -2,6 +2,7 @@
 #include "diffsde/scores/guidance.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <vector>
 
@@ -324,6 +325,51 @@ void ThresholdedModel::eps(const ConstStateRef& x, double t, StateRef out) const
 void ThresholdedModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
   model_->eps_rows(x, t, rows, out);
   apply(x, t, out);
+}
+
+// ---------------------------------------------------------------------------
+// RetimedModel
+
+RetimedModel::RetimedModel(std::shared_ptr<const Model> model, std::shared_ptr<const Schedule> schedule,
+                           const std::vector<double>& times, const std::vector<double>& model_times)
+    : model_(std::move(model)), schedule_(std::move(schedule)) {
+  if (times.size() != model_times.size())
+    throw Error("RetimedModel: " + std::to_string(times.size()) + " times but " + std::to_string(model_times.size()) +
+                " network times");
+  for (std::size_t i = 0; i < times.size(); ++i) map_.emplace_back(times[i], model_times[i]);
+  std::sort(map_.begin(), map_.end());
+}
+
+double RetimedModel::network_time(double t) const {
+  const auto it = std::lower_bound(map_.begin(), map_.end(), std::make_pair(t, -std::numeric_limits<double>::infinity()));
+  if (it != map_.end() && it->first == t) return it->second;
+  const auto* discrete = dynamic_cast<const VpDiscreteSchedule*>(schedule_.get());
+  if (discrete == nullptr || !(t > 0)) return t;
+  // diffusers' timestep of the noise level sigma/alpha at t: log sigma interpolated
+  // linearly between the discrete steps' log sigmas (clipped to the table).
+  const auto& l = discrete->log_alpha_bars();
+  const long n = static_cast<long>(l.size());
+  if (n < 2) return t;
+  const double ls = -schedule_->lambda(t);
+  const auto log_sigma = [&](long k) { return 0.5 * std::log(std::expm1(-l[static_cast<std::size_t>(k)])); };
+  long low = 0;
+  for (long k = 0; k < n; ++k)
+    if (ls - log_sigma(k) >= 0) low = k;
+  low = std::min(low, n - 2);
+  const double lo = log_sigma(low), hi = log_sigma(low + 1);
+  const double w = std::clamp((lo - ls) / (lo - hi), 0.0, 1.0);
+  const double tau = (1.0 - w) * static_cast<double>(low) + w * static_cast<double>(low + 1);
+  return (tau + 1.0) / static_cast<double>(n);
+}
+
+void RetimedModel::eps(const ConstStateRef& x, double t, StateRef out) const { eps_rows(x, t, ModelRows{}, out); }
+
+void RetimedModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
+  const double tn = network_time(t);
+  if (tn == t)
+    model_->eps_rows(x, t, rows, out);
+  else
+    model_->eps_rows_retimed(x, t, tn, rows, out);
 }
 
 }  // namespace diffsde

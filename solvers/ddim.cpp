@@ -93,7 +93,7 @@ void DdimSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doub
   if (options_.clip_x0) {
     // x0 form: clamp the data prediction, take eps consistent with it, then step.
     x0_ = ((x - s.sigma * eps_) / s.alpha).cwiseMax(options_.clip_x0->first).cwiseMin(options_.clip_x0->second);
-    eps_ = (x - s.alpha * x0_) / s.sigma;
+    if (options_.clipped_model_output) eps_ = (x - s.alpha * x0_) / s.sigma;
     x = t.alpha * x0_ + c.dir * eps_;
   } else {
     x = c.x * x + c.eps * eps_;

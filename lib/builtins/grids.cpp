@@ -1,6 +1,7 @@
 // Registry entries of the built-in time grids (lib/core/grid.hpp): JSON parameters in,
 // validated (errors at the grid object's path), a grid out.
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <utility>
@@ -92,6 +93,84 @@ void register_grids(Registry<Grid>& registry) {
                     p.fail("steps", "must lie in [1, num_steps = " + std::to_string(n) + "], got " + std::to_string(steps));
                   return std::make_unique<DiscreteUniformGrid>(static_cast<int>(steps), static_cast<int>(n));
                 }});
+
+  registry.add(
+      {"diffusers",
+       "the timesteps and sigmas of diffusers' schedulers on a vp_discrete schedule (timestep_spacing, steps_offset, "
+       "Karras/exponential/beta sigmas, final_sigmas_type), by scheduler family",
+       {{"steps", ParamType::integer, 50, "num_inference_steps"},
+        {"family", ParamType::string, "dpm_solver",
+         "whose set_timesteps: ddim (DDIM, DDPM), dpm_solver (DPMSolverMultistep/Singlestep, UniPC, DEIS) or euler "
+         "(Euler, EulerAncestral, LMS)",
+         {"ddim", "dpm_solver", "euler"}},
+        {"timestep_spacing", ParamType::string, "linspace", "diffusers' timestep_spacing",
+         {"linspace", "leading", "trailing"}},
+        {"steps_offset", ParamType::integer, 0, "added to the leading timesteps"},
+        {"sigmas", ParamType::json, "timesteps",
+         "the steps' noise levels sigma/alpha: timesteps (those of the timesteps), karras, exponential, lu_lambdas, "
+         "beta, or a list of sigmas (decreasing)"},
+        {"timesteps", ParamType::numbers, nlohmann::json(nullptr), "given integer timesteps (decreasing), replacing the spacing"},
+        {"final_sigmas_type", ParamType::string, "zero",
+         "dpm_solver, euler: the last step ends at sigma 0 (t = 0) or at the first discrete step's sigma",
+         {"zero", "sigma_min"}},
+        {"set_alpha_to_one", ParamType::boolean, true,
+         "ddim: the last step ends at alpha_bar = 1 (t = 0), or else at the first discrete step"},
+        {"lambda_min_clipped", ParamType::number, nlohmann::json(nullptr),
+         "dpm_solver: timesteps stop where lambda falls below this (unset: no clip)"}},
+       [](const Params& p, const BuildContext&) -> std::unique_ptr<Grid> {
+         DiffusersGridOptions o;
+         const long steps = p.integer("steps");
+         if (steps < 1 || steps > 100000000L) p.fail("steps", "must be between 1 and 100000000");
+         o.steps = static_cast<int>(steps);
+         o.family = p.string("family");
+         o.timestep_spacing = p.string("timestep_spacing");
+         o.steps_offset = p.integer("steps_offset");
+         if (o.steps_offset < 0) p.fail("steps_offset", "must be >= 0");
+         const nlohmann::json& sig = p.value("sigmas");
+         if (sig.is_string()) {
+           o.sigmas = sig.get<std::string>();
+         } else if (sig.is_array()) {
+           o.sigmas = "given";
+           for (std::size_t i = 0; i < sig.size(); ++i) {
+             if (!sig[i].is_number())
+               throw ConfigError(join_path(p.path_of("sigmas"), i), "expected a number, got " + json_type_name(sig[i]));
+             o.custom_sigmas.push_back(sig[i].get<double>());
+           }
+           if (o.custom_sigmas.empty()) p.fail("sigmas", "must not be empty");
+         } else {
+           p.fail("sigmas", "expected a rule's name or a list of sigmas, got " + json_type_name(sig));
+         }
+         if (p.has("timesteps")) {
+           const auto v = p.numbers("timesteps");
+           if (v.empty()) p.fail("timesteps", "must not be empty");
+           for (std::size_t i = 0; i < v.size(); ++i) {
+             if (v[i] != std::floor(v[i]) || !(std::abs(v[i]) < 1e15))
+               throw ConfigError(join_path(p.path_of("timesteps"), i), "expected an integer timestep, got " + format_double(v[i]));
+             o.custom_timesteps.push_back(static_cast<long>(v[i]));
+           }
+           if (p.given("steps")) p.fail("steps", "give either steps or timesteps, not both");
+           o.steps = static_cast<int>(v.size());
+           if (!o.custom_sigmas.empty()) p.fail("timesteps", "give either timesteps or a list of sigmas, not both");
+         }
+         if (!o.custom_sigmas.empty()) {
+           if (p.given("steps")) p.fail("steps", "give either steps or a list of sigmas, not both");
+           o.steps = static_cast<int>(o.custom_sigmas.size());
+         }
+         o.final_sigmas_type = p.string("final_sigmas_type");
+         o.set_alpha_to_one = p.boolean("set_alpha_to_one");
+         if (o.family == "ddim" && p.given("final_sigmas_type"))
+           p.fail("final_sigmas_type", "belongs to the dpm_solver and euler families; the ddim family ends by set_alpha_to_one");
+         if (o.family != "ddim" && p.given("set_alpha_to_one"))
+           p.fail("set_alpha_to_one", "belongs to the ddim family; the others end by final_sigmas_type");
+         if (p.has("lambda_min_clipped")) {
+           if (o.family != "dpm_solver") p.fail("lambda_min_clipped", "belongs to the dpm_solver family");
+           o.lambda_min_clipped = p.number("lambda_min_clipped");
+         }
+         if (p.given("steps_offset") && o.timestep_spacing != "leading" && o.steps_offset != 0)
+           p.fail("steps_offset", "applies to leading spacing only");
+         auto grid = std::make_unique<DiffusersGrid>(o);
+         return grid;
+       }});
 
   registry.add({"custom",
                 "an explicit list of times, strictly monotone, inside [0, t_max]",

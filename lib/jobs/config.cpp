@@ -56,18 +56,21 @@ SampleConfig parse_sample_config(const json& config, const std::string& base_dir
 SampleJob build_sample_job(const SampleConfig& config) {
   SampleJob job;
   job.config = config;
-  const Problem problem = build_problem(config);
+  Problem problem = build_problem(config);
   job.schedule = problem.schedule;
-  job.model = problem.model;
   job.base_model = problem.base_model;
   job.cond = problem.cond;
   const BuildContext& context = problem.context;
   job.grid = grid_registry().create(config.grid, "grid", context);
+  std::vector<double> model_times;
   try {
     job.times = job.grid->times(*job.schedule);
+    model_times = job.grid->model_times(*job.schedule);
   } catch (const ConfigError& e) {
     throw e.prefixed("grid");
   }
+  retime_problem(config, problem, job.times, model_times);
+  job.model = problem.model;
   job.solver = solver_registry().create(config.solver, "solver", context);
   job.x = problem_initial_state(config, job.model->dim(), config.seed);
   job.noise = make_problem_noise(config, "philox", config.seed, std::min(job.times.front(), job.times.back()),

@@ -295,6 +295,9 @@ void parse_conditioning(const json& section, const std::string& path, const Prob
 
 void condition_problem(const ProblemSpec& spec, Problem& problem) {
   const Model& base = *problem.base_model;
+  // The layers wrap problem.model as it comes (the registry's model, or that model
+  // evaluated at a grid's network times: retime_problem).
+  const std::shared_ptr<const Model> inner = problem.model;
   const std::vector<InputSpec> specs = base.inputs();
   const std::string cond_path = join_path(spec.path, "cond");
   std::map<std::string, Source> sources;
@@ -347,7 +350,7 @@ void condition_problem(const ProblemSpec& spec, Problem& problem) {
       }
     }
     try {
-      problem.model = std::make_shared<GuidedModel>(problem.base_model, problem.schedule, problem.cond,
+      problem.model = std::make_shared<GuidedModel>(inner, problem.schedule, problem.cond,
                                                     std::make_shared<const Conditioning>(std::move(uncond)), o,
                                                     spec.batch, spec.first_sample);
     } catch (const ConfigError&) {
@@ -356,12 +359,19 @@ void condition_problem(const ProblemSpec& spec, Problem& problem) {
       throw ConfigError(path, e.what());
     }
   } else if (!specs.empty()) {
-    problem.model = std::make_shared<ConditionedModel>(problem.base_model, problem.cond, spec.batch, spec.first_sample);
+    problem.model = std::make_shared<ConditionedModel>(inner, problem.cond, spec.batch, spec.first_sample);
   }
   if (!spec.thresholding.is_null()) {
     const ThresholdOptions o = threshold_options(spec.thresholding, join_path(spec.path, "thresholding"));
     problem.model = std::make_shared<ThresholdedModel>(problem.model, problem.schedule, o);
   }
+}
+
+void retime_problem(const ProblemSpec& spec, Problem& problem, const std::vector<double>& times,
+                    const std::vector<double>& model_times) {
+  if (model_times.empty()) return;
+  problem.model = std::make_shared<RetimedModel>(problem.base_model, problem.schedule, times, model_times);
+  condition_problem(spec, problem);
 }
 
 }  // namespace diffsde

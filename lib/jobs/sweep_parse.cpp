@@ -275,7 +275,12 @@ struct Parser {
     if (grid.has_steps) object["steps"] = steps_value;
     std::vector<double> times;
     try {
-      times = grid_registry().create(object, grid.path, context)->times(*sweep.schedule);
+      const auto made = grid_registry().create(object, grid.path, context);
+      times = made->times(*sweep.schedule);
+      if (!made->model_times(*sweep.schedule).empty())
+        throw ConfigError("", "evaluates the network at other times than its steps' (diffusers' rounded or "
+                              "interpolated timesteps), which sweeps do not support yet; run it with `diffsde "
+                              "sample`, or use sigmas \"timesteps\" with integer timesteps");
     } catch (const ConfigError& e) {
       const ConfigError full = e.path().rfind(grid.path, 0) == 0 ? e : e.prefixed(grid.path);
       if (grid.has_steps && full.path() == join_path(grid.path, "steps"))

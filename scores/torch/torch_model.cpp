@@ -325,12 +325,17 @@ std::vector<InputSpec> TorchScriptModel::inputs() const { return impl_->options.
 void TorchScriptModel::eps(const ConstStateRef& x, double t, StateRef out) const { eps_rows(x, t, ModelRows{}, out); }
 
 void TorchScriptModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
+  eps_rows_retimed(x, t, t, rows, out);
+}
+
+void TorchScriptModel::eps_rows_retimed(const ConstStateRef& x, double t, double t_network, const ModelRows& rows,
+                                        StateRef out) const {
   const Impl& m = *impl_;
   m.check_call(x, rows);
   torch::NoGradGuard no_grad;
   const Eigen::Index count = x.rows();
   const Eigen::Index chunk = m.options.max_batch > 0 ? m.options.max_batch : std::max<Eigen::Index>(count, 1);
-  const double t_net = network_time(t);
+  const double t_net = network_time(t_network);
   for (Eigen::Index r0 = 0; r0 < count; r0 += chunk) {
     const Eigen::Index n = std::min(chunk, count - r0);
     const torch::Tensor y = m.forward(x, r0, n, t_net, rows, false).to(torch::kCPU, torch::kFloat64).contiguous();

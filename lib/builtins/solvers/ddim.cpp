@@ -14,12 +14,19 @@ namespace {
 const ParamSpec kClip{"clip_x0", ParamType::numbers, nullptr,
                       "clamp the predicted x0 to [lo, hi] before the step (off when not given)"};
 
+const ParamSpec kClipped{"use_clipped_model_output", ParamType::boolean, true,
+                         "with clip_x0: step with the eps consistent with the clipped x0 (true), or with the "
+                         "model's own eps (false, diffusers' default)"};
+
 // The DdimSolver for `o` with clip_x0 from the JSON. Its shape ([lo, hi]) is JSON's to check,
 // its values is_valid's; the shape is reported after eta and lo < hi, as it always was.
 std::unique_ptr<Solver> make(const Params& p, DdimSolver::Options o) {
   const std::vector<double> clip = p.has("clip_x0") ? p.numbers("clip_x0") : std::vector<double>{};
   const bool shaped = clip.size() == 2;
   if (shaped) o.clip_x0 = std::make_pair(clip[0], clip[1]);
+  o.clipped_model_output = p.boolean("use_clipped_model_output");
+  if (p.given("use_clipped_model_output") && !p.has("clip_x0"))
+    p.fail("use_clipped_model_output", "applies with clip_x0 only");
   checked(p, o);
   if (p.has("clip_x0") && !shaped)
     p.fail("clip_x0", "expected [lo, hi], got " + std::to_string(clip.size()) + " numbers");
@@ -34,7 +41,7 @@ void register_ddim(Registry<Solver>& registry) {
                 "is deterministic and equals DPM-Solver-1",
                 {{"eta", ParamType::number, 0.0,
                   "stochasticity: noise scale eta * sqrt(posterior variance); 0 = deterministic, 1 = DDPM"},
-                 kClip},
+                 kClip, kClipped},
                 [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
                   DdimSolver::Options o;
                   o.eta = p.number("eta");
@@ -47,7 +54,7 @@ void register_ddim(Registry<Solver>& registry) {
                 {{"variance", ParamType::string, "posterior",
                   "noise variance: posterior (beta_tilde) or beta (1 - alpha_bar_s/alpha_bar_t)",
                   {"posterior", "beta"}},
-                 kClip},
+                 kClip, kClipped},
                 [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
                   DdimSolver::Options o;
                   o.name = "ddpm";

@@ -1,6 +1,7 @@
 // Time grids: the times t_0 = t_start, ..., t_N = t_end a fixed-step solver visits.
 #pragma once
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,10 @@ class Grid {
   // checked against the schedule's range [0, t_max]. Throws ConfigError (path
   // relative to the grid object, e.g. "t_start") when they do not fit.
   virtual std::vector<double> times(const Schedule& schedule) const = 0;
+  // The times at which the network is evaluated at each of times()' nodes, where they
+  // differ from the nodes (diffusers evaluates its network at rounded or interpolated
+  // timesteps while its steps use other noise levels); empty when they are the nodes.
+  virtual std::vector<double> model_times(const Schedule& /*schedule*/) const { return {}; }
 };
 
 // Common parameters of the rule-based grids.
@@ -95,6 +100,54 @@ class DiscreteUniformGrid final : public Grid {
 
  private:
   int steps_, num_steps_;
+};
+
+// The time steps diffusers' schedulers compute from a discrete schedule (vp_discrete),
+// by the rule of one family of its schedulers:
+//   ddim:       DDIMScheduler, DDPMScheduler: `steps` integer timesteps; each step goes
+//               from timestep T to T - N / steps (integer division), which must be the
+//               next timestep; the last one ends at t = 0 (set_alpha_to_one) or at the
+//               first discrete step.
+//   dpm_solver: DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler,
+//               UniPCMultistepScheduler, DEISMultistepScheduler: integer timesteps; with
+//               Karras, exponential or beta sigmas the network sees the rounded timestep
+//               of each sigma (log-sigma interpolation over the table).
+//   euler:      EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
+//               LMSDiscreteScheduler: fractional timesteps, sigmas interpolated linearly
+//               in sigma (or Karras, exponential, beta sigmas, timesteps not rounded).
+// Timestep n is the schedule's time (n + 1)/N; a fractional timestep tau is (tau + 1)/N.
+// times() are the times whose noise level sigma/alpha is each step's sigma;
+// model_times() the timesteps' times where they differ.
+struct DiffusersGridOptions {
+  int steps = 50;                        // num_inference_steps
+  std::string family = "dpm_solver";     // ddim | dpm_solver | euler
+  std::string timestep_spacing = "linspace";  // linspace | leading | trailing
+  long steps_offset = 0;
+  std::string sigmas = "timesteps";      // timesteps | karras | exponential | lu_lambdas | beta
+  std::vector<double> custom_sigmas;     // given sigma_ve list (replaces the rule)
+  std::vector<long> custom_timesteps;    // given timesteps (replaces the spacing)
+  std::string final_sigmas_type = "zero";  // zero | sigma_min (dpm_solver, euler)
+  bool set_alpha_to_one = true;            // ddim
+  double beta_a = 0.6, beta_b = 0.6;       // the beta sigmas' distribution
+  // dpm_solver: timesteps stop where lambda falls below this (NaN: no clip).
+  double lambda_min_clipped = std::numeric_limits<double>::quiet_NaN();
+};
+
+class DiffusersGrid final : public Grid {
+ public:
+  explicit DiffusersGrid(DiffusersGridOptions options) : o_(std::move(options)) {}
+  std::string name() const override { return "diffusers"; }
+  std::vector<double> times(const Schedule& schedule) const override;
+  std::vector<double> model_times(const Schedule& schedule) const override;
+  // diffusers' timesteps (float; integers in the ddim and dpm_solver families) and its
+  // sigmas (sigma/alpha, the final one included: timesteps().size() + 1 values).
+  struct Table {
+    std::vector<double> timesteps, sigmas, times, model_times;
+  };
+  Table table(const Schedule& schedule) const;
+
+ private:
+  DiffusersGridOptions o_;
 };
 
 // An explicit list of times: strictly monotone, inside [0, t_max].

@@ -39,6 +39,14 @@ class Model {
                         StateRef out) const {
     eps(x, t, out);
   }
+  // eps at time t from the network evaluated at the time t_network (a grid whose
+  // network times differ from its steps' times, as diffusers' rounded timesteps; see
+  // RetimedModel): a model that converts its network's output (x0 or v prediction) does
+  // so with the coefficients at t. The default is eps_rows at t_network.
+  virtual void eps_rows_retimed(const ConstStateRef& x, double /*t*/, double t_network, const ModelRows& rows,
+                                StateRef out) const {
+    eps_rows(x, t_network, rows, out);
+  }
   // Network rows one evaluation of `rows` rows at t costs (a guided model evaluates each
   // row twice), for the run summary.
   virtual long network_rows(long rows, double /*t*/) const { return rows; }

@@ -86,6 +86,12 @@ struct Problem {
   ModelRows rows() const;
 };
 Problem build_problem(const ProblemSpec& spec);
+// For a grid whose network times differ from its times (Grid::model_times non-empty):
+// problem.model becomes the registry's model evaluated at those times (RetimedModel),
+// under the same conditioning, guidance and thresholding layers. Nothing changes when
+// model_times is empty.
+void retime_problem(const ProblemSpec& spec, Problem& problem, const std::vector<double>& times,
+                    const std::vector<double>& model_times);
 
 // Standard-normal x_T for samples first_sample .. first_sample + batch - 1 (the init
 // stream of `seed`).

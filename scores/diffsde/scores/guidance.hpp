@@ -56,6 +56,33 @@ class ConditionedModel final : public Model {
   std::uint64_t first_sample_;
 };
 
+// A model whose network is evaluated at other times than the solver asks for: at the node
+// times[i] of a grid, the network runs at model_times[i] (Grid::model_times: diffusers
+// evaluates its network at rounded or interpolated timesteps while its steps use other
+// noise levels), and the conversions of its output use the solver's time. At any other
+// time (the inner stages of singlestep methods) it runs at the time diffusers would give
+// that noise level on a vp_discrete schedule: its fractional timestep by log-sigma
+// interpolation over the discrete steps; on other schedules, at the time itself.
+class RetimedModel final : public Model {
+ public:
+  RetimedModel(std::shared_ptr<const Model> model, std::shared_ptr<const Schedule> schedule,
+               const std::vector<double>& times, const std::vector<double>& model_times);
+  std::string name() const override { return model_->name(); }
+  int dim() const override { return model_->dim(); }
+  std::vector<int> shape() const override { return model_->shape(); }
+  std::vector<InputSpec> inputs() const override { return model_->inputs(); }
+  void eps(const ConstStateRef& x, double t, StateRef out) const override;
+  void eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
+  long network_rows(long rows, double t) const override { return model_->network_rows(rows, network_time(t)); }
+  // The time the network runs at for solver time t.
+  double network_time(double t) const;
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::shared_ptr<const Schedule> schedule_;
+  std::vector<std::pair<double, double>> map_;  // (time, network time), sorted by time
+};
+
 // Classifier-free guidance, with diffusers' convention for the scale s:
 //   eps = eps_u + s (eps_c - eps_u)
 // (s = 1: the conditional model alone, s = 0: the unconditional one), optionally only for

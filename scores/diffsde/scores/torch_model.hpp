@@ -62,6 +62,8 @@ class TorchScriptModel final : public Model {
   void eps(const ConstStateRef& x, double t, StateRef out) const override;
   // Row r's inputs are row rows.input_row0 + r of each input, passed to forward by name.
   void eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
+  void eps_rows_retimed(const ConstStateRef& x, double t, double t_network, const ModelRows& rows,
+                        StateRef out) const override;
   // J v by automatic differentiation (two reverse passes), in the network's dtype.
   bool has_jvp() const override;
   void eps_jvp(const ConstStateRef& x, double t, const ConstStateRef& v, StateRef eps_out,

@@ -60,6 +60,9 @@ class DdimSolver final : public Solver {
     Noise noise = Noise::eta;
     // Clamp the predicted x0 to [lo, hi] (and recompute eps from it), as diffusers' clip_sample.
     std::optional<std::pair<double, double>> clip_x0;
+    // With clip_x0: the step uses the eps consistent with the clipped x0 (diffusers'
+    // use_clipped_model_output = True), or the model's own eps (False, diffusers' default).
+    bool clipped_model_output = true;
     // eta >= 0 and lo < hi (options.hpp: the message in *error, the option in *option).
     bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };

@@ -1,0 +1,371 @@
+// diffusers' scheduler configs as native configs (diffusers_config.hpp, docs/interop.md).
+#include "diffsde/diffusers_config.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "diffsde/error.hpp"
+#include "diffsde/io.hpp"
+#include "diffsde/registry.hpp"
+
+namespace diffsde {
+
+using nlohmann::json;
+
+namespace {
+
+// The keys of each class's constructor that the translation reads (diffusers' names).
+const std::vector<std::string> kBetaKeys = {"num_train_timesteps", "beta_start", "beta_end", "beta_schedule",
+                                            "trained_betas", "rescale_betas_zero_snr", "prediction_type",
+                                            "timestep_spacing", "steps_offset"};
+const std::vector<std::string> kMetaKeys = {"_class_name", "_diffusers_version", "_use_default_values"};
+
+std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+const std::map<std::string, std::vector<std::string>>& class_keys() {
+  static const std::map<std::string, std::vector<std::string>> keys = {
+      {"DDIMScheduler", kBetaKeys + std::vector<std::string>{"clip_sample", "clip_sample_range", "set_alpha_to_one",
+                                                             "thresholding", "dynamic_thresholding_ratio",
+                                                             "sample_max_value"}},
+      {"DDPMScheduler", kBetaKeys + std::vector<std::string>{"variance_type", "clip_sample", "clip_sample_range",
+                                                             "thresholding", "dynamic_thresholding_ratio",
+                                                             "sample_max_value"}},
+      {"DPMSolverMultistepScheduler",
+       kBetaKeys + std::vector<std::string>{"solver_order", "thresholding", "dynamic_thresholding_ratio",
+                                            "sample_max_value", "algorithm_type", "solver_type", "lower_order_final",
+                                            "euler_at_final", "use_karras_sigmas", "use_exponential_sigmas",
+                                            "use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas", "flow_shift",
+                                            "final_sigmas_type", "lambda_min_clipped", "variance_type"}},
+      {"EulerDiscreteScheduler",
+       kBetaKeys + std::vector<std::string>{"interpolation_type", "use_karras_sigmas", "use_exponential_sigmas",
+                                            "use_beta_sigmas", "sigma_min", "sigma_max", "timestep_type",
+                                            "final_sigmas_type"}},
+      {"EulerAncestralDiscreteScheduler", kBetaKeys},
+  };
+  return keys;
+}
+
+// diffusers' constructor defaults that differ between classes.
+json class_default(const std::string& cls, const std::string& key) {
+  if (key == "clip_sample") return cls == "DDIMScheduler" || cls == "DDPMScheduler";
+  if (key == "set_alpha_to_one") return true;
+  if (key == "variance_type") return cls == "DDPMScheduler" ? json("fixed_small") : json(nullptr);
+  if (key == "final_sigmas_type") return "zero";
+  if (key == "lower_order_final") return true;
+  return nullptr;
+}
+
+class Reader {
+ public:
+  Reader(const json& config, std::string path, std::string cls) : c_(config), path_(std::move(path)), cls_(std::move(cls)) {}
+  bool has(const std::string& key) const { return c_.contains(key) && !c_.at(key).is_null(); }
+  std::string at(const std::string& key) const { return join_path(path_, key); }
+  [[noreturn]] void fail(const std::string& key, const std::string& message) const { throw ConfigError(at(key), message); }
+  json get(const std::string& key) const { return has(key) ? c_.at(key) : class_default(cls_, key); }
+  bool boolean(const std::string& key, bool fallback) const {
+    const json v = get(key);
+    if (v.is_null()) return fallback;
+    if (!v.is_boolean()) fail(key, "expected true or false, got " + json_type_name(v));
+    return v.get<bool>();
+  }
+  double number(const std::string& key, double fallback) const {
+    const json v = get(key);
+    if (v.is_null()) return fallback;
+    if (!v.is_number()) fail(key, "expected a number, got " + json_type_name(v));
+    return v.get<double>();
+  }
+  long integer(const std::string& key, long fallback) const {
+    const double v = number(key, static_cast<double>(fallback));
+    if (v != std::floor(v) || std::abs(v) > 1e15) fail(key, "expected an integer, got " + format_double(v));
+    return static_cast<long>(v);
+  }
+  std::string string(const std::string& key, const std::string& fallback) const {
+    const json v = get(key);
+    if (v.is_null()) return fallback;
+    if (!v.is_string()) fail(key, "expected a string, got " + json_type_name(v));
+    return v.get<std::string>();
+  }
+  std::string choice(const std::string& key, const std::string& fallback, const std::vector<std::string>& honoured,
+                     const std::string& why) const {
+    const std::string v = string(key, fallback);
+    if (std::find(honoured.begin(), honoured.end(), v) == honoured.end())
+      fail(key, "'" + v + "' is not supported here (" + why + ")");
+    return v;
+  }
+  // A key whose only honoured value is `value` (diffusers' default where it says so).
+  void require(const std::string& key, const json& value, const std::string& why) const {
+    if (!has(key)) return;
+    const json v = get(key);
+    if (v != value) fail(key, v.dump() + " is not supported: " + why);
+  }
+
+ private:
+  const json& c_;
+  std::string path_, cls_;
+};
+
+constexpr double kTwoPowMinus24 = 5.9604644775390625e-08;  // 2^-24
+
+}  // namespace
+
+const std::vector<std::string>& diffusers_scheduler_classes() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& [name, keys] : class_keys()) v.push_back(name);
+    return v;
+  }();
+  return names;
+}
+
+SchedulerTranslation translate_scheduler_config(const json& config, long steps, const std::string& path,
+                                                const std::string& class_override) {
+  if (!config.is_object()) throw ConfigError(path, "expected a scheduler config object, got " + json_type_name(config));
+  std::string cls = class_override;
+  if (cls.empty()) {
+    if (!config.contains("_class_name") || !config.at("_class_name").is_string())
+      throw ConfigError(join_path(path, "_class_name"), "is required (the diffusers scheduler class)");
+    cls = config.at("_class_name").get<std::string>();
+  }
+  const auto& classes = class_keys();
+  const auto found = classes.find(cls);
+  if (found == classes.end()) {
+    const auto& known = diffusers_scheduler_classes();
+    std::string list;
+    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    throw ConfigError(class_override.empty() ? join_path(path, "_class_name") : std::string("scheduler_class"),
+                      "scheduler class '" + cls + "' is not supported; supported: " + list + did_you_mean(cls, known));
+  }
+  SchedulerTranslation out;
+  // Unknown keys: an error, or (reading the config as another class, as diffusers'
+  // from_config does) dropped with a note.
+  {
+    const std::vector<std::string> allowed = found->second + kMetaKeys;
+    for (const auto& [key, value] : config.items()) {
+      if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+      if (!class_override.empty()) {
+        out.dropped.push_back(key);
+        continue;
+      }
+      throw ConfigError(join_path(path, key), "is not a setting of " + cls + " that diffsde reads" +
+                                                  did_you_mean(key, allowed));
+    }
+  }
+  const Reader r(config, path, cls);
+  if (steps < 1) throw ConfigError("steps", "must be >= 1 (diffusers' num_inference_steps)");
+
+  // The schedule: vp_discrete with diffusers' betas.
+  json& sch = out.schedule;
+  sch = {{"name", "vp_discrete"}};
+  const long n_train = r.integer("num_train_timesteps", 1000);
+  if (n_train < 1) r.fail("num_train_timesteps", "must be >= 1");
+  const std::string beta_schedule = r.choice("beta_schedule", "linear",
+                                             {"linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"},
+                                             "known: linear, scaled_linear, squaredcos_cap_v2, sigmoid");
+  if (r.has("trained_betas")) {
+    const json& b = config.at("trained_betas");
+    if (!b.is_array()) r.fail("trained_betas", "expected a list of numbers");
+    sch["trained_betas"] = b;
+  } else {
+    sch["num_steps"] = n_train;
+    sch["beta_schedule"] = beta_schedule;
+    if (beta_schedule != "squaredcos_cap_v2") {
+      sch["beta_start"] = r.number("beta_start", 0.0001);
+      sch["beta_end"] = r.number("beta_end", 0.02);
+    }
+  }
+  const bool zero_snr = r.boolean("rescale_betas_zero_snr", false);
+  if (zero_snr) {
+    sch["rescale_betas_zero_snr"] = true;
+    // diffusers' Euler and DPM-Solver schedulers replace alpha_bar = 0 at the last step
+    // by 2^-24 ("so the first sigma is not inf"); DDIM and DDPM keep the 0.
+    if (cls != "DDIMScheduler" && cls != "DDPMScheduler") sch["final_alpha_bar"] = kTwoPowMinus24;
+  }
+
+  // What the network predicts.
+  const std::string prediction = r.choice("prediction_type", "epsilon", {"epsilon", "sample", "v_prediction"},
+                                          "known: epsilon, sample, v_prediction");
+  out.prediction = prediction == "epsilon" ? "eps" : prediction == "sample" ? "x0" : "v";
+
+  // The grid.
+  json& grid = out.grid;
+  const std::string spacing = r.choice("timestep_spacing", "linspace", {"linspace", "leading", "trailing"},
+                                       "known: linspace, leading, trailing");
+  grid = {{"name", "diffusers"}, {"steps", steps}, {"timestep_spacing", spacing}};
+  const long offset = r.integer("steps_offset", 0);
+  if (offset < 0) r.fail("steps_offset", "must be >= 0");
+  if (offset != 0 && spacing == "leading") grid["steps_offset"] = offset;
+
+  const auto sigma_rule = [&]() -> std::string {
+    std::vector<std::string> on;
+    for (const char* key : {"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas"})
+      if (r.has(key) && r.boolean(key, false)) on.push_back(key);
+    if (on.size() > 1) r.fail(on[1], "only one of " + on[0] + " and " + on[1] + " can be true");
+    if (on.empty()) return "timesteps";
+    if (on[0] == "use_karras_sigmas") return "karras";
+    if (on[0] == "use_exponential_sigmas") return "exponential";
+    if (on[0] == "use_beta_sigmas") return "beta";
+    return "lu_lambdas";
+  };
+  const auto thresholding = [&]() {
+    if (!r.boolean("thresholding", false)) return;
+    out.thresholding = {{"ratio", r.number("dynamic_thresholding_ratio", 0.995)},
+                        {"max", r.number("sample_max_value", 1.0)}};
+  };
+
+  if (cls == "DDIMScheduler" || cls == "DDPMScheduler") {
+    grid["family"] = "ddim";
+    if (cls == "DDIMScheduler") {
+      const bool to_one = r.boolean("set_alpha_to_one", true);
+      if (!to_one) grid["set_alpha_to_one"] = false;
+    }
+    // DDPM's last step goes to alpha_bar = 1 (its final_alpha_cumprod is one).
+    json& solver = out.solver;
+    if (cls == "DDIMScheduler") {
+      solver = {{"name", "ddim"}, {"eta", 0.0}};
+    } else {
+      const std::string variance = r.choice("variance_type", "fixed_small", {"fixed_small", "fixed_large"},
+                                            "learned variances need a network output diffsde does not read");
+      solver = {{"name", "ddpm"}, {"variance", variance == "fixed_small" ? "posterior" : "beta"}};
+    }
+    if (r.boolean("clip_sample", true)) {
+      const double range = r.number("clip_sample_range", 1.0);
+      if (!(range > 0)) r.fail("clip_sample_range", "must be > 0");
+      solver["clip_x0"] = {-range, range};
+      // DDIM steps with the model's own eps unless the pipeline asks for the clipped one;
+      // DDPM's posterior mean is the clipped-x0 form.
+      if (cls == "DDIMScheduler") solver["use_clipped_model_output"] = false;
+    }
+    if (r.boolean("thresholding", false)) {
+      if (cls == "DDIMScheduler")
+        r.fail("thresholding", "DDIM's thresholding keeps the model's own eps (use_clipped_model_output False), "
+                               "which diffsde's thresholding layer does not offer; use DDPMScheduler or a "
+                               "DPM-Solver++ scheduler");
+      if (r.boolean("clip_sample", true))
+        r.fail("clip_sample", "with thresholding, diffusers thresholds instead of clipping; set clip_sample false");
+      thresholding();
+    }
+  } else if (cls == "DPMSolverMultistepScheduler") {
+    grid["family"] = "dpm_solver";
+    const std::string rule = sigma_rule();
+    if (rule != "timesteps") grid["sigmas"] = rule;
+    const std::string final_type = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"}, "known: zero, sigma_min");
+    if (final_type != "zero") grid["final_sigmas_type"] = final_type;
+    if (r.has("lambda_min_clipped")) grid["lambda_min_clipped"] = r.number("lambda_min_clipped", 0);
+    r.require("use_flow_sigmas", false, "flow-matching sigmas are not supported yet");
+    r.require("variance_type", nullptr, "learned variances need a network output diffsde does not read");
+    const long order = r.integer("solver_order", 2);
+    if (order < 1 || order > 3) r.fail("solver_order", "must be 1, 2 or 3");
+    if (order == 3)
+      r.fail("solver_order", "diffusers' third-order multistep uses the published coefficients, which diffsde's "
+                             "dpm_solver does not offer yet (it uses corrected ones); use 1 or 2");
+    const std::string algorithm = r.choice("algorithm_type", "dpmsolver++", {"dpmsolver++", "dpmsolver"},
+                                           "the SDE variants are not translated yet; known here: dpmsolver++, "
+                                           "dpmsolver");
+    if (algorithm == "dpmsolver" && final_type == "zero")
+      r.fail("final_sigmas_type", "diffusers refuses final_sigmas_type zero with algorithm_type dpmsolver; use "
+                                  "sigma_min");
+    r.choice("solver_type", "midpoint", {"midpoint"}, "diffsde's dpm_solver takes the midpoint form; heun is not "
+                                                      "offered yet");
+    // Which steps drop to first order: diffusers lowers the last step when it ends at
+    // sigma 0, with euler_at_final, or with lower_order_final below 15 steps (at second
+    // order that is the only lowered step, as diffsde's lower_order_final does).
+    const bool lower_final = (r.boolean("lower_order_final", true) && steps < 15) ||
+                             r.boolean("euler_at_final", false) || final_type == "zero";
+    out.solver = {{"name", "dpm_solver"}, {"order", order}, {"method", "multistep"}, {"algorithm", algorithm},
+                  {"lower_order_final", lower_final}};
+    thresholding();
+    if (!out.thresholding.is_null() && algorithm == "dpmsolver")
+      r.fail("thresholding", "with algorithm_type dpmsolver diffusers thresholds and converts back to eps, which "
+                             "is the thresholding layer's form too, but it is not verified here yet; use "
+                             "dpmsolver++");
+  } else if (cls == "EulerDiscreteScheduler" || cls == "EulerAncestralDiscreteScheduler") {
+    grid["family"] = "euler";
+    if (cls == "EulerDiscreteScheduler") {
+      const std::string rule = sigma_rule();
+      if (rule != "timesteps") grid["sigmas"] = rule;
+      const std::string final_type =
+          r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"}, "known: zero, sigma_min");
+      if (final_type != "zero") grid["final_sigmas_type"] = final_type;
+      r.choice("interpolation_type", "linear", {"linear"}, "log_linear is not supported yet");
+      r.choice("timestep_type", "discrete", {"discrete"}, "continuous timesteps (EDM-style networks) are not "
+                                                          "supported yet");
+      r.require("sigma_min", nullptr, "the sigma range comes from the betas");
+      r.require("sigma_max", nullptr, "the sigma range comes from the betas");
+      out.solver = {{"name", "euler"}};
+    } else {
+      out.solver = {{"name", "euler_ancestral"}};
+    }
+  }
+  return out;
+}
+
+json expand_scheduler_config(const json& config, const std::string& base_dir, std::vector<std::string>* notes) {
+  if (!config.is_object() || !config.contains("scheduler_config")) {
+    if (config.is_object())
+      for (const char* key : {"steps", "scheduler_class"})
+        if (config.contains(key))
+          throw ConfigError(key, "belongs with \"scheduler_config\" (diffusers' num_inference_steps and class)");
+    return config;
+  }
+  json out = config;
+  const json& v = config.at("scheduler_config");
+  json sc;
+  std::string file;
+  if (v.is_string()) {
+    file = resolve_path(base_dir, v.get<std::string>());
+    sc = read_json_file(file);
+  } else if (v.is_object()) {
+    sc = v;
+  } else {
+    throw ConfigError("scheduler_config", "expected the path of a scheduler_config.json or the object itself");
+  }
+  if (!config.contains("steps")) throw ConfigError("steps", "is required with scheduler_config (num_inference_steps)");
+  const long steps = static_cast<long>(non_negative_integer(config.at("steps"), "steps"));
+  std::string cls;
+  if (config.contains("scheduler_class")) {
+    if (!config.at("scheduler_class").is_string()) throw ConfigError("scheduler_class", "expected a class name");
+    cls = config.at("scheduler_class").get<std::string>();
+  }
+  SchedulerTranslation t;
+  try {
+    t = translate_scheduler_config(sc, steps, "scheduler_config", cls);
+  } catch (const ConfigError& e) {
+    if (file.empty()) throw;
+    throw ConfigError(e.path(), e.message() + " (in " + file + ")");
+  }
+  if (notes != nullptr)
+    for (const auto& key : t.dropped)
+      notes->push_back("scheduler_config." + key + " is not a setting of " + cls + ": dropped, as diffusers' "
+                       "from_config does");
+  out.erase("scheduler_config");
+  out.erase("steps");
+  out.erase("scheduler_class");
+  if (!out.contains("schedule")) out["schedule"] = t.schedule;
+  if (!out.contains("grid")) out["grid"] = t.grid;
+  if (!out.contains("solver")) out["solver"] = t.solver;
+  if (!t.thresholding.is_null() && !out.contains("thresholding")) out["thresholding"] = t.thresholding;
+  // The network's prediction and discrete time input: a TorchScript model takes them as
+  // parameters; any other model predicts eps.
+  if (out.contains("model")) {
+    json& m = out["model"];
+    const bool network = m.is_object() && m.value("name", "") == "torchscript";
+    if (network) {
+      if (m.contains("prediction") && m.at("prediction") != t.prediction)
+        throw ConfigError("model.prediction", "is " + m.at("prediction").dump() + " but the scheduler config's "
+                                              "prediction_type means \"" + t.prediction + "\"");
+      m["prediction"] = t.prediction;
+      if (!m.contains("time_input")) m["time_input"] = "discrete";
+    } else if (t.prediction != "eps") {
+      throw ConfigError("scheduler_config.prediction_type",
+                        "the model predicts eps; prediction_type " + t.prediction + " applies to network models");
+    }
+  }
+  return out;
+}
+
+}  // namespace diffsde

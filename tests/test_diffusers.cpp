@@ -1,0 +1,463 @@
+// diffusers' conventions: the `diffusers` grid against transcriptions of its schedulers'
+// set_timesteps written here, and whole runs translated from scheduler configs against
+// transcriptions of DPMSolverMultistepScheduler, EulerDiscreteScheduler and DDIMScheduler's
+// step loops (float64, the same analytic network of the timestep, the same x_T).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "diffsde/config.hpp"
+#include "diffsde/diffusers_config.hpp"
+#include "diffsde/error.hpp"
+#include "diffsde/grid.hpp"
+#include "diffsde/registry.hpp"
+#include "diffsde/schedule.hpp"
+#include "support/exact.hpp"
+
+using namespace diffsde;
+using nlohmann::json;
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// The transcription: diffusers' set_timesteps, step by step as its source reads, in
+// double precision (numpy's linspace, float arange and round-half-to-even).
+
+std::vector<double> lin(double a, double b, long n) {
+  std::vector<double> y;
+  if (n == 1) return {a};
+  const double step = (b - a) / static_cast<double>(n - 1);
+  for (long i = 0; i < n; ++i) y.push_back(static_cast<double>(i) * step + a);
+  y.back() = b;
+  return y;
+}
+
+std::vector<double> arange_float(double start, double stop, double step) {
+  std::vector<double> y;
+  const long n = static_cast<long>(std::ceil((stop - start) / step));
+  const double second = start + step, delta = second - start;
+  for (long i = 0; i < n; ++i) y.push_back(i == 0 ? start : i == 1 ? second : start + static_cast<double>(i) * delta);
+  return y;
+}
+
+double rnd(double x) {  // numpy.round
+  const double f = std::floor(x), d = x - f;
+  if (d > 0.5) return f + 1;
+  if (d < 0.5) return f;
+  return std::fmod(f, 2.0) == 0 ? f : f + 1;
+}
+
+struct RefTable {
+  std::vector<double> alphas_cumprod, sigmas_table, log_sigmas;
+};
+
+RefTable ref_table(const std::vector<double>& betas) {
+  RefTable r;
+  double prod = 1;
+  for (double b : betas) {
+    prod *= 1.0 - b;
+    r.alphas_cumprod.push_back(prod);
+    r.sigmas_table.push_back(std::sqrt((1 - prod) / prod));
+    r.log_sigmas.push_back(std::log(r.sigmas_table.back()));
+  }
+  return r;
+}
+
+double ref_sigma_to_t(double sigma, const std::vector<double>& log_sigmas) {
+  const double log_sigma = std::log(std::max(sigma, 1e-10));
+  const long n = static_cast<long>(log_sigmas.size());
+  // cumsum(dists >= 0).argmax(): the first index where the running count peaks.
+  long best = 0, count = 0, best_count = -1;
+  for (long i = 0; i < n; ++i) {
+    count += (log_sigma - log_sigmas[i] >= 0) ? 1 : 0;
+    if (count > best_count) {
+      best_count = count;
+      best = i;
+    }
+  }
+  const long low = std::min(best, n - 2), high = low + 1;
+  const double lo = log_sigmas[low], hi = log_sigmas[high];
+  double w = (lo - log_sigma) / (lo - hi);
+  w = std::min(1.0, std::max(0.0, w));
+  return (1 - w) * static_cast<double>(low) + w * static_cast<double>(high);
+}
+
+double ref_interp(double x, const std::vector<double>& fp) {
+  const long j = std::min(static_cast<long>(std::floor(x)), static_cast<long>(fp.size()) - 2);
+  return fp[j] + (fp[j + 1] - fp[j]) * (x - static_cast<double>(j));
+}
+
+// DPMSolverMultistepScheduler.set_timesteps (no lambda clip): timesteps and sigmas.
+void ref_dpm_timesteps(const RefTable& tab, long S, const std::string& spacing, long offset, const std::string& rule,
+                       const std::string& final_type, std::vector<double>& ts, std::vector<double>& sig) {
+  const long N = static_cast<long>(tab.alphas_cumprod.size());
+  ts.clear();
+  sig.clear();
+  if (spacing == "linspace") {
+    auto v = lin(0, static_cast<double>(N - 1), S + 1);
+    for (long i = S; i >= 1; --i) ts.push_back(rnd(v[i]));
+  } else if (spacing == "leading") {
+    const long ratio = N / (S + 1);
+    for (long i = S; i >= 1; --i) ts.push_back(rnd(static_cast<double>(i * ratio)) + static_cast<double>(offset));
+  } else {
+    for (double v : arange_float(static_cast<double>(N), 0, -static_cast<double>(N) / static_cast<double>(S)))
+      ts.push_back(rnd(v) - 1);
+  }
+  if (rule == "karras") {
+    const double smin = tab.sigmas_table.front(), smax = tab.sigmas_table.back(), rho = 7;
+    const auto ramp = lin(0, 1, S);
+    ts.clear();
+    for (double r : ramp) {
+      const double s = std::pow(std::pow(smax, 1 / rho) + r * (std::pow(smin, 1 / rho) - std::pow(smax, 1 / rho)), rho);
+      sig.push_back(s);
+      ts.push_back(rnd(ref_sigma_to_t(s, tab.log_sigmas)));
+    }
+  } else {
+    for (double t : ts) sig.push_back(ref_interp(t, tab.sigmas_table));
+  }
+  sig.push_back(final_type == "zero" ? 0.0 : tab.sigmas_table.front());
+}
+
+// EulerDiscreteScheduler.set_timesteps (linear interpolation).
+void ref_euler_timesteps(const RefTable& tab, long S, const std::string& spacing, long offset, const std::string& rule,
+                         std::vector<double>& ts, std::vector<double>& sig) {
+  const long N = static_cast<long>(tab.alphas_cumprod.size());
+  ts.clear();
+  sig.clear();
+  if (spacing == "linspace") {
+    auto v = lin(0, static_cast<double>(N - 1), S);
+    for (long i = S - 1; i >= 0; --i) ts.push_back(v[i]);
+  } else if (spacing == "leading") {
+    const long ratio = N / S;
+    for (long i = S - 1; i >= 0; --i) ts.push_back(rnd(static_cast<double>(i * ratio)) + static_cast<double>(offset));
+  } else {
+    for (double v : arange_float(static_cast<double>(N), 0, -static_cast<double>(N) / static_cast<double>(S)))
+      ts.push_back(rnd(v) - 1);
+  }
+  if (rule == "karras") {
+    const double smin = tab.sigmas_table.front(), smax = tab.sigmas_table.back(), rho = 7;
+    ts.clear();
+    for (double r : lin(0, 1, S)) {
+      const double s = std::pow(std::pow(smax, 1 / rho) + r * (std::pow(smin, 1 / rho) - std::pow(smax, 1 / rho)), rho);
+      sig.push_back(s);
+      ts.push_back(ref_sigma_to_t(s, tab.log_sigmas));
+    }
+  } else {
+    for (double t : ts) sig.push_back(ref_interp(t, tab.sigmas_table));
+  }
+  sig.push_back(0.0);
+}
+
+std::vector<double> linear_betas(long n, double a = 1e-4, double b = 0.02) { return lin(a, b, n); }
+
+DiffusersGrid::Table grid_table(const json& grid, const std::shared_ptr<const Schedule>& schedule) {
+  auto g = grid_registry().create(grid, "grid", BuildContext{schedule, ""});
+  const auto* d = dynamic_cast<const DiffusersGrid*>(g.get());
+  REQUIRE(d != nullptr);
+  return d->table(*schedule);
+}
+
+double rel(double a, double b) { return std::fabs(a - b) / std::max(std::fabs(b), 1e-300); }
+
+}  // namespace
+
+TEST_CASE("diffusers grid: known timesteps of diffusers' spacings", "[diffusers]") {
+  auto sch = std::make_shared<VpDiscreteSchedule>(VpDiscreteSchedule::linear());
+  SECTION("DDIM leading with steps_offset 1 (Stable Diffusion)") {
+    const auto tab = grid_table({{"name", "diffusers"}, {"family", "ddim"}, {"steps", 10}, {"timestep_spacing", "leading"},
+                                 {"steps_offset", 1}, {"set_alpha_to_one", false}},
+                                sch);
+    const std::vector<double> expected = {901, 801, 701, 601, 501, 401, 301, 201, 101, 1};
+    CHECK(tab.timesteps == expected);
+    REQUIRE(tab.times.size() == 11);
+    for (std::size_t i = 0; i < 10; ++i) CHECK(tab.times[i] == (expected[i] + 1) / 1000);
+    CHECK(tab.times.back() == 1.0 / 1000);  // alpha_bar_0, not 1
+  }
+  SECTION("DPMSolverMultistep linspace") {
+    const auto tab = grid_table({{"name", "diffusers"}, {"steps", 10}}, sch);
+    const std::vector<double> expected = {999, 899, 799, 699, 599, 500, 400, 300, 200, 100};
+    CHECK(tab.timesteps == expected);
+    CHECK(tab.times.back() == 0.0);
+    CHECK(tab.model_times == tab.times);
+  }
+  SECTION("trailing, every family") {
+    for (const char* family : {"ddim", "dpm_solver", "euler"}) {
+      const auto tab = grid_table({{"name", "diffusers"}, {"family", family}, {"steps", 10}, {"timestep_spacing", "trailing"}}, sch);
+      const std::vector<double> expected = {999, 899, 799, 699, 599, 499, 399, 299, 199, 99};
+      CHECK(tab.timesteps == expected);
+    }
+  }
+  SECTION("Euler linspace keeps fractional timesteps") {
+    const auto tab = grid_table({{"name", "diffusers"}, {"family", "euler"}, {"steps", 4}}, sch);
+    CHECK(tab.timesteps == std::vector<double>{999, 666, 333, 0});
+    const auto tab7 = grid_table({{"name", "diffusers"}, {"family", "euler"}, {"steps", 7}}, sch);
+    CHECK(tab7.timesteps[1] == Approx(832.5).epsilon(1e-15));
+    // Its sigma interpolates the table's sigmas linearly; its time is the time of that sigma.
+    const double s832 = std::sqrt(std::expm1(-sch->log_alpha_bars()[832])), s833 = std::sqrt(std::expm1(-sch->log_alpha_bars()[833]));
+    CHECK(rel(tab7.sigmas[1], 0.5 * (s832 + s833)) < 1e-14);
+    CHECK(rel(std::exp(-sch->lambda(tab7.times[1])), tab7.sigmas[1]) < 1e-12);
+    CHECK(tab7.model_times[1] == (832.5 + 1) / 1000);
+  }
+}
+
+TEST_CASE("diffusers grid: against the transcription of set_timesteps", "[diffusers]") {
+  for (const long N : {1000L, 200L}) {
+    const auto betas = linear_betas(N, 0.00085, 0.012);
+    auto sch = std::make_shared<VpDiscreteSchedule>(betas);
+    const RefTable ref = ref_table(betas);
+    for (const long S : {1L, 3L, 7L, 10L, 25L, 50L}) {
+      for (const char* spacing : {"linspace", "leading", "trailing"}) {
+        for (const char* rule : {"timesteps", "karras"}) {
+          INFO("N " << N << " steps " << S << " " << spacing << " " << rule);
+          std::vector<double> ts, sig;
+          // dpm_solver family
+          ref_dpm_timesteps(ref, S, spacing, 0, rule, "zero", ts, sig);
+          json g = {{"name", "diffusers"}, {"steps", S}, {"timestep_spacing", spacing}, {"sigmas", rule}};
+          bool repeats = false;
+          for (std::size_t i = 1; i < ts.size(); ++i) repeats = repeats || ts[i] == ts[i - 1];
+          if (repeats) {
+            CHECK_THROWS_AS(grid_table(g, sch), ConfigError);
+          } else {
+            const auto tab = grid_table(g, sch);
+            REQUIRE(tab.timesteps.size() == ts.size());
+            for (std::size_t i = 0; i < ts.size(); ++i) CHECK(tab.timesteps[i] == ts[i]);
+            REQUIRE(tab.sigmas.size() == sig.size());
+            for (std::size_t i = 0; i < sig.size(); ++i) CHECK(std::fabs(tab.sigmas[i] - sig[i]) <= 1e-13 * sig[i]);
+            // The steps' times carry those sigmas; the network runs at the timesteps.
+            for (std::size_t i = 0; i + 1 < sig.size(); ++i) {
+              CHECK(rel(std::exp(-sch->lambda(tab.times[i])), sig[i]) < 1e-11);
+              CHECK(std::fabs(tab.model_times[i] - (ts[i] + 1) / static_cast<double>(N)) < 1e-15);
+            }
+            CHECK(tab.times.back() == 0.0);
+          }
+          // euler family
+          ref_euler_timesteps(ref, S, spacing, 0, rule, ts, sig);
+          g["family"] = "euler";
+          const auto tab = grid_table(g, sch);
+          REQUIRE(tab.timesteps.size() == ts.size());
+          for (std::size_t i = 0; i < ts.size(); ++i) CHECK(std::fabs(tab.timesteps[i] - ts[i]) < 1e-9);
+          for (std::size_t i = 0; i < sig.size(); ++i) CHECK(std::fabs(tab.sigmas[i] - sig[i]) <= 1e-13 * sig[i]);
+          for (std::size_t i = 0; i + 1 < sig.size(); ++i)
+            CHECK(rel(std::exp(-sch->lambda(tab.times[i])), sig[i]) < 1e-11);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("diffusers grid: what diffsde cannot follow is refused at the key", "[diffusers]") {
+  auto sch = std::make_shared<VpDiscreteSchedule>(VpDiscreteSchedule::linear());
+  const auto path = [&](const json& g) {
+    return diffsde::test::config_error_path([&] {
+      try {
+        grid_table(g, sch);
+      } catch (const ConfigError& e) {
+        throw e.prefixed("grid");
+      }
+    });
+  };
+  // DDIM steps T -> T - N // S, which is not the next linspace timestep.
+  CHECK(path({{"name", "diffusers"}, {"family", "ddim"}, {"steps", 10}}) == "grid.timestep_spacing");
+  CHECK(path({{"name", "diffusers"}, {"family", "ddim"}, {"steps", 3}, {"timestep_spacing", "trailing"}}) ==
+        "grid.timestep_spacing");
+  // Timesteps beyond the table (diffusers would index past its end).
+  CHECK(path({{"name", "diffusers"}, {"family", "ddim"}, {"steps", 10}, {"timestep_spacing", "leading"}, {"steps_offset", 100}}) ==
+        "grid.steps_offset");
+  CHECK(path({{"name", "diffusers"}, {"steps", 1001}}) == "grid.steps");
+  // Rounded Karras timesteps that repeat (diffusers issue 12771: squaredcos with Karras).
+  CHECK(path({{"name", "diffusers"}, {"steps", 400}, {"sigmas", "karras"}}) == "grid.sigmas");
+  // Another schedule: no table to index.
+  auto lin_sch = std::make_shared<VpLinearSchedule>();
+  CHECK_THROWS_WITH(grid_table({{"name", "diffusers"}}, lin_sch), Catch::Contains("vp_discrete"));
+  // Keys of the other family.
+  CHECK(diffsde::test::config_error_path([] {
+          grid_registry().create({{"name", "diffusers"}, {"family", "ddim"}, {"final_sigmas_type", "zero"}}, "grid");
+        }) == "grid.final_sigmas_type");
+}
+
+// ---------------------------------------------------------------------------
+// Whole runs from scheduler configs.
+
+namespace {
+
+// The sample job a config with "scheduler_config" makes, run.
+State run_translated(const json& config) {
+  const json native = expand_scheduler_config(config, "");
+  SampleJob job = build_sample_job(parse_sample_config(native));
+  run_sample_job(job);
+  return job.x;
+}
+
+json base_config(const json& scheduler, long steps) {
+  return {{"scheduler_config", scheduler}, {"steps", steps}, {"model", {{"name", "gmm"}}}, {"batch", 5}, {"seed", 3}};
+}
+
+// The network of the transcriptions: the analytic model's eps at timestep tau's time.
+struct Network {
+  std::shared_ptr<const Schedule> schedule;
+  std::shared_ptr<Model> model;
+  long n;
+  State operator()(const State& x, double tau) const {
+    State out(x.rows(), x.cols());
+    model->eps(x, (tau + 1) / static_cast<double>(n), out);
+    return out;
+  }
+};
+
+Network network(const json& schedule_json) {
+  Network net;
+  auto s = schedule_registry().create(schedule_json, "schedule");
+  net.schedule = std::shared_ptr<const Schedule>(std::move(s));
+  net.model = model_registry().create(json{{"name", "gmm"}}, "model", BuildContext{net.schedule, ""});
+  net.n = dynamic_cast<const VpDiscreteSchedule&>(*net.schedule).num_steps();
+  return net;
+}
+
+double max_rel(const State& a, const State& b) { return ((a - b).abs() / b.abs().max(1e-3)).maxCoeff(); }
+
+}  // namespace
+
+TEST_CASE("DPMSolverMultistepScheduler configs against the transcription of its step", "[diffusers]") {
+  struct Case {
+    long steps;
+    bool karras;
+    std::string final_type;
+    long order;
+  };
+  for (const Case& c : {Case{10, true, "zero", 2}, Case{20, false, "zero", 2}, Case{8, false, "sigma_min", 2},
+                       Case{16, true, "sigma_min", 2}, Case{6, true, "zero", 1}}) {
+    INFO("steps " << c.steps << " karras " << c.karras << " final " << c.final_type << " order " << c.order);
+    const json sc = {{"_class_name", "DPMSolverMultistepScheduler"}, {"beta_schedule", "linear"},
+                     {"use_karras_sigmas", c.karras}, {"final_sigmas_type", c.final_type}, {"solver_order", c.order}};
+    const json config = base_config(sc, c.steps);
+    const State got = run_translated(config);
+
+    const json native = expand_scheduler_config(config, "");
+    const Network net = network(native["schedule"]);
+    const auto& d = dynamic_cast<const VpDiscreteSchedule&>(*net.schedule);
+    const RefTable tab = ref_table(d.betas());
+    std::vector<double> ts, sig;
+    ref_dpm_timesteps(tab, c.steps, "linspace", 0, c.karras ? "karras" : "timesteps", c.final_type, ts, sig);
+    State x = build_sample_job(parse_sample_config(native)).x;  // the same x_T
+    std::vector<State> outputs;
+    long lower_order_nums = 0;
+    const long n = static_cast<long>(ts.size());
+    const auto lam = [](double s) {
+      const double a = 1 / std::sqrt(s * s + 1);
+      return std::log(a) - std::log(s * a);
+    };
+    for (long i = 0; i < n; ++i) {
+      const double s0 = sig[i];
+      const double a0 = 1 / std::sqrt(s0 * s0 + 1), sg0 = s0 * a0;
+      const State eps = net(x, ts[i]);
+      const State x0 = (x - sg0 * eps) / a0;
+      outputs.push_back(x0);
+      const bool lower_final = i == n - 1 && ((true && n < 15) || c.final_type == "zero");
+      const double st = sig[i + 1];
+      const double at = 1 / std::sqrt(st * st + 1), sgt = st * at;
+      const double h = lam(st) - lam(s0);
+      if (c.order == 1 || lower_order_nums < 1 || lower_final) {
+        x = (sgt / sg0) * x - (at * (std::exp(-h) - 1.0)) * x0;
+      } else {
+        const double s1 = sig[i - 1];
+        const double h0 = lam(s0) - lam(s1), r0 = h0 / h;
+        const State D0 = outputs[i], D1 = (1.0 / r0) * (outputs[i] - outputs[i - 1]);
+        x = (sgt / sg0) * x - (at * (std::exp(-h) - 1.0)) * D0 - 0.5 * (at * (std::exp(-h) - 1.0)) * D1;
+      }
+      if (lower_order_nums < c.order) ++lower_order_nums;
+    }
+    CHECK(max_rel(got, x) < 1e-8);
+  }
+}
+
+TEST_CASE("EulerDiscreteScheduler configs against the transcription of its step", "[diffusers]") {
+  for (const bool karras : {false, true}) {
+    for (const char* spacing : {"linspace", "leading", "trailing"}) {
+      INFO("karras " << karras << " spacing " << spacing);
+      const long steps = 13;  // linspace: fractional timesteps
+      const json sc = {{"_class_name", "EulerDiscreteScheduler"}, {"beta_schedule", "scaled_linear"},
+                       {"beta_start", 0.00085}, {"beta_end", 0.012}, {"use_karras_sigmas", karras},
+                       {"timestep_spacing", spacing}, {"steps_offset", std::string(spacing) == "leading" ? 1 : 0}};
+      const json config = base_config(sc, steps);
+      const State got = run_translated(config);
+      const json native = expand_scheduler_config(config, "");
+      const Network net = network(native["schedule"]);
+      const RefTable tab = ref_table(dynamic_cast<const VpDiscreteSchedule&>(*net.schedule).betas());
+      std::vector<double> ts, sig;
+      ref_euler_timesteps(tab, steps, spacing, std::string(spacing) == "leading" ? 1 : 0, karras ? "karras" : "timesteps",
+                          ts, sig);
+      const State z = build_sample_job(parse_sample_config(native)).x;
+      State x = z * std::sqrt(sig[0] * sig[0] + 1);  // latents * init_noise_sigma
+      for (std::size_t i = 0; i < ts.size(); ++i) {
+        const double s = sig[i];
+        const State eps = net(x / std::sqrt(s * s + 1), ts[i]);  // scale_model_input
+        const State x0 = x - s * eps;
+        const State deriv = (x - x0) / s;
+        x = x + deriv * (sig[i + 1] - s);
+      }
+      CHECK(max_rel(got, x) < 1e-8);
+    }
+  }
+}
+
+TEST_CASE("DDIMScheduler configs against the transcription of its step", "[diffusers]") {
+  for (const bool clip : {false, true}) {
+    INFO("clip_sample " << clip);
+    const long steps = 20;
+    const json sc = {{"_class_name", "DDIMScheduler"}, {"beta_schedule", "scaled_linear"}, {"beta_start", 0.00085},
+                     {"beta_end", 0.012}, {"clip_sample", clip}, {"set_alpha_to_one", false},
+                     {"steps_offset", 1}, {"timestep_spacing", "leading"}};
+    const json config = base_config(sc, steps);
+    const State got = run_translated(config);
+    const json native = expand_scheduler_config(config, "");
+    const Network net = network(native["schedule"]);
+    const RefTable tab = ref_table(dynamic_cast<const VpDiscreteSchedule&>(*net.schedule).betas());
+    State x = build_sample_job(parse_sample_config(native)).x;
+    const long N = 1000, ratio = N / steps;
+    for (long k = steps - 1; k >= 0; --k) {
+      const long t = k * ratio + 1, prev = t - ratio;
+      const double ab = tab.alphas_cumprod[t], ab_prev = prev >= 0 ? tab.alphas_cumprod[prev] : tab.alphas_cumprod[0];
+      const State eps = net(x, static_cast<double>(t));
+      State x0 = (x - std::sqrt(1 - ab) * eps) / std::sqrt(ab);
+      if (clip) x0 = x0.cwiseMax(-1.0).cwiseMin(1.0);
+      x = std::sqrt(ab_prev) * x0 + std::sqrt(1 - ab_prev) * eps;
+    }
+    CHECK(max_rel(got, x) < 1e-8);
+  }
+}
+
+TEST_CASE("scheduler configs: what cannot be honoured is an error at the key", "[diffusers]") {
+  const auto path = [](const json& sc, long steps = 10) {
+    return diffsde::test::config_error_path([&] { expand_scheduler_config(base_config(sc, steps), ""); });
+  };
+  CHECK(path({{"_class_name", "PNDMSchedulerX"}}) == "scheduler_config._class_name");
+  CHECK(path({{"_class_name", "DDIMScheduler"}, {"no_such_key", 1}}) == "scheduler_config.no_such_key");
+  CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"solver_order", 3}}) == "scheduler_config.solver_order");
+  CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"solver_type", "heun"}}) ==
+        "scheduler_config.solver_type");
+  CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"variance_type", "learned_range"}}) ==
+        "scheduler_config.variance_type");
+  CHECK(path({{"_class_name", "EulerDiscreteScheduler"}, {"interpolation_type", "log_linear"}}) ==
+        "scheduler_config.interpolation_type");
+  CHECK(path({{"_class_name", "DDIMScheduler"}, {"prediction_type", "v_prediction"}}) ==
+        "scheduler_config.prediction_type");  // gmm predicts eps
+  CHECK(diffsde::test::config_error_path([] {
+          expand_scheduler_config(json{{"scheduler_config", {{"_class_name", "DDIMScheduler"}}}}, "");
+        }) == "steps");
+  // The translation as diffusers' from_config reads another class's config: foreign keys
+  // are dropped with a note.
+  std::vector<std::string> notes;
+  const json pndm = {{"_class_name", "PNDMScheduler"}, {"skip_prk_steps", true}, {"beta_schedule", "scaled_linear"},
+                     {"beta_start", 0.00085}, {"beta_end", 0.012}, {"set_alpha_to_one", false}, {"steps_offset", 1},
+                     {"timestep_spacing", "leading"}};
+  json config = base_config(pndm, 20);
+  config["scheduler_class"] = "DPMSolverMultistepScheduler";
+  const json native = expand_scheduler_config(config, "", &notes);
+  CHECK(native["solver"]["name"] == "dpm_solver");
+  CHECK(native["grid"]["steps_offset"] == 1);
+  CHECK(notes.size() == 2);  // skip_prk_steps, set_alpha_to_one
+}
