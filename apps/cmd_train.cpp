@@ -87,7 +87,7 @@ int run_train(const Options& o) {
 }  // namespace
 
 void add_train_command(CLI::App& app, Commands& commands) {
-  auto* train = app.add_subcommand("train", "Train a network (Algorithm 1 of the DDPM seed) or the feature "
+  auto* train = app.add_subcommand("train", "Train a network (Algorithm 1 of Ho et al. 2020, DDPM) or the feature "
                                             "classifier from a JSON config (LibTorch build)");
   auto o = std::make_shared<Options>();
   train->add_option("config", o->config_path, "Config file (JSON); omitted: the embedded 2-D example");

@@ -146,5 +146,33 @@ else
   [ "$rc" -eq 2 ] && grep -qF "needs LibTorch" "$work/train.err"; rc=$?; check "train without LibTorch: rc $rc, $(cat "$work/train.err")" $rc
 fi
 
+# diffusers' scheduler configs: a file beside the config, --print-config shows the native
+# config, a run writes samples, and a setting that cannot be honoured exits 2 naming it.
+mkdir -p "$work/sched"
+printf '%s' '{"_class_name": "DPMSolverMultistepScheduler", "_diffusers_version": "0.30.0", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000, "use_karras_sigmas": true}' > "$work/sched/scheduler_config.json"
+printf '%s' '{"scheduler_config": "sched/scheduler_config.json", "steps": 12, "model": {"name": "gmm"}, "batch": 8}' > "$work/diffusers.json"
+"$bin" sample "$work/diffusers.json" --print-config > "$work/diffusers.out" 2>&1
+check "scheduler_config --print-config: $(cat "$work/diffusers.out")" $?
+/usr/bin/python3 - "$work/diffusers.out" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+assert c["schedule"]["beta_schedule"] == "scaled_linear", c
+assert c["grid"] == {"name": "diffusers", "family": "dpm_solver", "steps": 12, "timestep_spacing": "linspace", "sigmas": "karras"}, c["grid"]
+assert c["solver"]["name"] == "dpm_solver" and c["solver"]["order"] == 2, c["solver"]
+assert "scheduler_config" not in c and "steps" not in c
+PY
+check "scheduler_config becomes the native config" $?
+"$bin" sample "$work/diffusers.json" --out "$work/diffusers.npy" > "$work/diffusers_run.out" 2>&1
+check "scheduler_config run: $(cat "$work/diffusers_run.out")" $?
+"$bin" sample "$work/diffusers.json" --print-config > "$work/native.json" 2> /dev/null
+"$bin" sample "$work/native.json" --out "$work/native.npy" > /dev/null 2>&1
+cmp -s "$work/diffusers.npy" "$work/native.npy"; check "the printed native config gives the same samples" $?
+printf '%s' '{"_class_name": "DPMSolverMultistepScheduler", "solver_type": "heun"}' > "$work/sched/heun.json"
+printf '%s' '{"scheduler_config": "sched/heun.json", "steps": 12, "model": {"name": "gmm"}}' > "$work/heun.json"
+"$bin" sample "$work/heun.json" --out "$work/heun.npy" > /dev/null 2> "$work/heun.err"
+[ $? -eq 2 ]; check "unhonoured scheduler key exits 2" $?
+grep -qF "scheduler_config.solver_type" "$work/heun.err"; check "the error names the key: $(cat "$work/heun.err")" $?
+grep -qF "heun.json" "$work/heun.err"; check "the error names the file: $(cat "$work/heun.err")" $?
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -107,12 +107,19 @@ void ref_dpm_timesteps(const RefTable& tab, long S, const std::string& spacing, 
     for (double v : arange_float(static_cast<double>(N), 0, -static_cast<double>(N) / static_cast<double>(S)))
       ts.push_back(rnd(v) - 1);
   }
-  if (rule == "karras") {
+  if (rule != "timesteps") {
     const double smin = tab.sigmas_table.front(), smax = tab.sigmas_table.back(), rho = 7;
     const auto ramp = lin(0, 1, S);
     ts.clear();
-    for (double r : ramp) {
-      const double s = std::pow(std::pow(smax, 1 / rho) + r * (std::pow(smin, 1 / rho) - std::pow(smax, 1 / rho)), rho);
+    for (long i = 0; i < S; ++i) {
+      const double r = ramp[i];
+      double s = 0;
+      if (rule == "karras")
+        s = std::pow(std::pow(smax, 1 / rho) + r * (std::pow(smin, 1 / rho) - std::pow(smax, 1 / rho)), rho);
+      else if (rule == "exponential")
+        s = std::exp(lin(std::log(smax), std::log(smin), S)[i]);
+      else  // lu_lambdas
+        s = std::exp(tab.log_sigmas.back() + r * (tab.log_sigmas.front() - tab.log_sigmas.back()));
       sig.push_back(s);
       ts.push_back(rnd(ref_sigma_to_t(s, tab.log_sigmas)));
     }
@@ -138,11 +145,14 @@ void ref_euler_timesteps(const RefTable& tab, long S, const std::string& spacing
     for (double v : arange_float(static_cast<double>(N), 0, -static_cast<double>(N) / static_cast<double>(S)))
       ts.push_back(rnd(v) - 1);
   }
-  if (rule == "karras") {
+  if (rule != "timesteps") {
     const double smin = tab.sigmas_table.front(), smax = tab.sigmas_table.back(), rho = 7;
     ts.clear();
-    for (double r : lin(0, 1, S)) {
-      const double s = std::pow(std::pow(smax, 1 / rho) + r * (std::pow(smin, 1 / rho) - std::pow(smax, 1 / rho)), rho);
+    const auto ramp = lin(0, 1, S);
+    for (long i = 0; i < S; ++i) {
+      const double s = rule == "karras"
+                           ? std::pow(std::pow(smax, 1 / rho) + ramp[i] * (std::pow(smin, 1 / rho) - std::pow(smax, 1 / rho)), rho)
+                           : std::exp(lin(std::log(smax), std::log(smin), S)[i]);
       sig.push_back(s);
       ts.push_back(ref_sigma_to_t(s, tab.log_sigmas));
     }
@@ -211,7 +221,7 @@ TEST_CASE("diffusers grid: against the transcription of set_timesteps", "[diffus
     const RefTable ref = ref_table(betas);
     for (const long S : {1L, 3L, 7L, 10L, 25L, 50L}) {
       for (const char* spacing : {"linspace", "leading", "trailing"}) {
-        for (const char* rule : {"timesteps", "karras"}) {
+        for (const char* rule : {"timesteps", "karras", "exponential", "lu_lambdas"}) {
           INFO("N " << N << " steps " << S << " " << spacing << " " << rule);
           std::vector<double> ts, sig;
           // dpm_solver family

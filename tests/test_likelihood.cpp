@@ -496,7 +496,7 @@ namespace {
 // The bound's terms recomputed draw by draw from the documented noise keys: x_n =
 // sqrt(ab_n) x0 + sqrt(1 - ab_n) z, the posterior q(x_{n-1} | x_n, x0) = N(mu_tilde,
 // beta_tilde_n) with mu_tilde = sqrt(ab_{n-1}) beta_n / (1 - ab_n) x0 + sqrt(1 - beta_n)
-// (1 - ab_{n-1}) / (1 - ab_n) x_n (seed 002), and the model's N(mu, sigma_n^2).
+// (1 - ab_{n-1}) / (1 - ab_n) x_n (the DDPM posterior of Ho et al. 2020), and the model's N(mu, sigma_n^2).
 // Returns (mean, standard error) over the draws of term n - 1 for data row r.
 std::pair<double, double> recomputed_term(const Model& m, const VlbChain& c, const State& x0,
                                           long r, long n, int draws, std::uint64_t seed,

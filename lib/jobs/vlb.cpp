@@ -233,7 +233,7 @@ VlbResult variational_bound(const Model& model, const Schedule& schedule, const 
       ++result.model_calls;
       const double step_alpha = std::exp(log_ab - c.log_alpha_bar[ns - 1]);  // 1 - beta_n
       const double var_p = c.variance[ns];
-      // mean(x_n) = (x_n - beta_n / sigma_n eps) / sqrt(1 - beta_n) (seed 004).
+      // mean(x_n) = (x_n - beta_n / sigma_n eps) / sqrt(1 - beta_n) (the DDPM derivation of Ho et al. 2020).
       const double mean_coef = c.beta[ns] / sigma;
       for (Eigen::Index i = 0; i < n_rows; ++i) {
         const Eigen::Index r = r0 + i;
@@ -254,7 +254,7 @@ VlbResult variational_bound(const Model& model, const Schedule& schedule, const 
             }
             values[static_cast<std::size_t>(j)] = nll;
           } else {
-            // mu_tilde - mu = beta_n / (sqrt(1 - beta_n) sigma_n) (eps - z) (seed 004).
+            // mu_tilde - mu = beta_n / (sqrt(1 - beta_n) sigma_n) (eps - z) (the DDPM derivation of Ho et al. 2020).
             const double sq = c.beta[ns] * c.beta[ns] / (step_alpha * one_minus) *
                               (eps_model.row(row) - z.row(row)).square().sum();
             values[static_cast<std::size_t>(j)] = gaussian_kl(c.beta_tilde[ns], var_p, sq, d);

@@ -1,4 +1,4 @@
-// Training loop: diffusion (Algorithm 1 of the DDPM seed) and the feature classifier.
+// Training loop: diffusion (Algorithm 1 of Ho et al. 2020, DDPM) and the feature classifier.
 #include <torch/script.h>
 #include <ATen/Parallel.h>
 #include <torch/optim.h>

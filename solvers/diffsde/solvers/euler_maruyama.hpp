@@ -1,6 +1,6 @@
 // Euler–Maruyama for the reverse VP-SDE
 //   dx = [-beta/2 x - beta s(x, t)] dt + sqrt(beta) dW_bar,  s = -eps / sigma,
-// stepping backwards in time (seed 000's discretization, Song et al. 2021, eq. 6):
+// stepping backwards in time (the discretization of Song et al. 2021, eq. 6):
 //   x1 = x0 + h [-beta/2 x0 + beta eps(x0, t0) / sigma(t0)] + sqrt(beta(t0)) dW,
 // h = t1 - t0 < 0, dW = W(t1) - W(t0) ~ N(0, |h| I). The noise is additive, so the
 // scheme has strong order 1 and weak order 1.
