@@ -105,6 +105,17 @@ void DpmSinglestep::step(SolverContext& context, int order, const ScheduleAt& s,
 bool DpmSolver::Options::is_valid(std::string* error, std::string* option) const {
   if (order < 1 || order > 3)
     return invalid_option(error, option, "order", "must be 1, 2 or 3, got " + std::to_string(order));
+  for (std::size_t i = 0; i < orders.size(); ++i) {
+    if (orders[i] < 1 || orders[i] > order)
+      return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
+                                                         ": each must lie in [1, order = " + std::to_string(order) + "]");
+    if (static_cast<std::size_t>(orders[i]) > i + 1)
+      return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
+                                                         ", but step " + std::to_string(i) + " has only " +
+                                                         std::to_string(i + 1) + " model output(s) to use");
+  }
+  if (!orders.empty() && method != DpmMethod::multistep)
+    return invalid_option(error, option, "orders", "applies to the multistep method");
   return true;
 }
 
@@ -129,6 +140,7 @@ SolverTraits DpmSolver::traits() const {
 
 int DpmSolver::step_order(std::size_t i, std::size_t steps) const {
   if (options_.method == DpmMethod::singlestep) return options_.order;
+  if (!options_.orders.empty() && i < options_.orders.size()) return options_.orders[i];
   std::size_t order = std::min(static_cast<std::size_t>(options_.order), i + 1);
   if (options_.lower_order_final && steps > i) order = std::min(order, steps - i);
   return static_cast<int>(order);
@@ -136,6 +148,9 @@ int DpmSolver::step_order(std::size_t i, std::size_t steps) const {
 
 void DpmSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
   steps_ = times.empty() ? 0 : times.size() - 1;
+  if (!options_.orders.empty() && options_.orders.size() != steps_)
+    throw Error("dpm_solver: orders has " + std::to_string(options_.orders.size()) + " entries but the grid has " +
+                std::to_string(steps_) + " steps");
   single_.resize(x.rows(), x.cols());
   eps_.resize(x.rows(), x.cols());
   if (options_.method == DpmMethod::multistep)

@@ -4,6 +4,7 @@
 // step loops (float64, the same analytic network of the timestep, the same x_T).
 #include <catch2/catch.hpp>
 
+#include <Eigen/Dense>
 #include <cmath>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -339,7 +340,9 @@ TEST_CASE("DPMSolverMultistepScheduler configs against the transcription of its 
     long order;
   };
   for (const Case& c : {Case{10, true, "zero", 2}, Case{20, false, "zero", 2}, Case{8, false, "sigma_min", 2},
-                       Case{16, true, "sigma_min", 2}, Case{6, true, "zero", 1}}) {
+                        Case{16, true, "sigma_min", 2}, Case{10, true, "sigma_min", 2}, Case{6, true, "zero", 1},
+                        Case{12, false, "zero", 3}, Case{18, true, "zero", 3}, Case{9, true, "sigma_min", 3},
+                        Case{20, false, "sigma_min", 3}}) {
     INFO("steps " << c.steps << " karras " << c.karras << " final " << c.final_type << " order " << c.order);
     const json sc = {{"_class_name", "DPMSolverMultistepScheduler"}, {"beta_schedule", "linear"},
                      {"use_karras_sigmas", c.karras}, {"final_sigmas_type", c.final_type}, {"solver_order", c.order}};
@@ -367,17 +370,146 @@ TEST_CASE("DPMSolverMultistepScheduler configs against the transcription of its 
       const State x0 = (x - sg0 * eps) / a0;
       outputs.push_back(x0);
       const bool lower_final = i == n - 1 && ((true && n < 15) || c.final_type == "zero");
+      const bool lower_second = i == n - 2 && n < 15;
       const double st = sig[i + 1];
       const double at = 1 / std::sqrt(st * st + 1), sgt = st * at;
       const double h = lam(st) - lam(s0);
       if (c.order == 1 || lower_order_nums < 1 || lower_final) {
         x = (sgt / sg0) * x - (at * (std::exp(-h) - 1.0)) * x0;
+      } else if (c.order == 3 && lower_order_nums >= 2 && !lower_second) {
+        // multistep_dpm_solver_third_order_update, dpmsolver++.
+        const double s1 = sig[i - 1], s2 = sig[i - 2];
+        const double h0 = lam(s0) - lam(s1), h1 = lam(s1) - lam(s2);
+        const double r0 = h0 / h, r1 = h1 / h;
+        const State D0 = outputs[i];
+        const State D1_0 = (1.0 / r0) * (outputs[i] - outputs[i - 1]);
+        const State D1_1 = (1.0 / r1) * (outputs[i - 1] - outputs[i - 2]);
+        const State D1 = D1_0 + (r0 / (r0 + r1)) * (D1_0 - D1_1);
+        const State D2 = (1.0 / (r0 + r1)) * (D1_0 - D1_1);
+        x = (sgt / sg0) * x - (at * (std::exp(-h) - 1.0)) * D0 + (at * ((std::exp(-h) - 1.0) / h + 1.0)) * D1 -
+            (at * ((std::exp(-h) - 1.0 + h) / (h * h) - 0.5)) * D2;
       } else {
         const double s1 = sig[i - 1];
         const double h0 = lam(s0) - lam(s1), r0 = h0 / h;
         const State D0 = outputs[i], D1 = (1.0 / r0) * (outputs[i] - outputs[i - 1]);
         x = (sgt / sg0) * x - (at * (std::exp(-h) - 1.0)) * D0 - 0.5 * (at * (std::exp(-h) - 1.0)) * D1;
       }
+      if (lower_order_nums < c.order) ++lower_order_nums;
+    }
+    CHECK(max_rel(got, x) < 1e-8);
+  }
+}
+
+TEST_CASE("UniPCMultistepScheduler configs against the transcription of its step", "[diffusers]") {
+  struct Case {
+    long steps, order;
+    std::string variant;
+    bool karras, lower_order_final;
+    std::string final_type;
+  };
+  for (const Case& c : {Case{10, 2, "bh2", false, true, "zero"}, Case{12, 3, "bh1", false, true, "sigma_min"},
+                        Case{9, 3, "bh2", false, false, "sigma_min"}, Case{7, 1, "bh2", true, true, "zero"},
+                        Case{20, 2, "bh1", false, false, "sigma_min"}, Case{16, 3, "bh2", false, true, "sigma_min"}}) {
+    INFO("steps " << c.steps << " order " << c.order << " " << c.variant << " karras " << c.karras << " lof "
+                  << c.lower_order_final);
+    const json sc = {{"_class_name", "UniPCMultistepScheduler"}, {"solver_order", c.order}, {"solver_type", c.variant},
+                     {"use_karras_sigmas", c.karras}, {"lower_order_final", c.lower_order_final},
+                     {"final_sigmas_type", c.final_type}};
+    const json config = base_config(sc, c.steps);
+    const State got = run_translated(config);
+    const json native = expand_scheduler_config(config, "");
+    const Network net = network(native["schedule"]);
+    const RefTable tab = ref_table(dynamic_cast<const VpDiscreteSchedule&>(*net.schedule).betas());
+    std::vector<double> ts, sig;
+    ref_dpm_timesteps(tab, c.steps, "linspace", 0, c.karras ? "karras" : "timesteps", c.final_type, ts, sig);
+    State x = build_sample_job(parse_sample_config(native)).x;
+    const auto alpha_of = [](double s) { return 1 / std::sqrt(s * s + 1); };
+    const auto lam = [&](double s) { return std::log(alpha_of(s)) - std::log(s * alpha_of(s)); };
+    const bool bh2 = c.variant == "bh2";
+    std::vector<State> outputs;  // model_outputs, newest last
+    // The R matrix and b vector of UniPC's order conditions for h and the ratios rks.
+    const auto conditions = [&](double h, const std::vector<double>& rks_in, long order, Eigen::MatrixXd& R,
+                                Eigen::VectorXd& b, double& h_phi_1, double& B_h) {
+      std::vector<double> rks = rks_in;
+      rks.push_back(1.0);
+      const double hh = -h;
+      h_phi_1 = std::expm1(hh);
+      double h_phi_k = h_phi_1 / hh - 1;
+      double factorial = 1;
+      B_h = bh2 ? std::expm1(hh) : hh;
+      R.resize(order, static_cast<long>(rks.size()));
+      b.resize(order);
+      for (long k = 1; k <= order; ++k) {
+        for (std::size_t j = 0; j < rks.size(); ++j) R(k - 1, static_cast<long>(j)) = std::pow(rks[j], k - 1);
+        b(k - 1) = h_phi_k * factorial / B_h;
+        factorial *= static_cast<double>(k + 1);
+        h_phi_k = h_phi_k / hh - 1 / factorial;
+      }
+    };
+    // multistep_uni_p_bh_update at step i (outputs.back() is m0 at sig[i]).
+    const auto uni_p = [&](const State& xs, long i, long order) {
+      const double st = sig[i + 1], s0 = sig[i];
+      const double at = alpha_of(st), sgt = st * at, sg0 = s0 * alpha_of(s0);
+      const double h = lam(st) - lam(s0);
+      const State& m0 = outputs.back();
+      std::vector<double> rks;
+      std::vector<State> D1s;
+      for (long k = 1; k < order; ++k) {
+        const double rk = (lam(sig[i - k]) - lam(s0)) / h;
+        rks.push_back(rk);
+        D1s.push_back((outputs[outputs.size() - 1 - k] - m0) / rk);
+      }
+      Eigen::MatrixXd R;
+      Eigen::VectorXd b;
+      double h_phi_1 = 0, B_h = 0;
+      conditions(h, rks, order, R, b, h_phi_1, B_h);
+      State res = State::Zero(xs.rows(), xs.cols());
+      if (!D1s.empty()) {
+        Eigen::VectorXd rhos;
+        if (order == 2) {
+          rhos = Eigen::VectorXd::Constant(1, 0.5);
+        } else {
+          rhos = R.topLeftCorner(order - 1, order - 1).partialPivLu().solve(b.head(order - 1));
+        }
+        for (std::size_t k = 0; k < D1s.size(); ++k) res += rhos(static_cast<long>(k)) * D1s[k];
+      }
+      return State((sgt / sg0) * xs - (at * h_phi_1) * m0 - (at * B_h) * res);
+    };
+    // multistep_uni_c_bh_update at step i: corrects the sample the previous step made.
+    const auto uni_c = [&](const State& model_t, const State& last, long i, long order) {
+      const double st = sig[i], s0 = sig[i - 1];
+      const double at = alpha_of(st), sgt = st * at, sg0 = s0 * alpha_of(s0);
+      const double h = lam(st) - lam(s0);
+      const State& m0 = outputs.back();
+      std::vector<double> rks;
+      std::vector<State> D1s;
+      for (long k = 1; k < order; ++k) {
+        const double rk = (lam(sig[i - (k + 1)]) - lam(s0)) / h;
+        rks.push_back(rk);
+        D1s.push_back((outputs[outputs.size() - 1 - k] - m0) / rk);
+      }
+      Eigen::MatrixXd R;
+      Eigen::VectorXd b;
+      double h_phi_1 = 0, B_h = 0;
+      conditions(h, rks, order, R, b, h_phi_1, B_h);
+      Eigen::VectorXd rhos = order == 1 ? Eigen::VectorXd::Constant(1, 0.5) : Eigen::VectorXd(R.partialPivLu().solve(b));
+      State corr = State::Zero(last.rows(), last.cols());
+      for (std::size_t k = 0; k < D1s.size(); ++k) corr += rhos(static_cast<long>(k)) * D1s[k];
+      return State((sgt / sg0) * last - (at * h_phi_1) * m0 - (at * B_h) * (corr + rhos(order - 1) * (model_t - m0)));
+    };
+    const long n = static_cast<long>(ts.size());
+    long lower_order_nums = 0, this_order = 0;
+    State last_sample;
+    for (long i = 0; i < n; ++i) {
+      const double s0 = sig[i];
+      const double a0 = alpha_of(s0);
+      const State x0 = (x - s0 * a0 * net(x, ts[i])) / a0;
+      if (i > 0) x = uni_c(x0, last_sample, i, this_order);
+      outputs.push_back(x0);
+      long order = c.lower_order_final ? std::min(c.order, n - i) : c.order;
+      this_order = std::min(order, lower_order_nums + 1);
+      last_sample = x;
+      x = uni_p(x, i, this_order);
       if (lower_order_nums < c.order) ++lower_order_nums;
     }
     CHECK(max_rel(got, x) < 1e-8);
@@ -446,11 +578,17 @@ TEST_CASE("scheduler configs: what cannot be honoured is an error at the key", "
   };
   CHECK(path({{"_class_name", "PNDMSchedulerX"}}) == "scheduler_config._class_name");
   CHECK(path({{"_class_name", "DDIMScheduler"}, {"no_such_key", 1}}) == "scheduler_config.no_such_key");
-  CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"solver_order", 3}}) == "scheduler_config.solver_order");
+  CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"solver_order", 4}}) == "scheduler_config.solver_order");
   CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"solver_type", "heun"}}) ==
         "scheduler_config.solver_type");
   CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"variance_type", "learned_range"}}) ==
         "scheduler_config.variance_type");
+  // diffusers' bh1 step to sigma 0 multiplies B(h) = -inf by a zero correction: not finite.
+  CHECK(path({{"_class_name", "UniPCMultistepScheduler"}, {"solver_type", "bh1"}}) == "scheduler_config.solver_type");
+  CHECK(path({{"_class_name", "UniPCMultistepScheduler"}, {"lower_order_final", false}}) ==
+        "scheduler_config.lower_order_final");
+  CHECK(path({{"_class_name", "UniPCMultistepScheduler"}, {"use_karras_sigmas", true}, {"final_sigmas_type", "sigma_min"}}) ==
+        "scheduler_config.final_sigmas_type");
   CHECK(path({{"_class_name", "EulerDiscreteScheduler"}, {"interpolation_type", "log_linear"}}) ==
         "scheduler_config.interpolation_type");
   CHECK(path({{"_class_name", "DDIMScheduler"}, {"prediction_type", "v_prediction"}}) ==

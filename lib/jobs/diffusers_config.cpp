@@ -46,6 +46,12 @@ const std::map<std::string, std::vector<std::string>>& class_keys() {
                                             "use_beta_sigmas", "sigma_min", "sigma_max", "timestep_type",
                                             "final_sigmas_type"}},
       {"EulerAncestralDiscreteScheduler", kBetaKeys},
+      {"UniPCMultistepScheduler",
+       kBetaKeys + std::vector<std::string>{"solver_order", "thresholding", "dynamic_thresholding_ratio",
+                                            "sample_max_value", "predict_x0", "solver_type", "lower_order_final",
+                                            "disable_corrector", "solver_p", "use_karras_sigmas",
+                                            "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas",
+                                            "flow_shift", "final_sigmas_type"}},
   };
   return keys;
 }
@@ -260,9 +266,6 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     r.require("variance_type", nullptr, "learned variances need a network output diffsde does not read");
     const long order = r.integer("solver_order", 2);
     if (order < 1 || order > 3) r.fail("solver_order", "must be 1, 2 or 3");
-    if (order == 3)
-      r.fail("solver_order", "diffusers' third-order multistep uses the published coefficients, which diffsde's "
-                             "dpm_solver does not offer yet (it uses corrected ones); use 1 or 2");
     const std::string algorithm = r.choice("algorithm_type", "dpmsolver++", {"dpmsolver++", "dpmsolver"},
                                            "the SDE variants are not translated yet; known here: dpmsolver++, "
                                            "dpmsolver");
@@ -271,18 +274,67 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
                                   "sigma_min");
     r.choice("solver_type", "midpoint", {"midpoint"}, "diffsde's dpm_solver takes the midpoint form; heun is not "
                                                       "offered yet");
-    // Which steps drop to first order: diffusers lowers the last step when it ends at
-    // sigma 0, with euler_at_final, or with lower_order_final below 15 steps (at second
-    // order that is the only lowered step, as diffsde's lower_order_final does).
-    const bool lower_final = (r.boolean("lower_order_final", true) && steps < 15) ||
-                             r.boolean("euler_at_final", false) || final_type == "zero";
+    // Each step's order as diffusers' step() chooses it: the history's warm-up; first order
+    // at the last step when it ends at sigma 0, with euler_at_final, or with
+    // lower_order_final below 15 steps; at most second order at the step before it below
+    // 15 steps. When the grid leaves out diffusers' final step of length zero (a sigma rule
+    // ending at sigma_min with final_sigmas_type sigma_min), its entry goes too.
+    const bool lower_order_final = r.boolean("lower_order_final", true);
+    const bool euler_at_final = r.boolean("euler_at_final", false);
+    json orders = json::array();
+    long history = 0;
+    for (long i = 0; i < steps; ++i) {
+      const bool final_low = i == steps - 1 && (euler_at_final || (lower_order_final && steps < 15) || final_type == "zero");
+      const bool second_low = i == steps - 2 && lower_order_final && steps < 15;
+      long o = 3;
+      if (order == 1 || history < 1 || final_low)
+        o = 1;
+      else if (order == 2 || history < 2 || second_low)
+        o = 2;
+      orders.push_back(o);
+      history = std::min(history + 1, order);
+    }
+    if (rule != "timesteps" && final_type == "sigma_min" && orders.size() > 1) orders.erase(orders.size() - 1);
     out.solver = {{"name", "dpm_solver"}, {"order", order}, {"method", "multistep"}, {"algorithm", algorithm},
-                  {"lower_order_final", lower_final}};
+                  {"orders", orders}};
+    // diffusers' third-order multistep weights D2 as DPM-Solver's reference code does.
+    if (order == 3) out.solver["coefficients"] = "published";
     thresholding();
     if (!out.thresholding.is_null() && algorithm == "dpmsolver")
       r.fail("thresholding", "with algorithm_type dpmsolver diffusers thresholds and converts back to eps, which "
                              "is the thresholding layer's form too, but it is not verified here yet; use "
                              "dpmsolver++");
+  } else if (cls == "UniPCMultistepScheduler") {
+    grid["family"] = "dpm_solver";
+    const std::string rule = sigma_rule();
+    if (rule != "timesteps") grid["sigmas"] = rule;
+    const std::string final_type = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"}, "known: zero, sigma_min");
+    if (final_type != "zero") grid["final_sigmas_type"] = final_type;
+    if (rule != "timesteps" && final_type == "sigma_min")
+      r.fail("final_sigmas_type", "with " + rule + " sigmas diffusers' UniPC ends with a step of length zero whose "
+                                  "corrector still changes the sample, which diffsde's unipc does not take yet; use "
+                                  "final_sigmas_type zero");
+    r.require("use_flow_sigmas", false, "flow-matching sigmas are not supported yet");
+    r.require("solver_p", nullptr, "a separate predictor scheduler is not supported");
+    if (r.has("disable_corrector") && !(config.at("disable_corrector").is_array() && config.at("disable_corrector").empty()))
+      r.fail("disable_corrector", "switching the corrector off at given steps is not supported yet");
+    const long order = r.integer("solver_order", 2);
+    if (order < 1 || order > 3) r.fail("solver_order", "must be 1, 2 or 3");
+    const std::string variant = r.choice("solver_type", "bh2", {"bh1", "bh2"}, "known: bh1, bh2");
+    if (variant == "bh1" && final_type == "zero")
+      r.fail("solver_type", "bh1 with final_sigmas_type zero: diffusers' UniPC step to sigma 0 multiplies B(h) = -inf "
+                            "by a zero correction and returns NaN; use bh2, or end at sigma_min");
+    const bool predict_x0 = r.boolean("predict_x0", true);
+    if (!r.boolean("lower_order_final", true) && final_type == "zero" && order > 1)
+      r.fail("lower_order_final", "false with final_sigmas_type zero makes diffusers' UniPC take a higher-order step "
+                                  "to sigma 0, where lambda is infinite and its result is not finite; keep "
+                                  "lower_order_final, or end at sigma_min");
+    out.solver = {{"name", "unipc"}, {"order", order}, {"variant", variant},
+                  {"prediction", predict_x0 ? "data" : "noise"},
+                  {"lower_order_final", r.boolean("lower_order_final", true)}};
+    thresholding();
+    if (!out.thresholding.is_null() && !predict_x0)
+      r.fail("thresholding", "diffusers' UniPC thresholds only with predict_x0");
   } else if (cls == "EulerDiscreteScheduler" || cls == "EulerAncestralDiscreteScheduler") {
     grid["family"] = "euler";
     if (cls == "EulerDiscreteScheduler") {

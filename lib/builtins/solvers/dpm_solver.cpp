@@ -1,4 +1,6 @@
 // Registry entry "dpm_solver": DPM-Solver and DPM-Solver++, orders 1-3, singlestep or multistep.
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <utility>
 
@@ -26,6 +28,13 @@ void register_dpm_solver(Registry<Solver>& registry) {
       {"lower_order_final", ParamType::boolean, true,
        "multistep: the order drops to the number of steps left (the last step is first "
        "order); no effect on singlestep"},
+      {"orders", ParamType::numbers, nlohmann::json(nullptr),
+       "multistep: the order of each step, one per grid step, each in [1, order] and at most its step "
+       "number + 1 (diffusers' lowering rules, DPM-Solver's order lists); replaces lower_order_final"},
+      {"coefficients", ParamType::string, "corrected",
+       "third-order multistep: corrected (2 g_3 D2, order 3) or published (g_3 D2, as DPM-Solver's and "
+       "diffusers' code; observed order 2)",
+       {"corrected", "published"}},
   };
   entry.make = [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
     DpmSolver::Options o;
@@ -33,6 +42,17 @@ void register_dpm_solver(Registry<Solver>& registry) {
     o.method = dpm_method_from_string(p.string("method"));
     o.algorithm = dpm_algorithm_from_string(p.string("algorithm"));
     o.lower_order_final = p.boolean("lower_order_final");
+    o.reference_3m = p.string("coefficients") == "published";
+    if (p.has("orders")) {
+      const auto v = p.numbers("orders");
+      if (v.empty()) p.fail("orders", "must not be empty");
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        if (v[i] != std::floor(v[i]))
+          throw ConfigError(join_path(p.path_of("orders"), i), "expected an integer order, got " + format_double(v[i]));
+        o.orders.push_back(static_cast<int>(std::max(-1.0, std::min(v[i], 99.0))));
+      }
+      if (p.given("lower_order_final")) p.fail("lower_order_final", "give either orders or lower_order_final, not both");
+    }
     return std::make_unique<DpmSolver>(checked(p, o));
   };
   for (int order : {1, 2, 3})

@@ -93,9 +93,12 @@ class DpmSolver final : public Solver {
     // Multistep only: the order also drops to the number of steps left, so the last step
     // is first order (more stable with few steps). Singlestep steps keep their order.
     bool lower_order_final = true;
-    // True: 3M weights D2 as the reference code does (g_3 D2; observed order 2). Only for
-    // the test that documents the difference.
+    // True: 3M weights D2 as the reference code and diffusers do (g_3 D2; observed order
+    // 2): the registry's coefficients "published". False: 2 g_3 D2 (order 3).
     bool reference_3m = false;
+    // Multistep: the order of each step (one per grid step, each in [1, order] and at most
+    // its step number + 1), in place of the rule of lower_order_final; empty: the rule.
+    std::vector<int> orders = {};
     // order 1, 2 or 3 (options.hpp: the message in *error, the option in *option).
     bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
