@@ -134,6 +134,35 @@ TEST_CASE("x0 and v predictions are converted to eps", "[torch]") {
   }
 }
 
+TEST_CASE("A network evaluated at another time converts its output at the step's time", "[torch]") {
+  // eps_rows_retimed(x, t, t_net): the network runs at t_net (diffusers' rounded timestep)
+  // and an x0 or v output becomes eps with the coefficients at t, as diffusers converts.
+  TempDir dir;
+  const GaussianModel exact = exact_model();
+  const State x = batch(4, 7);
+  const VpLinearSchedule sch;
+  for (const std::string prediction : {"eps", "x0", "v"}) {
+    save_torchscript(gaussian_module(prediction), dir.file("r" + prediction + ".pt"), json::object());
+    const auto model = torch_model(
+        {{"path", dir.file("r" + prediction + ".pt")}, {"shape", {3}}, {"dtype", "float64"}, {"prediction", prediction}});
+    const double t = 0.43, t_net = 0.47;
+    State got(4, 3), net_eps(4, 3);
+    model->eps_rows_retimed(x, t, t_net, ModelRows{}, got);
+    // The network's raw output at t_net, converted with t's alpha and sigma.
+    exact.eps(x, t_net, net_eps);
+    const ScheduleAt at_net = sch.at(t_net), at_t = sch.at(t);
+    State raw = net_eps;
+    if (prediction == "x0") raw = (x - at_net.sigma * net_eps) / at_net.alpha;
+    if (prediction == "v") raw = at_net.alpha * net_eps - at_net.sigma * (x - at_net.sigma * net_eps) / at_net.alpha;
+    State expected = raw;
+    if (prediction == "x0") expected = (x - at_t.alpha * raw) / at_t.sigma;
+    if (prediction == "v") expected = at_t.sigma * x + at_t.alpha * raw;
+    INFO(prediction);
+    CHECK(test::max_abs_diff(got, expected) < 1e-10);
+    if (prediction != "eps") CHECK(test::max_abs_diff(got, net_eps) > 1e-4);  // the conversion time matters
+  }
+}
+
 TEST_CASE("batches split by max_batch give the same eps", "[torch]") {
   TempDir dir;
   save_torchscript(gaussian_module(), dir.file("g.pt"), json::object());
