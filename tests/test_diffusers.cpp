@@ -15,6 +15,7 @@
 #include "diffsde/diffusers_config.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/grid.hpp"
+#include "diffsde/prediction_model.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
 #include "support/exact.hpp"
@@ -608,4 +609,45 @@ TEST_CASE("scheduler configs: what cannot be honoured is an error at the key", "
   CHECK(native["solver"]["name"] == "dpm_solver");
   CHECK(native["grid"]["steps_offset"] == 1);
   CHECK(notes.size() == 2);  // skip_prk_steps, set_alpha_to_one
+}
+
+TEST_CASE("prediction_type: an analytic model's eps as x0, v or score, back to eps", "[diffusers]") {
+  // The raw model returns the mixture's exact eps converted to another prediction (by the
+  // identities x = alpha x0 + sigma eps, v = alpha eps - sigma x0, score = -eps/sigma);
+  // with_prediction must give the mixture's eps back, at the step's time also when the
+  // raw model runs at another one.
+  auto sch = std::make_shared<VpDiscreteSchedule>(VpDiscreteSchedule::linear());
+  std::shared_ptr<const Model> gmm = model_registry().create(json{{"name", "gmm"}}, "model", BuildContext{sch, ""});
+  State x(6, 2);
+  for (long r = 0; r < 6; ++r) x.row(r) << 0.3 * static_cast<double>(r) - 1.0, 0.7 - 0.2 * static_cast<double>(r);
+  for (const Prediction kind : {Prediction::eps, Prediction::x0, Prediction::v, Prediction::score}) {
+    auto raw = make_model(2, [&, kind](const ConstStateRef& xs, double t, StateRef out) {
+      State e(xs.rows(), xs.cols());
+      gmm->eps(xs, t, e);
+      const double a = sch->alpha(t), s = sch->sigma(t);
+      if (kind == Prediction::eps) out = e;
+      if (kind == Prediction::x0) out = (xs - s * e) / a;
+      if (kind == Prediction::v) out = a * e - s * (xs - s * e) / a;
+      if (kind == Prediction::score) out = -e / s;
+    });
+    const auto model = with_prediction(raw, sch, kind);
+    INFO(to_string(kind));
+    for (const double t : {0.01, 0.3, 0.77, 1.0}) {
+      State got(6, 2), want(6, 2);
+      model->eps(x, t, got);
+      gmm->eps(x, t, want);
+      CHECK(max_rel(got, want) < 1e-12);
+    }
+    // Raw output from t_net, converted at t.
+    const double t = 0.5, t_net = 0.52;
+    State got(6, 2), e_net(6, 2);
+    model->eps_rows_retimed(x, t, t_net, ModelRows{}, got);
+    gmm->eps(x, t_net, e_net);
+    const double an = sch->alpha(t_net), sn = sch->sigma(t_net), a = sch->alpha(t), s = sch->sigma(t);
+    State want = e_net;
+    if (kind == Prediction::x0) want = (x - a * ((x - sn * e_net) / an)) / s;
+    if (kind == Prediction::v) want = s * x + a * (an * e_net - sn * (x - sn * e_net) / an);
+    if (kind == Prediction::score) want = s * e_net / sn;
+    CHECK(max_rel(got, want) < 1e-12);
+  }
 }

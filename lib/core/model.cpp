@@ -1,4 +1,6 @@
 #include "diffsde/model.hpp"
+#include "diffsde/prediction_model.hpp"
+#include "diffsde/schedule.hpp"
 
 namespace diffsde {
 
@@ -48,6 +50,51 @@ std::shared_ptr<Model> make_model(int dim, EpsFunction eps, std::string name) {
 std::shared_ptr<Model> make_model(int dim, std::vector<InputSpec> inputs, ConditionalEpsFunction eps,
                                   std::string name) {
   return std::make_shared<FunctionModel>(dim, std::move(inputs), nullptr, std::move(eps), std::move(name));
+}
+
+namespace {
+
+class PredictionModel final : public Model {
+ public:
+  PredictionModel(std::shared_ptr<const Model> raw, std::shared_ptr<const Schedule> schedule, Prediction kind)
+      : raw_(std::move(raw)), schedule_(std::move(schedule)), kind_(kind) {
+    if (!raw_ || !schedule_) throw Error("with_prediction: needs a model and a schedule");
+  }
+  std::string name() const override { return raw_->name(); }
+  int dim() const override { return raw_->dim(); }
+  std::vector<int> shape() const override { return raw_->shape(); }
+  std::vector<InputSpec> inputs() const override { return raw_->inputs(); }
+  void eps(const ConstStateRef& x, double t, StateRef out) const override {
+    raw_->eps(x, t, out);
+    convert(x, t, out);
+  }
+  void eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override {
+    raw_->eps_rows(x, t, rows, out);
+    convert(x, t, out);
+  }
+  void eps_rows_retimed(const ConstStateRef& x, double t, double t_network, const ModelRows& rows,
+                        StateRef out) const override {
+    raw_->eps_rows(x, t_network, rows, out);
+    convert(x, t, out);
+  }
+  long network_rows(long rows, double t) const override { return raw_->network_rows(rows, t); }
+
+ private:
+  void convert(const ConstStateRef& x, double t, StateRef out) const {
+    if (kind_ == Prediction::eps) return;
+    const ScheduleAt s = schedule_->at(t);
+    to_eps(kind_, x, out, s.alpha, s.sigma, out);
+  }
+  std::shared_ptr<const Model> raw_;
+  std::shared_ptr<const Schedule> schedule_;
+  Prediction kind_;
+};
+
+}  // namespace
+
+std::shared_ptr<Model> with_prediction(std::shared_ptr<const Model> raw, std::shared_ptr<const Schedule> schedule,
+                                       Prediction kind) {
+  return std::make_shared<PredictionModel>(std::move(raw), std::move(schedule), kind);
 }
 
 }  // namespace diffsde
