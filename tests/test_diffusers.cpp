@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -650,4 +651,73 @@ TEST_CASE("prediction_type: an analytic model's eps as x0, v or score, back to e
     if (kind == Prediction::score) want = s * e_net / sn;
     CHECK(max_rel(got, want) < 1e-12);
   }
+}
+
+TEST_CASE("PNDMScheduler configs (skip_prk_steps) against the transcription of its step_plms", "[diffusers]") {
+  for (const long steps : {1L, 2L, 3L, 5L, 20L}) {
+    INFO("steps " << steps);
+    // Stable Diffusion 1.x's scheduler config.
+    const json sc = {{"_class_name", "PNDMScheduler"}, {"beta_schedule", "scaled_linear"}, {"beta_start", 0.00085},
+                     {"beta_end", 0.012}, {"num_train_timesteps", 1000}, {"set_alpha_to_one", false},
+                     {"skip_prk_steps", true}, {"steps_offset", 1}, {"timestep_spacing", "leading"}};
+    const json config = base_config(sc, steps);
+    const State got = run_translated(config);
+    const json native = expand_scheduler_config(config, "");
+    const Network net = network(native["schedule"]);
+    const RefTable tab = ref_table(dynamic_cast<const VpDiscreteSchedule&>(*net.schedule).betas());
+    State sample = build_sample_job(parse_sample_config(native)).x;
+    const long N = 1000, ratio = N / steps;
+    // set_timesteps: _timesteps = arange(S) * ratio + offset; plms_timesteps =
+    // [_t[:-1], _t[-2:-1], _t[-1:]] reversed (the second timestep twice).
+    std::vector<long> base;
+    for (long k = 0; k < steps; ++k) base.push_back(k * ratio + 1);
+    std::vector<long> plms;
+    if (steps > 1) {
+      for (long k = 0; k + 1 < steps; ++k) plms.push_back(base[k]);
+      plms.push_back(base[steps - 2]);
+    }
+    plms.push_back(base[steps - 1]);
+    std::reverse(plms.begin(), plms.end());
+    const auto prev_sample = [&](const State& x, long t, long prev, const State& e) {
+      const double a_t = tab.alphas_cumprod[t], a_prev = prev >= 0 ? tab.alphas_cumprod[prev] : tab.alphas_cumprod[0];
+      const double b_t = 1 - a_t, b_prev = 1 - a_prev;
+      const double coeff = std::sqrt(a_prev / a_t);
+      const double denom = a_t * std::sqrt(b_prev) + std::sqrt(a_t * b_t * a_prev);
+      return State(coeff * x - (a_prev - a_t) * e / denom);
+    };
+    std::vector<State> ets;
+    State cur_sample;
+    long counter = 0;
+    for (const long ts : plms) {
+      const State model_output = net(sample, static_cast<double>(ts));
+      long timestep = ts, prev = ts - ratio;
+      if (counter != 1) {
+        if (ets.size() > 3) ets.erase(ets.begin(), ets.end() - 3);
+        ets.push_back(model_output);
+      } else {
+        prev = ts;
+        timestep = ts + ratio;
+      }
+      State e = model_output;
+      if (ets.size() == 1 && counter == 0) {
+        cur_sample = sample;
+      } else if (ets.size() == 1 && counter == 1) {
+        e = (model_output + ets.back()) / 2.0;
+        sample = cur_sample;
+      } else if (ets.size() == 2) {
+        e = (3.0 * ets[1] - ets[0]) / 2.0;
+      } else if (ets.size() == 3) {
+        e = (23.0 * ets[2] - 16.0 * ets[1] + 5.0 * ets[0]) / 12.0;
+      } else {
+        const std::size_t n = ets.size();
+        e = (55.0 * ets[n - 1] - 59.0 * ets[n - 2] + 37.0 * ets[n - 3] - 9.0 * ets[n - 4]) / 24.0;
+      }
+      sample = prev_sample(sample, timestep, prev, e);
+      ++counter;
+    }
+    CHECK(max_rel(got, sample) < 1e-8);
+  }
+  CHECK(diffsde::test::config_error_path([] {
+          expand_scheduler_config(base_config({{"_class_name", "PNDMScheduler"}}, 10), "");
+        }) == "scheduler_config.skip_prk_steps");
 }

@@ -15,6 +15,7 @@ void register_dpmpp_sde(Registry<Solver>& registry);  // dpmpp_2m_sde, dpmpp_3m_
 void register_unipc(Registry<Solver>& registry);
 void register_deis(Registry<Solver>& registry);
 void register_ipndm(Registry<Solver>& registry);
+void register_pndm(Registry<Solver>& registry);
 void register_k_diffusion(Registry<Solver>& registry);  // euler, euler_ancestral, heun, dpm2, dpm2_ancestral, lms
 void register_sde_rk(Registry<Solver>& registry);  // stochastic_heun, sra
 void register_ggf(Registry<Solver>& registry);
@@ -31,6 +32,7 @@ void register_solvers(Registry<Solver>& registry) {
   register_unipc(registry);
   register_deis(registry);
   register_ipndm(registry);
+  register_pndm(registry);
   register_k_diffusion(registry);
   register_sde_rk(registry);
   register_ggf(registry);

@@ -46,6 +46,7 @@ const std::map<std::string, std::vector<std::string>>& class_keys() {
                                             "use_beta_sigmas", "sigma_min", "sigma_max", "timestep_type",
                                             "final_sigmas_type"}},
       {"EulerAncestralDiscreteScheduler", kBetaKeys},
+      {"PNDMScheduler", kBetaKeys + std::vector<std::string>{"skip_prk_steps", "set_alpha_to_one"}},
       {"UniPCMultistepScheduler",
        kBetaKeys + std::vector<std::string>{"solver_order", "thresholding", "dynamic_thresholding_ratio",
                                             "sample_max_value", "predict_x0", "solver_type", "lower_order_final",
@@ -59,7 +60,7 @@ const std::map<std::string, std::vector<std::string>>& class_keys() {
 // diffusers' constructor defaults that differ between classes.
 json class_default(const std::string& cls, const std::string& key) {
   if (key == "clip_sample") return cls == "DDIMScheduler" || cls == "DDPMScheduler";
-  if (key == "set_alpha_to_one") return true;
+  if (key == "set_alpha_to_one") return cls != "PNDMScheduler";
   if (key == "variance_type") return cls == "DDPMScheduler" ? json("fixed_small") : json(nullptr);
   if (key == "final_sigmas_type") return "zero";
   if (key == "lower_order_final") return true;
@@ -304,6 +305,14 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
       r.fail("thresholding", "with algorithm_type dpmsolver diffusers thresholds and converts back to eps, which "
                              "is the thresholding layer's form too, but it is not verified here yet; use "
                              "dpmsolver++");
+  } else if (cls == "PNDMScheduler") {
+    // PNDM's timesteps are DDIM's, and so is its step from T to T - N // steps.
+    grid["family"] = "ddim";
+    if (!r.boolean("set_alpha_to_one", false)) grid["set_alpha_to_one"] = false;
+    if (!r.boolean("skip_prk_steps", false))
+      r.fail("skip_prk_steps", "false asks for PNDM's pseudo Runge-Kutta warm-up, which diffsde's pndm does not take "
+                               "yet; true (Stable Diffusion's setting) is PLMS with a second-order start");
+    out.solver = {{"name", "pndm"}};
   } else if (cls == "UniPCMultistepScheduler") {
     grid["family"] = "dpm_solver";
     const std::string rule = sigma_rule();
