@@ -19,6 +19,7 @@
 #include "diffsde/prediction_model.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
+#include "diffsde/sweep.hpp"
 #include "support/exact.hpp"
 
 using namespace diffsde;
@@ -720,4 +721,28 @@ TEST_CASE("PNDMScheduler configs (skip_prk_steps) against the transcription of i
   CHECK(diffsde::test::config_error_path([] {
           expand_scheduler_config(base_config({{"_class_name", "PNDMScheduler"}}, 10), "");
         }) == "scheduler_config.skip_prk_steps");
+}
+
+TEST_CASE("A sweep's problem takes a scheduler config: its schedule, the sweep's own grids and solvers",
+          "[diffusers]") {
+  const json sweep_json = {
+      {"problem",
+       {{"scheduler_config", {{"_class_name", "DPMSolverMultistepScheduler"}, {"beta_schedule", "scaled_linear"},
+                              {"beta_start", 0.00085}, {"beta_end", 0.012}}},
+        {"model", {{"name", "gmm"}}},
+        {"batch", 4}}},
+      {"solvers", json::array({{{"name", "dpm_solver"}}, {{"name", "pndm"}}})},
+      {"grids", json::array({{{"name", "diffusers"}, {"timestep_spacing", "trailing"}}})},
+      {"steps", {10, 20}}};
+  const Sweep sweep = parse_sweep(sweep_json, "");
+  const auto& d = dynamic_cast<const VpDiscreteSchedule&>(*sweep.schedule);
+  REQUIRE(d.num_steps() == 1000);
+  CHECK(d.betas().front() == Approx(0.00085).epsilon(1e-12));
+  CHECK(d.betas().back() == Approx(0.012).epsilon(1e-12));
+  CHECK(d.betas()[500] != Approx(0.00085 + 0.5 * (0.012 - 0.00085)).epsilon(1e-6));  // not linear
+  CHECK(sweep.cells.size() == 4);
+  // Errors name the key inside the problem.
+  json bad = sweep_json;
+  bad["problem"]["scheduler_config"]["solver_type"] = "heun";
+  CHECK(diffsde::test::config_error_path([&] { parse_sweep(bad, ""); }) == "sweep.problem.scheduler_config.solver_type");
 }

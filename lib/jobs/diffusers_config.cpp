@@ -118,6 +118,53 @@ class Reader {
 
 constexpr double kTwoPowMinus24 = 5.9604644775390625e-08;  // 2^-24
 
+// The translation's thresholding, and the network's prediction and discrete time input (a
+// TorchScript model takes them as parameters; any other model predicts eps), into the
+// config or problem section `out` at JSON path `path`.
+void apply_model_settings(const SchedulerTranslation& t, const std::string& path, json& out) {
+  if (!t.thresholding.is_null() && !out.contains("thresholding")) out["thresholding"] = t.thresholding;
+  if (!out.contains("model")) return;
+  json& m = out["model"];
+  const bool network = m.is_object() && m.value("name", "") == "torchscript";
+  if (network) {
+    if (m.contains("prediction") && m.at("prediction") != t.prediction)
+      throw ConfigError(join_path(path, "model.prediction"), "is " + m.at("prediction").dump() +
+                                                                 " but the scheduler config's prediction_type means \"" +
+                                                                 t.prediction + "\"");
+    m["prediction"] = t.prediction;
+    if (!m.contains("time_input")) m["time_input"] = "discrete";
+  } else if (t.prediction != "eps") {
+    throw ConfigError(join_path(path, "scheduler_config.prediction_type"),
+                      "the model predicts eps; prediction_type " + t.prediction + " applies to network models");
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The translation of "scheduler_config"'s value `v` (a file's path, relative to base_dir,
+// or the object) at JSON path `key`; errors name the file where one was read.
+SchedulerTranslation translate_given(const json& v, const std::string& base_dir, const std::string& key, long steps,
+                                     const std::string& cls) {
+  json sc;
+  std::string file;
+  if (v.is_string()) {
+    file = resolve_path(base_dir, v.get<std::string>());
+    sc = read_json_file(file);
+  } else if (v.is_object()) {
+    sc = v;
+  } else {
+    throw ConfigError(key, "expected the path of a scheduler_config.json or the object itself");
+  }
+  try {
+    return translate_scheduler_config(sc, steps, key, cls);
+  } catch (const ConfigError& e) {
+    if (file.empty()) throw;
+    throw ConfigError(e.path(), e.message() + " (in " + file + ")");
+  }
+}
+
 }  // namespace
 
 const std::vector<std::string>& diffusers_scheduler_classes() {
@@ -374,17 +421,6 @@ json expand_scheduler_config(const json& config, const std::string& base_dir, st
     return config;
   }
   json out = config;
-  const json& v = config.at("scheduler_config");
-  json sc;
-  std::string file;
-  if (v.is_string()) {
-    file = resolve_path(base_dir, v.get<std::string>());
-    sc = read_json_file(file);
-  } else if (v.is_object()) {
-    sc = v;
-  } else {
-    throw ConfigError("scheduler_config", "expected the path of a scheduler_config.json or the object itself");
-  }
   if (!config.contains("steps")) throw ConfigError("steps", "is required with scheduler_config (num_inference_steps)");
   const long steps = static_cast<long>(non_negative_integer(config.at("steps"), "steps"));
   std::string cls;
@@ -392,13 +428,7 @@ json expand_scheduler_config(const json& config, const std::string& base_dir, st
     if (!config.at("scheduler_class").is_string()) throw ConfigError("scheduler_class", "expected a class name");
     cls = config.at("scheduler_class").get<std::string>();
   }
-  SchedulerTranslation t;
-  try {
-    t = translate_scheduler_config(sc, steps, "scheduler_config", cls);
-  } catch (const ConfigError& e) {
-    if (file.empty()) throw;
-    throw ConfigError(e.path(), e.message() + " (in " + file + ")");
-  }
+  const SchedulerTranslation t = translate_given(config.at("scheduler_config"), base_dir, "scheduler_config", steps, cls);
   if (notes != nullptr)
     for (const auto& key : t.dropped)
       notes->push_back("scheduler_config." + key + " is not a setting of " + cls + ": dropped, as diffusers' "
@@ -409,23 +439,20 @@ json expand_scheduler_config(const json& config, const std::string& base_dir, st
   if (!out.contains("schedule")) out["schedule"] = t.schedule;
   if (!out.contains("grid")) out["grid"] = t.grid;
   if (!out.contains("solver")) out["solver"] = t.solver;
-  if (!t.thresholding.is_null() && !out.contains("thresholding")) out["thresholding"] = t.thresholding;
-  // The network's prediction and discrete time input: a TorchScript model takes them as
-  // parameters; any other model predicts eps.
-  if (out.contains("model")) {
-    json& m = out["model"];
-    const bool network = m.is_object() && m.value("name", "") == "torchscript";
-    if (network) {
-      if (m.contains("prediction") && m.at("prediction") != t.prediction)
-        throw ConfigError("model.prediction", "is " + m.at("prediction").dump() + " but the scheduler config's "
-                                              "prediction_type means \"" + t.prediction + "\"");
-      m["prediction"] = t.prediction;
-      if (!m.contains("time_input")) m["time_input"] = "discrete";
-    } else if (t.prediction != "eps") {
-      throw ConfigError("scheduler_config.prediction_type",
-                        "the model predicts eps; prediction_type " + t.prediction + " applies to network models");
-    }
-  }
+  apply_model_settings(t, "", out);
+  return out;
+}
+
+json expand_problem_scheduler_config(const json& problem, const std::string& base_dir, const std::string& path) {
+  if (!problem.is_object() || !problem.contains("scheduler_config")) return problem;
+  // The sweep lists its own grids and solvers; the translation's schedule and the
+  // network's settings are what it takes (one step is enough to check the rest).
+  const SchedulerTranslation t =
+      translate_given(problem.at("scheduler_config"), base_dir, join_path(path, "scheduler_config"), 1, "");
+  json out = problem;
+  out.erase("scheduler_config");
+  if (!out.contains("schedule")) out["schedule"] = t.schedule;
+  apply_model_settings(t, path, out);
   return out;
 }
 

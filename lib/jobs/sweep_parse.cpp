@@ -16,6 +16,7 @@
 
 #include "diffsde/scores/guidance.hpp"
 #include "diffsde/driver.hpp"
+#include "diffsde/diffusers_config.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/grid.hpp"
 #include "diffsde/problem.hpp"
@@ -586,9 +587,14 @@ struct Parser {
 
 }  // namespace
 
-Sweep parse_sweep(const json& config, const std::string& base_dir) {
+Sweep parse_sweep(const json& given, const std::string& base_dir) {
+  // diffusers' scheduler_config in the problem gives its schedule and the network's
+  // settings; the rest reads the expanded problem.
+  json config = given;
+  if (config.is_object() && config.contains("problem"))
+    config["problem"] = expand_problem_scheduler_config(given.at("problem"), base_dir, join_path(kRoot, "problem"));
   Sweep sweep;
-  sweep.config = config;
+  sweep.config = given;
   sweep.base_dir = base_dir;
   if (!config.is_object()) throw ConfigError(kRoot, "the sweep must be a JSON object, got " + json_type_name(config));
   check_keys(config, {"description", "problem", "reference", "solvers", "grids", "steps", "tolerances", "seeds", "metrics"},

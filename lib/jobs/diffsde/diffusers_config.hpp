@@ -44,4 +44,11 @@ SchedulerTranslation translate_scheduler_config(const nlohmann::json& config, lo
 nlohmann::json expand_scheduler_config(const nlohmann::json& config, const std::string& base_dir,
                                        std::vector<std::string>* notes = nullptr);
 
+// A sweep's problem section with "scheduler_config": its schedule (unless the section
+// gives one), thresholding and the network's prediction and time input come from the
+// file; the sweep's own grids and solvers are used as they are. `path` is the section's
+// JSON path for errors.
+nlohmann::json expand_problem_scheduler_config(const nlohmann::json& problem, const std::string& base_dir,
+                                               const std::string& path);
+
 }  // namespace diffsde
