@@ -19,6 +19,8 @@
 #include "diffsde/scores/guidance.hpp"
 #include "diffsde/scores/torch_model.hpp"
 #include "diffsde/scores/torch_util.hpp"
+#include "diffsde/diffusers_config.hpp"
+#include "support/diffusers_reference.hpp"
 #include "support/exact.hpp"
 #include "support/temp_dir.hpp"
 
@@ -160,6 +162,62 @@ TEST_CASE("A network evaluated at another time converts its output at the step's
     INFO(prediction);
     CHECK(test::max_abs_diff(got, expected) < 1e-10);
     if (prediction != "eps") CHECK(test::max_abs_diff(got, net_eps) > 1e-4);  // the conversion time matters
+  }
+}
+
+TEST_CASE("A scripted network of integer timesteps under a diffusers scheduler config matches the transcription",
+          "[torch]") {
+  // The network indexes a table of alphas_cumprod with its rounded timestep (as a network
+  // trained on the discrete chain sees only integers) and returns the exact eps of
+  // N(kMu, diag(kSd^2)) at that step, or the v of it. DPMSolverMultistep with Karras sigmas
+  // calls it at rounded timesteps while stepping with the Karras sigmas.
+  TempDir dir;
+  const json sc = {{"_class_name", "DPMSolverMultistepScheduler"}, {"beta_schedule", "scaled_linear"},
+                   {"beta_start", 0.00085}, {"beta_end", 0.012}, {"use_karras_sigmas", true}};
+  auto schedule = schedule_registry().create(
+      translate_scheduler_config(sc, 12, "scheduler_config").schedule, "schedule");
+  const auto& d = dynamic_cast<const VpDiscreteSchedule&>(*schedule);
+  const test::RefTable tab = test::ref_table(d.betas());
+  const long N = d.num_steps();
+  for (const std::string prediction : {"epsilon", "v_prediction"}) {
+    torch::jit::Module m("StepGaussian");
+    m.register_buffer("mu", torch::tensor(kMu, torch::kFloat64).reshape({1, 3}));
+    m.register_buffer("sd", torch::tensor(kSd, torch::kFloat64).reshape({1, 3}));
+    m.register_buffer("ab", torch::tensor(tab.alphas_cumprod, torch::kFloat64));
+    const std::string out = prediction == "epsilon" ? "e" : "torch.sqrt(a2) * e - torch.sqrt(s2) * (x - torch.sqrt(s2) * e) / torch.sqrt(a2)";
+    m.define(R"(
+def forward(self, x, t):
+    n = torch.round(t).long().clamp(0, )" + std::to_string(N - 1) + R"()
+    a2 = self.ab[n].unsqueeze(1)
+    s2 = 1.0 - a2
+    e = torch.sqrt(s2) * (x - torch.sqrt(a2) * self.mu) / (a2 * self.sd * self.sd + s2)
+    return )" + out + "\n");
+    save_torchscript(m, dir.file(prediction + ".pt"), json::object());
+    json config = {{"scheduler_config", sc}, {"steps", 12}, {"batch", 6}, {"seed", 2},
+                   {"model", {{"name", "torchscript"}, {"path", dir.file(prediction + ".pt")}, {"shape", {3}},
+                              {"dtype", "float64"}}}};
+    config["scheduler_config"]["prediction_type"] = prediction;
+    const json native = expand_scheduler_config(config, "");
+    CHECK(native["model"]["time_input"] == "discrete");
+    SampleJob job = build_sample_job(parse_sample_config(native));
+    const State x_T = job.x;
+    run_sample_job(job);
+    // The transcription, with the same network function of the integer timestep.
+    const auto net = [&](const State& x, double tau) {
+      const double a2 = tab.alphas_cumprod[static_cast<std::size_t>(tau)], s2 = 1 - a2;
+      State e(x.rows(), 3);
+      for (long r = 0; r < x.rows(); ++r)
+        for (int c = 0; c < 3; ++c)
+          e(r, c) = std::sqrt(s2) * (x(r, c) - std::sqrt(a2) * kMu[c]) / (a2 * kSd[c] * kSd[c] + s2);
+      if (prediction == "epsilon") return e;
+      return State(std::sqrt(a2) * e - std::sqrt(s2) * (x - std::sqrt(s2) * e) / std::sqrt(a2));
+    };
+    std::vector<double> ts, sig;
+    test::ref_dpm_timesteps(tab, 12, "linspace", 0, "karras", "zero", ts, sig);
+    const State want = test::ref_dpm_solver_multistep(
+        x_T, ts, sig, 2, "zero", net, prediction == "epsilon" ? test::ref_x0_from_eps : test::ref_x0_from_v);
+    INFO(prediction);
+    CHECK(test::max_abs_diff(job.x, want) < 1e-8 * (1 + want.abs().maxCoeff()));
   }
 }
 
