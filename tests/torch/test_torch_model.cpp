@@ -171,6 +171,7 @@ TEST_CASE("A scripted network of integer timesteps under a diffusers scheduler c
   // trained on the discrete chain sees only integers) and returns the exact eps of
   // N(kMu, diag(kSd^2)) at that step, or the v of it. DPMSolverMultistep with Karras sigmas
   // calls it at rounded timesteps while stepping with the Karras sigmas.
+  enable_torch_models();
   TempDir dir;
   const json sc = {{"_class_name", "DPMSolverMultistepScheduler"}, {"beta_schedule", "scaled_linear"},
                    {"beta_start", 0.00085}, {"beta_end", 0.012}, {"use_karras_sigmas", true}};
