@@ -468,6 +468,25 @@ TEST_CASE("scheduler configs: what cannot be honoured is an error at the key", "
   CHECK(native["solver"]["name"] == "dpm_solver");
   CHECK(native["grid"]["steps_offset"] == 1);
   CHECK(notes.size() == 2);  // skip_prk_steps, set_alpha_to_one
+
+  // Zero terminal SNR: DPM-Solver's class puts 2^-24 in place of alpha_bar = 0, DDIM's keeps
+  // the 0, from which no solver can start: a trailing grid starting there is refused.
+  CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"rescale_betas_zero_snr", true}}) ==
+        "scheduler_config.rescale_betas_zero_snr");  // DDPM's betas: alpha_bar_998 < 2^-24 once rescaled
+  CHECK(path({{"_class_name", "DDIMScheduler"}, {"beta_start", 1.5}}) == "scheduler_config.beta_start");
+  const json dpm_zero = {{"_class_name", "DPMSolverMultistepScheduler"}, {"rescale_betas_zero_snr", true},
+                         {"timestep_spacing", "trailing"}, {"beta_schedule", "scaled_linear"},
+                         {"beta_start", 0.00085}, {"beta_end", 0.012}};
+  const json n1 = expand_scheduler_config(base_config(dpm_zero, 10), "");
+  CHECK(n1["schedule"]["final_alpha_bar"] == 5.9604644775390625e-08);
+  SampleJob zero_job = build_sample_job(parse_sample_config(n1));
+  run_sample_job(zero_job);
+  CHECK(zero_job.x.allFinite());
+  json ddim_zero = {{"_class_name", "DDIMScheduler"}, {"rescale_betas_zero_snr", true}, {"timestep_spacing", "trailing"},
+                    {"clip_sample", false}, {"beta_schedule", "scaled_linear"}, {"beta_start", 0.00085}, {"beta_end", 0.012}};
+  const json n2 = expand_scheduler_config(base_config(ddim_zero, 10), "");
+  CHECK_FALSE(n2["schedule"].contains("final_alpha_bar"));
+  CHECK_THROWS_WITH(build_sample_job(parse_sample_config(n2)), Catch::Contains("alpha = 0"));
 }
 
 TEST_CASE("prediction_type: an analytic model's eps as x0, v or score, back to eps", "[diffusers]") {

@@ -9,6 +9,7 @@
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
 #include "diffsde/registry.hpp"
+#include "diffsde/schedule.hpp"
 
 namespace diffsde {
 
@@ -235,9 +236,30 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
   const bool zero_snr = r.boolean("rescale_betas_zero_snr", false);
   if (zero_snr) {
     sch["rescale_betas_zero_snr"] = true;
-    // diffusers' Euler and DPM-Solver schedulers replace alpha_bar = 0 at the last step
-    // by 2^-24 ("so the first sigma is not inf"); DDIM and DDPM keep the 0.
-    if (cls != "DDIMScheduler" && cls != "DDPMScheduler") sch["final_alpha_bar"] = kTwoPowMinus24;
+    // diffusers' Euler, UniPC and DPM-Solver schedulers replace alpha_bar = 0 at the last
+    // step by 2^-24 ("so the first sigma is not inf"); DDIM, DDPM and PNDM keep the 0.
+    if (cls != "DDIMScheduler" && cls != "DDPMScheduler" && cls != "PNDMScheduler")
+      sch["final_alpha_bar"] = kTwoPowMinus24;
+  }
+
+  // The schedule is made here once, so that what its checks refuse is reported at the
+  // scheduler config's own key.
+  try {
+    schedule_registry().create(sch, "schedule");
+  } catch (const ConfigError& e) {
+    std::string key = "beta_schedule";
+    const std::string& at = e.path();
+    const auto ends = [&](const std::string& k) { return at.size() >= k.size() && at.compare(at.size() - k.size(), k.size(), k) == 0; };
+    if (ends("final_alpha_bar") || ends("rescale_betas_zero_snr")) key = "rescale_betas_zero_snr";
+    else if (ends("num_steps")) key = "num_train_timesteps";
+    else if (ends("beta_start") || ends("beta_end") || ends("trained_betas")) key = at.substr(at.rfind('.') + 1);
+    else if (at.find("trained_betas") != std::string::npos) key = "trained_betas";
+    std::string message = e.message();
+    if (ends("final_alpha_bar"))
+      message = "diffusers then puts alpha_bar = 2^-24 at the last step, but for these betas the step before it "
+                "already has a smaller alpha_bar, and a schedule whose alpha_bar rises cannot be followed (" +
+                e.message() + ")";
+    r.fail(key, message);
   }
 
   // What the network predicts.
