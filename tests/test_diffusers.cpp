@@ -456,6 +456,13 @@ TEST_CASE("scheduler configs: what cannot be honoured is an error at the key", "
   CHECK(diffsde::test::config_error_path([] {
           expand_scheduler_config(json{{"scheduler_config", {{"_class_name", "DDIMScheduler"}}}}, "");
         }) == "steps");
+  // What the timesteps refuse is reported at the scheduler config's key, or at "steps".
+  CHECK(path({{"_class_name", "DDIMScheduler"}}) == "scheduler_config.timestep_spacing");  // linspace
+  CHECK(path({{"_class_name", "DDIMScheduler"}, {"timestep_spacing", "leading"}}, 2000) == "steps");
+  CHECK(path({{"_class_name", "DDIMScheduler"}, {"timestep_spacing", "leading"}, {"steps_offset", 200}}) ==
+        "scheduler_config.steps_offset");
+  CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"use_karras_sigmas", true}}, 400) == "scheduler_config");
+  CHECK(path({{"_class_name", "DDIMScheduler"}}, 0) == "steps");
   // The translation as diffusers' from_config reads another class's config: foreign keys
   // are dropped with a note.
   std::vector<std::string> notes;

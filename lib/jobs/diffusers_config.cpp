@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "diffsde/error.hpp"
+#include "diffsde/grid.hpp"
 #include "diffsde/io.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
@@ -450,6 +452,7 @@ json expand_scheduler_config(const json& config, const std::string& base_dir, st
     if (!config.at("scheduler_class").is_string()) throw ConfigError("scheduler_class", "expected a class name");
     cls = config.at("scheduler_class").get<std::string>();
   }
+  if (steps < 1) throw ConfigError("steps", "must be >= 1 (diffusers' num_inference_steps), got " + std::to_string(steps));
   const SchedulerTranslation t = translate_given(config.at("scheduler_config"), base_dir, "scheduler_config", steps, cls);
   if (notes != nullptr)
     for (const auto& key : t.dropped)
@@ -462,6 +465,24 @@ json expand_scheduler_config(const json& config, const std::string& base_dir, st
   if (!out.contains("grid")) out["grid"] = t.grid;
   if (!out.contains("solver")) out["solver"] = t.solver;
   apply_model_settings(t, "", out);
+  // The timesteps too are checked here, so that what the grid refuses is reported at the
+  // scheduler config's key (or at "steps") rather than at a grid the user did not write.
+  if (!config.contains("grid") && !config.contains("schedule")) {
+    try {
+      const std::shared_ptr<const Schedule> schedule = schedule_registry().create(t.schedule, "schedule");
+      grid_registry().create(t.grid, "grid", BuildContext{schedule, base_dir})->times(*schedule);
+    } catch (const ConfigError& e) {
+      const std::string& at = e.path();
+      const auto pos = at.rfind('.');
+      const std::string leaf = pos == std::string::npos ? at : at.substr(pos + 1);
+      std::string key = "steps";
+      if (leaf == "timestep_spacing" || leaf == "steps_offset" || leaf == "lambda_min_clipped")
+        key = join_path("scheduler_config", leaf);
+      else if (leaf == "sigmas" && t.grid.contains("sigmas"))
+        key = "scheduler_config";
+      throw ConfigError(key, e.message());
+    }
+  }
   return out;
 }
 
