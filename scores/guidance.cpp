@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "diffsde/error.hpp"
+#include "diffsde/grid.hpp"
 
 namespace diffsde {
 
@@ -338,28 +339,17 @@ RetimedModel::RetimedModel(std::shared_ptr<const Model> model, std::shared_ptr<c
                 " network times");
   for (std::size_t i = 0; i < times.size(); ++i) map_.emplace_back(times[i], model_times[i]);
   std::sort(map_.begin(), map_.end());
+  if (const auto* discrete = dynamic_cast<const VpDiscreteSchedule*>(schedule_.get()))
+    log_sigmas_ = diffusers_log_sigmas(*discrete);
 }
 
 double RetimedModel::network_time(double t) const {
   const auto it = std::lower_bound(map_.begin(), map_.end(), std::make_pair(t, -std::numeric_limits<double>::infinity()));
   if (it != map_.end() && it->first == t) return it->second;
-  const auto* discrete = dynamic_cast<const VpDiscreteSchedule*>(schedule_.get());
-  if (discrete == nullptr || !(t > 0)) return t;
-  // diffusers' timestep of the noise level sigma/alpha at t: log sigma interpolated
-  // linearly between the discrete steps' log sigmas (clipped to the table).
-  const auto& l = discrete->log_alpha_bars();
-  const long n = static_cast<long>(l.size());
-  if (n < 2) return t;
-  const double ls = -schedule_->lambda(t);
-  const auto log_sigma = [&](long k) { return 0.5 * std::log(std::expm1(-l[static_cast<std::size_t>(k)])); };
-  long low = 0;
-  for (long k = 0; k < n; ++k)
-    if (ls - log_sigma(k) >= 0) low = k;
-  low = std::min(low, n - 2);
-  const double lo = log_sigma(low), hi = log_sigma(low + 1);
-  const double w = std::clamp((lo - ls) / (lo - hi), 0.0, 1.0);
-  const double tau = (1.0 - w) * static_cast<double>(low) + w * static_cast<double>(low + 1);
-  return (tau + 1.0) / static_cast<double>(n);
+  if (log_sigmas_.size() < 2 || !(t > 0)) return t;
+  // diffusers' fractional timestep of the noise level sigma/alpha at t.
+  const double tau = diffusers_timestep(std::exp(-schedule_->lambda(t)), log_sigmas_);
+  return (tau + 1.0) / static_cast<double>(log_sigmas_.size());
 }
 
 void RetimedModel::eps(const ConstStateRef& x, double t, StateRef out) const { eps_rows(x, t, ModelRows{}, out); }

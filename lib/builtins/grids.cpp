@@ -166,8 +166,6 @@ void register_grids(Registry<Grid>& registry) {
            if (o.family != "dpm_solver") p.fail("lambda_min_clipped", "belongs to the dpm_solver family");
            o.lambda_min_clipped = p.number("lambda_min_clipped");
          }
-         if (p.given("steps_offset") && o.timestep_spacing != "leading" && o.steps_offset != 0)
-           p.fail("steps_offset", "applies to leading spacing only");
          auto grid = std::make_unique<DiffusersGrid>(o);
          return grid;
        }});

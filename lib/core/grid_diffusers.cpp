@@ -19,17 +19,6 @@ namespace {
 // numpy.round: halves go to the even neighbour (the default rounding mode).
 double np_round(double x) { return std::nearbyint(x); }
 
-// numpy.linspace(start, stop, num): start + i * step, the last value exactly stop.
-std::vector<double> np_linspace(double start, double stop, long num) {
-  std::vector<double> y(static_cast<std::size_t>(std::max(num, 0L)));
-  if (num == 1) y[0] = start;
-  if (num < 2) return y;
-  const double step = (stop - start) / static_cast<double>(num - 1);
-  for (long i = 0; i < num; ++i) y[static_cast<std::size_t>(i)] = static_cast<double>(i) * step + start;
-  y.back() = stop;
-  return y;
-}
-
 // numpy.arange(start, stop, step) for floats: ceil((stop - start)/step) values, the
 // second start + step and the others start + i * ((start + step) - start).
 std::vector<double> np_arange(double start, double stop, double step) {
@@ -42,21 +31,6 @@ std::vector<double> np_arange(double start, double stop, double step) {
   const double delta = y.size() > 1 ? y[1] - start : 0.0;
   for (std::size_t i = 2; i < y.size(); ++i) y[i] = start + static_cast<double>(i) * delta;
   return y;
-}
-
-// diffusers' _sigma_to_t: the fractional timestep of sigma by linear interpolation of
-// log sigma over the table (clipped to its ends).
-double sigma_to_timestep(double sigma, const std::vector<double>& log_sigmas) {
-  const double ls = std::log(std::max(sigma, 1e-10));
-  const long n = static_cast<long>(log_sigmas.size());
-  // low: the last index whose log sigma is <= ls (0 when none), at most n - 2.
-  long low = 0;
-  for (long i = 0; i < n; ++i)
-    if (ls - log_sigmas[static_cast<std::size_t>(i)] >= 0) low = i;
-  low = std::min(low, n - 2);
-  const double lo = log_sigmas[static_cast<std::size_t>(low)], hi = log_sigmas[static_cast<std::size_t>(low + 1)];
-  const double w = std::clamp((lo - ls) / (lo - hi), 0.0, 1.0);
-  return (1.0 - w) * static_cast<double>(low) + w * static_cast<double>(low + 1);
 }
 
 // numpy.interp(x, arange(n), fp) for x inside [0, n - 1].
@@ -75,6 +49,27 @@ std::string timestep_string(double ts) {
 
 }  // namespace
 
+std::vector<double> diffusers_log_sigmas(const VpDiscreteSchedule& schedule) {
+  std::vector<double> out;
+  out.reserve(schedule.log_alpha_bars().size());
+  for (double l : schedule.log_alpha_bars()) out.push_back(std::log(std::sqrt(std::expm1(-l))));
+  return out;
+}
+
+double diffusers_timestep(double sigma, const std::vector<double>& log_sigmas) {
+  const double ls = std::log(std::max(sigma, 1e-10));
+  const long n = static_cast<long>(log_sigmas.size());
+  if (n < 2) return 0.0;
+  // low: the last index whose log sigma is <= ls (0 when none), at most n - 2.
+  long low = 0;
+  for (long i = 0; i < n; ++i)
+    if (ls - log_sigmas[static_cast<std::size_t>(i)] >= 0) low = i;
+  low = std::min(low, n - 2);
+  const double lo = log_sigmas[static_cast<std::size_t>(low)], hi = log_sigmas[static_cast<std::size_t>(low + 1)];
+  const double w = std::clamp((lo - ls) / (lo - hi), 0.0, 1.0);
+  return (1.0 - w) * static_cast<double>(low) + w * static_cast<double>(low + 1);
+}
+
 DiffusersGrid::Table DiffusersGrid::table(const Schedule& schedule) const {
   const auto* discrete = dynamic_cast<const VpDiscreteSchedule*>(&schedule);
   if (discrete == nullptr)
@@ -91,14 +86,16 @@ DiffusersGrid::Table DiffusersGrid::table(const Schedule& schedule) const {
                                    " discrete steps (num_train_timesteps), got " + std::to_string(S));
 
   // The table of diffusers' sigmas: sigma_n = sqrt((1 - alpha_bar_n)/alpha_bar_n).
-  std::vector<double> table_sigmas(static_cast<std::size_t>(N)), log_sigmas(static_cast<std::size_t>(N));
-  for (long n = 0; n < N; ++n) {
-    const double l = discrete->log_alpha_bars()[static_cast<std::size_t>(n)];
-    table_sigmas[static_cast<std::size_t>(n)] = std::sqrt(std::expm1(-l));
-    log_sigmas[static_cast<std::size_t>(n)] = std::log(table_sigmas[static_cast<std::size_t>(n)]);
-  }
+  std::vector<double> table_sigmas(static_cast<std::size_t>(N));
+  for (long n = 0; n < N; ++n)
+    table_sigmas[static_cast<std::size_t>(n)] = std::sqrt(std::expm1(-discrete->log_alpha_bars()[static_cast<std::size_t>(n)]));
+  const std::vector<double> log_sigmas = diffusers_log_sigmas(*discrete);
   const double n_total = static_cast<double>(N);
   const auto time_of_timestep = [n_total](double ts) { return (ts + 1.0) / n_total; };
+
+  if (o_.steps_offset != 0 && (!o_.custom_timesteps.empty() || !o_.custom_sigmas.empty() || o_.timestep_spacing != "leading"))
+    throw ConfigError("steps_offset", "applies to leading spacing only (diffusers ignores it otherwise); remove it or "
+                                      "use leading");
 
   Table out;
   std::vector<double>& ts = out.timesteps;
@@ -127,10 +124,10 @@ DiffusersGrid::Table DiffusersGrid::table(const Schedule& schedule) const {
     const double offset = static_cast<double>(o_.steps_offset);
     if (spacing == "linspace") {
       if (ddim || euler) {
-        const auto lin = np_linspace(0, n_total - 1, S);
+        const auto lin = numpy_linspace(0, n_total - 1, static_cast<int>(S));
         for (auto it = lin.rbegin(); it != lin.rend(); ++it) ts.push_back(euler ? *it : np_round(*it));
       } else {
-        const auto lin = np_linspace(0, static_cast<double>(last) - 1, S + 1);
+        const auto lin = numpy_linspace(0, static_cast<double>(last) - 1, static_cast<int>(S + 1));
         for (auto it = lin.rbegin(); it + 1 != lin.rend(); ++it) ts.push_back(np_round(*it));
       }
     } else if (spacing == "leading") {
@@ -146,9 +143,6 @@ DiffusersGrid::Table DiffusersGrid::table(const Schedule& schedule) const {
     } else {
       throw ConfigError("timestep_spacing", "unknown spacing '" + spacing + "'; known: linspace, leading, trailing");
     }
-    if (o_.steps_offset != 0 && spacing != "leading")
-      throw ConfigError("steps_offset", "applies to leading spacing only (diffusers ignores it for " + spacing +
-                                            "); remove it or use leading");
     for (std::size_t i = 0; i < ts.size(); ++i)
       if (ts[i] < 0 || ts[i] > n_total - 1)
         throw ConfigError(spacing == "leading" && o_.steps_offset != 0 ? "steps_offset" : "steps",
@@ -206,18 +200,18 @@ DiffusersGrid::Table DiffusersGrid::table(const Schedule& schedule) const {
                                       rule);
     } else if (rule == "karras") {
       const double rho = 7.0;  // diffusers' value
-      const auto ramp = np_linspace(0, 1, S);
+      const auto ramp = numpy_linspace(0, 1, static_cast<int>(S));
       const double lo = std::pow(sigma_min, 1 / rho), hi = std::pow(sigma_max, 1 / rho);
       for (double r : ramp) s.push_back(std::pow(hi + r * (lo - hi), rho));
     } else if (rule == "exponential") {
-      for (double v : np_linspace(std::log(sigma_max), std::log(sigma_min), S)) s.push_back(std::exp(v));
+      for (double v : numpy_linspace(std::log(sigma_max), std::log(sigma_min), static_cast<int>(S))) s.push_back(std::exp(v));
     } else if (rule == "lu_lambdas") {
       // Uniform in log sigma between the table's ends (Lu et al. 2022's logSNR spacing).
       const double lambda_max = log_sigmas.back(), lambda_min = log_sigmas.front();
-      for (double r : np_linspace(0, 1, S)) s.push_back(std::exp(lambda_max + r * (lambda_min - lambda_max)));
+      for (double r : numpy_linspace(0, 1, static_cast<int>(S))) s.push_back(std::exp(lambda_max + r * (lambda_min - lambda_max)));
     } else if (rule == "beta") {
       // Beta sigmas (Lee et al. 2024): quantiles of Beta(0.6, 0.6) at 1 - linspace(0, 1, S).
-      for (double r : np_linspace(0, 1, S)) {
+      for (double r : numpy_linspace(0, 1, static_cast<int>(S))) {
         const double p = 1.0 - r;
         const double q = p <= 0 ? 0.0 : p >= 1 ? 1.0 : boost::math::ibeta_inv(o_.beta_a, o_.beta_b, p);
         s.push_back(sigma_min + q * (sigma_max - sigma_min));
@@ -229,7 +223,7 @@ DiffusersGrid::Table DiffusersGrid::table(const Schedule& schedule) const {
     if (custom_sigmas || rule != "timesteps") {
       ts.clear();
       for (double v : s) {
-        const double tau = sigma_to_timestep(v, log_sigmas);
+        const double tau = diffusers_timestep(v, log_sigmas);
         ts.push_back(euler ? tau : np_round(tau));
       }
     }

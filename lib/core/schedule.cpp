@@ -167,11 +167,8 @@ double VpCosineSchedule::t_of_log_alpha_bar(double l) const {
 // with u = t N, so l = l_{N-2} + 2 log(N - u), beta = 2N/(N - u) and
 // t(l) = (N - e^((l - l_{N-2})/2))/N. At the knots the knot values are returned exactly.
 
-namespace {
-
-// numpy.linspace(start, stop, num): start + i * step, with the last value set to stop
-// exactly.
-std::vector<double> linspace(double start, double stop, int num) {
+std::vector<double> numpy_linspace(double start, double stop, int num) {
+  if (num < 1) return {};
   std::vector<double> v(static_cast<std::size_t>(num));
   if (num == 1) {
     v[0] = start;
@@ -182,6 +179,8 @@ std::vector<double> linspace(double start, double stop, int num) {
   }
   return v;
 }
+
+namespace {
 
 void check_num_steps(int num_steps) {
   if (num_steps < 1) throw Error("vp_discrete: num_steps must be >= 1, got " + std::to_string(num_steps));
@@ -209,13 +208,13 @@ VpDiscreteSchedule::VpDiscreteSchedule(std::vector<double> betas) : betas_(std::
 
 VpDiscreteSchedule VpDiscreteSchedule::linear(double beta_start, double beta_end, int num_steps) {
   check_num_steps(num_steps);
-  return VpDiscreteSchedule(linspace(beta_start, beta_end, num_steps));
+  return VpDiscreteSchedule(numpy_linspace(beta_start, beta_end, num_steps));
 }
 
 VpDiscreteSchedule VpDiscreteSchedule::scaled_linear(double beta_start, double beta_end, int num_steps) {
   check_num_steps(num_steps);
   // Latent diffusion (Rombach et al. 2022): linear in sqrt(beta).
-  std::vector<double> betas = linspace(std::sqrt(beta_start), std::sqrt(beta_end), num_steps);
+  std::vector<double> betas = numpy_linspace(std::sqrt(beta_start), std::sqrt(beta_end), num_steps);
   for (double& b : betas) b = b * b;
   return VpDiscreteSchedule(std::move(betas));
 }
@@ -239,7 +238,7 @@ VpDiscreteSchedule VpDiscreteSchedule::squaredcos_cap_v2(int num_steps, double m
 
 VpDiscreteSchedule VpDiscreteSchedule::sigmoid(double beta_start, double beta_end, int num_steps) {
   check_num_steps(num_steps);
-  std::vector<double> betas = linspace(-6.0, 6.0, num_steps);
+  std::vector<double> betas = numpy_linspace(-6.0, 6.0, num_steps);
   for (double& b : betas) b = 1 / (1 + std::exp(-b)) * (beta_end - beta_start) + beta_start;
   return VpDiscreteSchedule(std::move(betas));
 }

@@ -133,6 +133,13 @@ struct DiffusersGridOptions {
   double lambda_min_clipped = std::numeric_limits<double>::quiet_NaN();
 };
 
+// diffusers' table of a discrete schedule: log sigma_n = log sqrt((1 - alpha_bar_n)/alpha_bar_n)
+// for its steps n = 0..N-1.
+std::vector<double> diffusers_log_sigmas(const VpDiscreteSchedule& schedule);
+// diffusers' _sigma_to_t: the fractional timestep of the noise level sigma (= sigma/alpha),
+// log sigma interpolated linearly between the table's log sigmas and clipped to its ends.
+double diffusers_timestep(double sigma, const std::vector<double>& log_sigmas);
+
 class DiffusersGrid final : public Grid {
  public:
   explicit DiffusersGrid(DiffusersGridOptions options) : o_(std::move(options)) {}

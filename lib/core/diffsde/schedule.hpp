@@ -47,6 +47,11 @@ class Schedule {
   ScheduleAt at(double t) const;
 };
 
+// numpy.linspace(start, stop, num): start + i (stop - start)/(num - 1), the last value
+// exactly stop (num = 1: {start}; num < 1: empty). diffusers builds its betas and
+// timesteps with it.
+std::vector<double> numpy_linspace(double start, double stop, int num);
+
 // Cancellation-free conversions between log alpha_bar and lambda.
 double lambda_of_log_alpha_bar(double log_alpha_bar);
 double log_alpha_bar_of_lambda(double lambda);

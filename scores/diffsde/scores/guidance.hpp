@@ -81,6 +81,7 @@ class RetimedModel final : public Model {
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Schedule> schedule_;
   std::vector<std::pair<double, double>> map_;  // (time, network time), sorted by time
+  std::vector<double> log_sigmas_;               // diffusers' table on vp_discrete; else empty
 };
 
 // Classifier-free guidance, with diffusers' convention for the scale s:
