@@ -29,7 +29,25 @@ std::array<double, 4> deis_weights(const std::array<double, 4>& r, int k, double
 bool DeisSolver::Options::is_valid(std::string* error, std::string* option) const {
   if (order < 1 || order > kMaxOrder)
     return invalid_option(error, option, "order", "must be 1, 2 or 3, got " + std::to_string(order));
+  for (std::size_t i = 0; i < orders.size(); ++i) {
+    if (orders[i] < 1 || orders[i] > order)
+      return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
+                                                         ": each must lie in [1, order = " + std::to_string(order) + "]");
+    if (static_cast<std::size_t>(orders[i]) > i + 1)
+      return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
+                                                         ", but step " + std::to_string(i) + " has only " +
+                                                         std::to_string(i + 1) + " eps value(s) to use");
+  }
+  if (!orders.empty() && lower_order_final)
+    return invalid_option(error, option, "lower_order_final", "give either orders or lower_order_final, not both");
   return true;
+}
+
+int DeisSolver::step_order(std::size_t i, std::size_t steps) const {
+  if (!options_.orders.empty() && i < options_.orders.size()) return options_.orders[i];
+  std::size_t order = std::min(static_cast<std::size_t>(options_.order), i + 1);
+  if (options_.lower_order_final && steps > i) order = std::min(order, steps - i);
+  return static_cast<int>(order);
 }
 
 DeisSolver::DeisSolver(Options options) : options_(options) { check_options(options_, "deis"); }
@@ -44,12 +62,16 @@ SolverTraits DeisSolver::traits() const {
   return t;
 }
 
-void DeisSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& /*times*/) {
+void DeisSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
+  steps_ = times.empty() ? 0 : times.size() - 1;
+  if (!options_.orders.empty() && options_.orders.size() != steps_)
+    throw Error("deis: orders has " + std::to_string(options_.orders.size()) + " entries but the grid has " +
+                std::to_string(steps_) + " steps");
   for (int j = 0; j < options_.order; ++j) eps_[static_cast<std::size_t>(j)].resize(x.rows(), x.cols());
   count_ = 0;
 }
 
-void DeisSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
+void DeisSolver::step(SolverContext& context, std::size_t i, double t0, double t1, State& x) {
   const ScheduleAt s = context.schedule().at(t0);
   const ScheduleAt t = context.schedule().at(t1);
   // Newest first: the oldest buffer is reused for eps at s.
@@ -62,7 +84,7 @@ void DeisSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doub
 
   const DdimCoefficients c = ddim_coefficients(s, t, 0.0);
   // The final step to t = 0 (lambda = +inf) is a DDIM step: it returns the predicted x0.
-  const int k = t.sigma == 0 ? 1 : count_;
+  const int k = t.sigma == 0 ? 1 : std::min(count_, step_order(i, steps_));
   if (k == 1) {
     x = c.x * x + c.eps * eps_[0];
     return;

@@ -21,6 +21,7 @@
 #include "diffsde/schedule.hpp"
 #include "diffsde/sweep.hpp"
 #include "support/diffusers_reference.hpp"
+#include "support/diffusers_runs.hpp"
 #include "support/exact.hpp"
 
 using namespace diffsde;
@@ -28,39 +29,6 @@ using namespace diffsde::test;
 using nlohmann::json;
 
 namespace {
-
-// EulerDiscreteScheduler.set_timesteps (linear interpolation).
-void ref_euler_timesteps(const RefTable& tab, long S, const std::string& spacing, long offset, const std::string& rule,
-                         std::vector<double>& ts, std::vector<double>& sig) {
-  const long N = static_cast<long>(tab.alphas_cumprod.size());
-  ts.clear();
-  sig.clear();
-  if (spacing == "linspace") {
-    auto v = lin(0, static_cast<double>(N - 1), S);
-    for (long i = S - 1; i >= 0; --i) ts.push_back(v[i]);
-  } else if (spacing == "leading") {
-    const long ratio = N / S;
-    for (long i = S - 1; i >= 0; --i) ts.push_back(rnd(static_cast<double>(i * ratio)) + static_cast<double>(offset));
-  } else {
-    for (double v : arange_float(static_cast<double>(N), 0, -static_cast<double>(N) / static_cast<double>(S)))
-      ts.push_back(rnd(v) - 1);
-  }
-  if (rule != "timesteps") {
-    const double smin = tab.sigmas_table.front(), smax = tab.sigmas_table.back(), rho = 7;
-    ts.clear();
-    const auto ramp = lin(0, 1, S);
-    for (long i = 0; i < S; ++i) {
-      const double s = rule == "karras"
-                           ? std::pow(std::pow(smax, 1 / rho) + ramp[i] * (std::pow(smin, 1 / rho) - std::pow(smax, 1 / rho)), rho)
-                           : std::exp(lin(std::log(smax), std::log(smin), S)[i]);
-      sig.push_back(s);
-      ts.push_back(ref_sigma_to_t(s, tab.log_sigmas));
-    }
-  } else {
-    for (double t : ts) sig.push_back(ref_interp(t, tab.sigmas_table));
-  }
-  sig.push_back(0.0);
-}
 
 std::vector<double> linear_betas(long n, double a = 1e-4, double b = 0.02) { return lin(a, b, n); }
 
@@ -190,46 +158,7 @@ TEST_CASE("diffusers grid: what diffsde cannot follow is refused at the key", "[
 }
 
 // ---------------------------------------------------------------------------
-// Whole runs from scheduler configs.
-
-namespace {
-
-// The sample job a config with "scheduler_config" makes, run.
-State run_translated(const json& config) {
-  const json native = expand_scheduler_config(config, "");
-  SampleJob job = build_sample_job(parse_sample_config(native));
-  run_sample_job(job);
-  return job.x;
-}
-
-json base_config(const json& scheduler, long steps) {
-  return {{"scheduler_config", scheduler}, {"steps", steps}, {"model", {{"name", "gmm"}}}, {"batch", 5}, {"seed", 3}};
-}
-
-// The network of the transcriptions: the analytic model's eps at timestep tau's time.
-struct Network {
-  std::shared_ptr<const Schedule> schedule;
-  std::shared_ptr<Model> model;
-  long n;
-  State operator()(const State& x, double tau) const {
-    State out(x.rows(), x.cols());
-    model->eps(x, (tau + 1) / static_cast<double>(n), out);
-    return out;
-  }
-};
-
-Network network(const json& schedule_json) {
-  Network net;
-  auto s = schedule_registry().create(schedule_json, "schedule");
-  net.schedule = std::shared_ptr<const Schedule>(std::move(s));
-  net.model = model_registry().create(json{{"name", "gmm"}}, "model", BuildContext{net.schedule, ""});
-  net.n = dynamic_cast<const VpDiscreteSchedule&>(*net.schedule).num_steps();
-  return net;
-}
-
-double max_rel(const State& a, const State& b) { return ((a - b).abs() / b.abs().max(1e-3)).maxCoeff(); }
-
-}  // namespace
+// Whole runs from scheduler configs (support/diffusers_runs.hpp).
 
 TEST_CASE("DPMSolverMultistepScheduler configs against the transcription of its step", "[diffusers]") {
   struct Case {
@@ -393,7 +322,7 @@ TEST_CASE("EulerDiscreteScheduler configs against the transcription of its step"
       ref_euler_timesteps(tab, steps, spacing, std::string(spacing) == "leading" ? 1 : 0, karras ? "karras" : "timesteps",
                           ts, sig);
       const State z = build_sample_job(parse_sample_config(native)).x;
-      State x = z * std::sqrt(sig[0] * sig[0] + 1);  // latents * init_noise_sigma
+      State x = z * std::sqrt(sig[0] * sig[0] + 1);  // diffsde's x_T in sigma scale (docs/interop.md, "The first sample")
       for (std::size_t i = 0; i < ts.size(); ++i) {
         const double s = sig[i];
         const State eps = net(x / std::sqrt(s * s + 1), ts[i]);  // scale_model_input

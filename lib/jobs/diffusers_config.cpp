@@ -23,6 +23,11 @@ namespace {
 const std::vector<std::string> kBetaKeys = {"num_train_timesteps", "beta_start", "beta_end", "beta_schedule",
                                             "trained_betas", "rescale_betas_zero_snr", "prediction_type",
                                             "timestep_spacing", "steps_offset"};
+// The same for the classes without zero-terminal-SNR rescaling (DEIS and the k-diffusion
+// ports: Heun, KDPM2, KDPM2Ancestral, LMS).
+const std::vector<std::string> kKarrasBetaKeys = {"num_train_timesteps", "beta_start", "beta_end", "beta_schedule",
+                                                  "trained_betas", "prediction_type", "timestep_spacing",
+                                                  "steps_offset"};
 const std::vector<std::string> kMetaKeys = {"_class_name", "_diffusers_version", "_use_default_values"};
 
 std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
@@ -49,6 +54,21 @@ const std::map<std::string, std::vector<std::string>>& class_keys() {
                                             "use_beta_sigmas", "sigma_min", "sigma_max", "timestep_type",
                                             "final_sigmas_type"}},
       {"EulerAncestralDiscreteScheduler", kBetaKeys},
+      {"DEISMultistepScheduler",
+       kKarrasBetaKeys + std::vector<std::string>{"solver_order", "thresholding", "dynamic_thresholding_ratio",
+                                                  "sample_max_value", "algorithm_type", "solver_type",
+                                                  "lower_order_final", "use_karras_sigmas",
+                                                  "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas",
+                                                  "flow_shift"}},
+      {"HeunDiscreteScheduler",
+       kKarrasBetaKeys + std::vector<std::string>{"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+                                                  "clip_sample", "clip_sample_range"}},
+      {"KDPM2DiscreteScheduler",
+       kKarrasBetaKeys + std::vector<std::string>{"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"}},
+      {"KDPM2AncestralDiscreteScheduler",
+       kKarrasBetaKeys + std::vector<std::string>{"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"}},
+      {"LMSDiscreteScheduler",
+       kKarrasBetaKeys + std::vector<std::string>{"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"}},
       {"PNDMScheduler", kBetaKeys + std::vector<std::string>{"skip_prk_steps", "set_alpha_to_one"}},
       {"UniPCMultistepScheduler",
        kBetaKeys + std::vector<std::string>{"solver_order", "thresholding", "dynamic_thresholding_ratio",
@@ -67,6 +87,11 @@ json class_default(const std::string& cls, const std::string& key) {
   if (key == "variance_type") return cls == "DDPMScheduler" ? json("fixed_small") : json(nullptr);
   if (key == "final_sigmas_type") return "zero";
   if (key == "lower_order_final") return true;
+  // The k-diffusion ports default to Stable Diffusion's betas' range.
+  const bool sd_range = cls == "HeunDiscreteScheduler" || cls == "KDPM2DiscreteScheduler" ||
+                        cls == "KDPM2AncestralDiscreteScheduler";
+  if (key == "beta_start") return sd_range ? 0.00085 : 0.0001;
+  if (key == "beta_end") return sd_range ? 0.012 : 0.02;
   return nullptr;
 }
 
@@ -415,6 +440,71 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     thresholding();
     if (!out.thresholding.is_null() && !predict_x0)
       r.fail("thresholding", "diffusers' UniPC thresholds only with predict_x0");
+  } else if (cls == "DEISMultistepScheduler") {
+    // DPMSolverMultistep's timesteps; the last step ends at the table's first sigma
+    // (sigma_min), a Karras grid with a repeated sigma_min whose zero-length step the grid
+    // leaves out.
+    grid["family"] = "dpm_solver";
+    const std::string rule = sigma_rule();
+    if (rule == "exponential" || rule == "beta")
+      r.fail(rule == "exponential" ? "use_exponential_sigmas" : "use_beta_sigmas",
+             "is not translated for DEISMultistepScheduler yet; use_karras_sigmas is");
+    if (rule != "timesteps") grid["sigmas"] = rule;
+    grid["final_sigmas_type"] = "sigma_min";
+    r.require("use_flow_sigmas", false, "flow-matching sigmas are not supported yet");
+    // diffusers itself reads the DPM-Solver names as DEIS's own.
+    r.choice("algorithm_type", "deis", {"deis", "dpmsolver", "dpmsolver++"},
+             "DEISMultistepScheduler implements deis, and reads dpmsolver and dpmsolver++ as deis");
+    r.choice("solver_type", "logrho", {"logrho", "midpoint", "heun", "bh1", "bh2"},
+             "DEISMultistepScheduler implements logrho, and reads midpoint, heun, bh1 and bh2 as logrho");
+    const long order = r.integer("solver_order", 2);
+    if (order < 1 || order > 3) r.fail("solver_order", "must be 1, 2 or 3");
+    // diffusers' step(): the history's warm-up; below 15 steps with lower_order_final the
+    // last step is first order and the one before it at most second.
+    const bool lower_order_final = r.boolean("lower_order_final", true);
+    json orders = json::array();
+    long history = 0;
+    for (long i = 0; i < steps; ++i) {
+      const bool final_low = i == steps - 1 && lower_order_final && steps < 15;
+      const bool second_low = i == steps - 2 && lower_order_final && steps < 15;
+      long o = 3;
+      if (order == 1 || history < 1 || final_low)
+        o = 1;
+      else if (order == 2 || history < 2 || second_low)
+        o = 2;
+      orders.push_back(o);
+      history = std::min(history + 1, order);
+    }
+    if (rule != "timesteps" && orders.size() > 1) orders.erase(orders.size() - 1);
+    out.solver = {{"name", "deis"}, {"order", order}, {"orders", orders}};
+    thresholding();
+  } else if (cls == "HeunDiscreteScheduler" || cls == "KDPM2DiscreteScheduler" ||
+             cls == "KDPM2AncestralDiscreteScheduler" || cls == "LMSDiscreteScheduler") {
+    // Euler's timesteps and sigmas, ending at sigma 0.
+    grid["family"] = "euler";
+    const std::string rule = sigma_rule();
+    if (rule == "karras" && (cls == "KDPM2DiscreteScheduler" || cls == "KDPM2AncestralDiscreteScheduler"))
+      r.fail("use_karras_sigmas", "diffusers rounds " + cls + "'s Karras timesteps, which the grid does not "
+                                  "translate yet; use_exponential_sigmas and use_beta_sigmas are translated");
+    if ((rule == "exponential" || rule == "beta") && cls == "LMSDiscreteScheduler")
+      r.fail(rule == "exponential" ? "use_exponential_sigmas" : "use_beta_sigmas",
+             "is not translated for LMSDiscreteScheduler yet; use_karras_sigmas is");
+    if (rule != "timesteps") grid["sigmas"] = rule;
+    if (cls == "HeunDiscreteScheduler") {
+      if (r.boolean("clip_sample", false))
+        r.fail("clip_sample", "clipping Heun's x0 prediction is not supported yet");
+      out.solver = {{"name", "heun"}};
+    } else if (cls == "KDPM2DiscreteScheduler") {
+      out.solver = {{"name", "dpm2"}};
+    } else if (cls == "KDPM2AncestralDiscreteScheduler") {
+      out.solver = {{"name", "dpm2_ancestral"}};
+    } else {
+      // LMSDiscreteScheduler.step's `order` argument: 4 unless the pipeline passes another.
+      out.solver = {{"name", "lms"}, {"order", 4}};
+    }
+    if (cls == "KDPM2DiscreteScheduler" || cls == "KDPM2AncestralDiscreteScheduler")
+      if (out.prediction == "x0")
+        r.fail("prediction_type", "diffusers' " + cls + " does not implement sample prediction");
   } else if (cls == "EulerDiscreteScheduler" || cls == "EulerAncestralDiscreteScheduler") {
     grid["family"] = "euler";
     if (cls == "EulerDiscreteScheduler") {

@@ -35,7 +35,14 @@ class DeisSolver final : public Solver {
   static constexpr int kMaxOrder = 3;
   struct Options {
     int order = 3;  // 1..3; 1 = DDIM
-    // order 1, 2 or 3 (options.hpp: the message in *error, the option in *option).
+    // The order drops to the number of steps left (the last step is DDIM), as dpm_solver's.
+    bool lower_order_final = false;
+    // The order of each step, one per grid step (empty: min(order, step number + 1), and
+    // lower_order_final); each in [1, order] and at most its step number + 1 (diffusers'
+    // DEISMultistepScheduler lowers its last two steps below 15 steps this way).
+    std::vector<int> orders;
+    // order 1, 2 or 3; orders as above (options.hpp: the message in *error, the option in
+    // *option).
     bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
 
@@ -45,6 +52,9 @@ class DeisSolver final : public Solver {
   std::unique_ptr<Solver> clone() const override { return std::make_unique<DeisSolver>(options_); }
   void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
+  // The order step i of `steps` takes (before the history's warm-up and the final DDIM step
+  // to t = 0).
+  int step_order(std::size_t i, std::size_t steps) const;
 
  private:
   Options options_;
@@ -52,6 +62,7 @@ class DeisSolver final : public Solver {
   std::array<State, kMaxOrder> eps_;
   std::array<double, kMaxOrder> lambda_{};
   int count_ = 0;  // how many of eps_ hold values
+  std::size_t steps_ = 0;
 };
 
 }  // namespace diffsde

@@ -1,0 +1,442 @@
+// diffusers' DEISMultistepScheduler and its ports of k-diffusion's samplers (Heun, KDPM2,
+// KDPM2Ancestral, LMS): whole runs translated from scheduler configs against
+// transcriptions of each class's set_timesteps and step, written here from diffusers'
+// public source in double precision (the same analytic network of the timestep, the same
+// x_T, and for the ancestral class the same normal draws).
+#include <catch2/catch.hpp>
+
+#include <Eigen/Dense>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "diffsde/config.hpp"
+#include "diffsde/diffusers_config.hpp"
+#include "diffsde/error.hpp"
+#include "diffsde/npy.hpp"
+#include "diffsde/registry.hpp"
+#include "diffsde/schedule.hpp"
+#include "diffsde/solvers/deis.hpp"
+#include "support/diffusers_reference.hpp"
+#include "support/diffusers_runs.hpp"
+
+using namespace diffsde;
+using namespace diffsde::test;
+using nlohmann::json;
+
+namespace {
+
+struct Reference {
+  Network net;
+  RefTable tab;
+  State x;  // diffsde's x_T (VP scale)
+};
+
+Reference reference(const json& config) {
+  const json native = expand_scheduler_config(config, "");
+  Reference r{network(native["schedule"]), {}, build_sample_job(parse_sample_config(native)).x};
+  r.tab = ref_table(dynamic_cast<const VpDiscreteSchedule&>(*r.net.schedule).betas());
+  return r;
+}
+
+// torch.lerp(log a, log b, 0.5).exp(), with log 0 = -inf giving 0.
+double log_midpoint(double a, double b) {
+  if (!(a > 0) || !(b > 0)) return 0.0;
+  return std::exp(std::log(b) - (std::log(b) - std::log(a)) * 0.5);
+}
+
+// The samples at t = 0 are in both codes' scale (alpha = 1 there). diffsde's x_T is the VP
+// noise z; diffusers' VE-scaled latents are z sqrt(sigma_max^2 + 1).
+State ve_start(const State& z, double sigma_max) { return z * std::sqrt(sigma_max * sigma_max + 1); }
+
+// The analytic network called as diffusers' pipelines call it: on scale_model_input's
+// x / sqrt(sigma^2 + 1) at the given (fractional) timestep.
+State net_ve(const Network& net, const State& x, double sigma, double timestep) {
+  return net(x / std::sqrt(sigma * sigma + 1), timestep);
+}
+
+// The two-call classes' arrays: a[0], then each later value twice (diffusers'
+// torch.cat([a[:1], a[1:].repeat_interleave(2), a[-1:]])).
+std::vector<double> interleave(const std::vector<double>& a) {
+  std::vector<double> e{a.front()};
+  for (std::size_t j = 1; j < a.size(); ++j) e.insert(e.end(), {a[j], a[j]});
+  e.push_back(a.back());
+  return e;
+}
+
+// diffusers' sigma rule names as the transcription's set_timesteps takes them.
+std::string rule_of(const json& sc) {
+  if (sc.value("use_karras_sigmas", false)) return "karras";
+  if (sc.value("use_exponential_sigmas", false)) return "exponential";
+  return "timesteps";
+}
+
+}  // namespace
+
+TEST_CASE("HeunDiscreteScheduler configs against the transcription of its step", "[diffusers]") {
+  for (const char* spacing : {"linspace", "leading", "trailing"}) {
+    for (const char* rule : {"timesteps", "karras", "exponential"}) {
+      for (const long steps : {1L, 2L, 9L}) {
+        INFO("spacing " << spacing << " sigmas " << rule << " steps " << steps);
+        json sc = {{"_class_name", "HeunDiscreteScheduler"}, {"beta_schedule", "scaled_linear"},
+                   {"timestep_spacing", spacing}, {"steps_offset", std::string(spacing) == "leading" ? 1 : 0}};
+        if (std::string(rule) != "timesteps") sc[std::string("use_") + rule + "_sigmas"] = true;
+        if (std::string(rule) != "timesteps" && steps == 1) continue;  // diffusers: one sigma, max = min
+        const json config = base_config(sc, steps);
+        const State got = run_translated(config);
+        Reference ref = reference(config);
+        std::vector<double> ts, sig;
+        ref_euler_timesteps(ref.tab, steps, spacing, std::string(spacing) == "leading" ? 1 : 0, rule_of(sc), ts, sig);
+        // set_timesteps: sigmas [s0, s1, s1, ..., s_{n-1}, s_{n-1}, 0], timesteps [t0, t1, t1, ...].
+        std::vector<double> S{sig.front()}, T{ts.front()};
+        for (std::size_t j = 1; j + 1 < sig.size(); ++j) S.insert(S.end(), {sig[j], sig[j]});
+        S.push_back(0.0);
+        for (std::size_t j = 1; j < ts.size(); ++j) T.insert(T.end(), {ts[j], ts[j]});
+        State x = ve_start(ref.x, sig.front());
+        bool first = true;
+        State saved, prev_d;
+        double dt = 0;
+        for (std::size_t idx = 0; idx < T.size(); ++idx) {
+          const double sigma = first ? S[idx] : S[idx - 1];
+          const double sigma_next = first ? S[idx + 1] : S[idx];
+          const State out = net_ve(ref.net, x, S[idx], T[idx]);
+          const State x0 = x - (first ? sigma : sigma_next) * out;
+          if (first) {
+            prev_d = (x - x0) / sigma;
+            dt = sigma_next - sigma;
+            saved = x;
+            x = x + prev_d * dt;
+            first = false;
+          } else {
+            const State d = ((x - x0) / sigma_next + prev_d) / 2;
+            x = saved + d * dt;
+            first = true;
+          }
+        }
+        CHECK(max_rel(got, x) < 1e-8);
+      }
+    }
+  }
+}
+
+TEST_CASE("KDPM2DiscreteScheduler configs against the transcription of its step", "[diffusers]") {
+  for (const char* spacing : {"linspace", "leading", "trailing"}) {
+    for (const char* rule : {"timesteps", "exponential"}) {
+      for (const long steps : {1L, 3L, 12L}) {
+        if (std::string(rule) != "timesteps" && steps == 1) continue;
+        INFO("spacing " << spacing << " sigmas " << rule << " steps " << steps);
+        json sc = {{"_class_name", "KDPM2DiscreteScheduler"}, {"timestep_spacing", spacing}};
+        if (std::string(rule) != "timesteps") sc[std::string("use_") + rule + "_sigmas"] = true;
+        const json config = base_config(sc, steps);
+        const State got = run_translated(config);
+        Reference ref = reference(config);
+        std::vector<double> ts, sig;
+        ref_euler_timesteps(ref.tab, steps, spacing, 0, rule_of(sc), ts, sig);
+        const std::size_t n = ts.size();
+        // sigmas_interpol[j]: between sigma_j and sigma_{j-1} in log sigma (j >= 1).
+        std::vector<double> interpol(n + 1, 0.0);
+        for (std::size_t j = 1; j <= n; ++j) interpol[j] = log_midpoint(sig[j], sig[j - 1]);
+        const std::vector<double> S = interleave(sig), I = interleave(interpol);
+        std::vector<double> T{ts.front()};
+        for (std::size_t j = 1; j < n; ++j) T.insert(T.end(), {ref_sigma_to_t(interpol[j], ref.tab.log_sigmas), ts[j]});
+        State x = ve_start(ref.x, sig.front());
+        State saved;
+        bool first = true;
+        for (std::size_t idx = 0; idx < T.size(); ++idx) {
+          const double sigma = first ? S[idx] : S[idx - 1];
+          const double sigma_interpol = first ? I[idx + 1] : I[idx];
+          const double sigma_next = first ? S[idx + 1] : S[idx];
+          const State out = net_ve(ref.net, x, first ? S[idx] : I[idx], T[idx]);
+          const double sigma_input = first ? sigma : sigma_interpol;
+          const State d = (x - (x - sigma_input * out)) / sigma_input;
+          if (first) {
+            saved = x;
+            x = x + d * (sigma_interpol - sigma);
+            first = false;
+          } else {
+            x = saved + d * (sigma_next - sigma);
+            first = true;
+          }
+        }
+        CHECK(max_rel(got, x) < 1e-8);
+      }
+    }
+  }
+}
+
+TEST_CASE("KDPM2AncestralDiscreteScheduler configs against the transcription of its step, with the same draws",
+          "[diffusers]") {
+  const long batch = 5, dim = 2;
+  for (const char* spacing : {"linspace", "trailing"}) {
+    for (const long steps : {2L, 10L}) {
+      INFO("spacing " << spacing << " steps " << steps);
+      // The draws of the steps that add noise (all but the last, which ends at sigma 0).
+      const std::string file = "kdpm2a_noise_" + std::string(spacing) + std::to_string(steps) + ".npy";
+      NpyArray draws;
+      draws.shape = {static_cast<std::size_t>(steps - 1), static_cast<std::size_t>(batch), static_cast<std::size_t>(dim)};
+      std::mt19937_64 rng(static_cast<unsigned long>(steps));
+      std::normal_distribution<double> normal;
+      for (std::size_t k = 0; k < draws.shape[0] * draws.shape[1] * draws.shape[2]; ++k) draws.data.push_back(normal(rng));
+      write_npy(file, draws);
+      const json sc = {{"_class_name", "KDPM2AncestralDiscreteScheduler"}, {"timestep_spacing", spacing}};
+      json config = base_config(sc, steps);
+      config["noise"] = file;
+      const State got = run_translated(config);
+      Reference ref = reference(config);
+      std::vector<double> ts, sig;
+      ref_euler_timesteps(ref.tab, steps, spacing, 0, "timesteps", ts, sig);
+      const std::size_t n = ts.size();
+      std::vector<double> up(n + 1, 0.0), down(n + 1, 0.0), interpol(n + 1, 0.0);
+      for (std::size_t j = 0; j < n; ++j) {
+        const double s = sig[j], sn = sig[j + 1];
+        up[j] = std::sqrt(sn * sn * (s * s - sn * sn) / (s * s));
+        down[j] = std::sqrt(sn * sn - up[j] * up[j]);
+        interpol[j] = log_midpoint(s, down[j]);
+      }
+      interpol[n - 1] = 0.0;
+      const std::vector<double> S = interleave(sig), I = interleave(interpol), U = interleave(up),
+                                D = interleave(down);
+      std::vector<double> T{ts.front()};
+      for (std::size_t j = 0; j + 1 < n; ++j)
+        T.insert(T.end(), {ref_sigma_to_t(interpol[j], ref.tab.log_sigmas), ts[j + 1]});
+      State x = ve_start(ref.x, sig.front());
+      State saved;
+      bool first = true;
+      std::size_t drawn = 0;
+      for (std::size_t idx = 0; idx < T.size(); ++idx) {
+        const double sigma = first ? S[idx] : S[idx - 1];
+        const double sigma_interpol = first ? I[idx] : I[idx - 1];
+        const State out = net_ve(ref.net, x, first ? S[idx] : I[idx - 1], T[idx]);
+        const double sigma_input = first ? sigma : sigma_interpol;
+        const State d = (x - (x - sigma_input * out)) / sigma_input;
+        if (first) {
+          saved = x;
+          x = x + d * (sigma_interpol - sigma);
+          first = false;
+        } else {
+          State z(batch, dim);
+          for (long b = 0; b < batch; ++b)
+            for (long c = 0; c < dim; ++c)
+              z(b, c) = draws.data[(drawn * static_cast<std::size_t>(batch) + static_cast<std::size_t>(b)) *
+                                       static_cast<std::size_t>(dim) +
+                                   static_cast<std::size_t>(c)];
+          ++drawn;
+          x = saved + d * (D[idx - 1] - sigma) + z * U[idx - 1];
+          first = true;
+        }
+      }
+      CHECK(drawn == static_cast<std::size_t>(steps - 1));
+      CHECK(max_rel(got, x) < 1e-8);
+      std::remove(file.c_str());
+    }
+  }
+}
+
+TEST_CASE("LMSDiscreteScheduler configs against the transcription of its step (order 4)", "[diffusers]") {
+  // Gauss-Legendre on 4 points: exact for the cubic Lagrange basis, as scipy's quad is to
+  // rounding.
+  const std::array<double, 4> gx = {-0.8611363115940526, -0.3399810435848563, 0.3399810435848563, 0.8611363115940526};
+  const std::array<double, 4> gw = {0.3478548451374538, 0.6521451548625461, 0.6521451548625461, 0.3478548451374538};
+  for (const char* spacing : {"linspace", "leading", "trailing"}) {
+    for (const char* rule : {"timesteps", "karras"}) {
+      for (const long steps : {1L, 3L, 5L, 14L}) {
+        if (std::string(rule) != "timesteps" && steps == 1) continue;
+        INFO("spacing " << spacing << " sigmas " << rule << " steps " << steps);
+        json sc = {{"_class_name", "LMSDiscreteScheduler"}, {"beta_schedule", "scaled_linear"},
+                   {"beta_start", 0.00085}, {"beta_end", 0.012}, {"timestep_spacing", spacing}};
+        if (std::string(rule) == "karras") sc["use_karras_sigmas"] = true;
+        const json config = base_config(sc, steps);
+        const State got = run_translated(config);
+        Reference ref = reference(config);
+        std::vector<double> ts, sig;
+        ref_euler_timesteps(ref.tab, steps, spacing, 0, rule_of(sc), ts, sig);
+        State x = ve_start(ref.x, sig.front());
+        std::vector<State> derivatives;
+        for (std::size_t i = 0; i < ts.size(); ++i) {
+          const double s = sig[i];
+          const State out = net_ve(ref.net, x, s, ts[i]);
+          derivatives.push_back((x - (x - s * out)) / s);
+          if (derivatives.size() > 4) derivatives.erase(derivatives.begin());
+          const std::size_t order = std::min<std::size_t>(i + 1, 4);
+          State next = x;
+          for (std::size_t c = 0; c < order; ++c) {
+            // int over [sigma_i, sigma_{i+1}] of prod_{k != c} (tau - sigma_{i-k}) / (sigma_{i-c} - sigma_{i-k}).
+            const double a = sig[i], b = sig[i + 1];
+            double integral = 0;
+            for (std::size_t q = 0; q < 4; ++q) {
+              const double tau = 0.5 * (b - a) * gx[q] + 0.5 * (a + b);
+              double prod = 1;
+              for (std::size_t k = 0; k < order; ++k)
+                if (k != c) prod *= (tau - sig[i - k]) / (sig[i - c] - sig[i - k]);
+              integral += gw[q] * prod;
+            }
+            integral *= 0.5 * (b - a);
+            next += integral * derivatives[derivatives.size() - 1 - c];
+          }
+          x = next;
+        }
+        CHECK(max_rel(got, x) < 1e-8);
+      }
+    }
+  }
+}
+
+namespace {
+
+// DEIS's log-rho integrals (the antiderivatives in its second- and third-order updates).
+double ind2(double t, double b, double c) { return t * (-std::log(c) + std::log(t) - 1) / (std::log(b) - std::log(c)); }
+double ind3(double t, double b, double c, double d) {
+  const double lt = std::log(t), lc = std::log(c), ld = std::log(d), lb = std::log(b);
+  return t * (lc * (ld - lt + 1) - ld * lt + ld + lt * lt - 2 * lt + 2) / ((lb - lc) * (lb - ld));
+}
+
+}  // namespace
+
+TEST_CASE("DEISMultistepScheduler configs against the transcription of its step", "[diffusers]") {
+  struct Case {
+    long steps, order;
+    bool karras, lower_order_final;
+  };
+  for (const Case& c : {Case{10, 2, false, true}, Case{10, 3, false, true}, Case{20, 3, false, true},
+                        Case{7, 3, true, true}, Case{16, 3, true, true}, Case{12, 3, false, false},
+                        Case{3, 1, false, true}, Case{5, 2, true, false}, Case{1, 3, false, true}}) {
+    INFO("steps " << c.steps << " order " << c.order << " karras " << c.karras << " lof " << c.lower_order_final);
+    const json sc = {{"_class_name", "DEISMultistepScheduler"}, {"solver_order", c.order},
+                     {"use_karras_sigmas", c.karras}, {"lower_order_final", c.lower_order_final}};
+    const json config = base_config(sc, c.steps);
+    const State got = run_translated(config);
+    Reference ref = reference(config);
+    std::vector<double> ts, sig;
+    // DPMSolverMultistep's timesteps, ending at the table's first sigma (Karras: the
+    // repeated last Karras sigma, the same value).
+    ref_dpm_timesteps(ref.tab, c.steps, "linspace", 0, c.karras ? "karras" : "timesteps", "sigma_min", ts, sig);
+    const auto alpha_of = [](double s) { return 1 / std::sqrt(s * s + 1); };
+    State x = ref.x;
+    std::vector<State> outputs;
+    long lower_order_nums = 0;
+    const long n = static_cast<long>(ts.size());
+    for (long i = 0; i < n; ++i) {
+      const bool final_low = i == n - 1 && c.lower_order_final && n < 15;
+      const bool second_low = i == n - 2 && c.lower_order_final && n < 15;
+      const double a_s = alpha_of(sig[i]), s_s = sig[i] * a_s;
+      const State out = ref.net(x, ts[i]);
+      const State x0 = (x - s_s * out) / a_s;
+      outputs.push_back((x - a_s * x0) / s_s);
+      const double a_t = alpha_of(sig[i + 1]), s_t = sig[i + 1] * a_t;
+      if (c.order == 1 || lower_order_nums < 1 || final_low) {
+        const double h = (std::log(a_t) - std::log(s_t)) - (std::log(a_s) - std::log(s_s));
+        x = (a_t / a_s) * x - (s_t * (std::exp(h) - 1.0)) * outputs.back();
+      } else if (c.order == 2 || lower_order_nums < 2 || second_low) {
+        const double rt = sig[i + 1], r0 = sig[i], r1 = sig[i - 1];
+        const double c1 = ind2(rt, r0, r1) - ind2(r0, r0, r1), c2 = ind2(rt, r1, r0) - ind2(r0, r1, r0);
+        x = a_t * (x / a_s + c1 * outputs[outputs.size() - 1] + c2 * outputs[outputs.size() - 2]);
+      } else {
+        const double rt = sig[i + 1], r0 = sig[i], r1 = sig[i - 1], r2 = sig[i - 2];
+        const double c1 = ind3(rt, r0, r1, r2) - ind3(r0, r0, r1, r2);
+        const double c2 = ind3(rt, r1, r2, r0) - ind3(r0, r1, r2, r0);
+        const double c3 = ind3(rt, r2, r0, r1) - ind3(r0, r2, r0, r1);
+        x = a_t * (x / a_s + c1 * outputs[outputs.size() - 1] + c2 * outputs[outputs.size() - 2] +
+                   c3 * outputs[outputs.size() - 3]);
+      }
+      lower_order_nums = std::min(lower_order_nums + 1, c.order);
+    }
+    CHECK(max_rel(got, x) < 1e-8);
+  }
+}
+
+TEST_CASE("deis: orders and lower_order_final choose each step's order", "[diffusers]") {
+  DeisSolver::Options o;
+  o.order = 3;
+  o.lower_order_final = true;
+  const DeisSolver lof(o);
+  std::vector<int> got;
+  for (std::size_t i = 0; i < 6; ++i) got.push_back(lof.step_order(i, 6));
+  CHECK(got == std::vector<int>{1, 2, 3, 3, 2, 1});
+  o.lower_order_final = false;
+  o.orders = {1, 2, 3, 1};
+  CHECK(DeisSolver(o).step_order(3, 4) == 1);
+  std::string error, option;
+  o.orders = {1, 3, 3};
+  CHECK_FALSE(o.is_valid(&error, &option));
+  CHECK(option == "orders");
+  o.orders = {1, 4};
+  CHECK_FALSE(o.is_valid(&error, &option));
+  o.orders = {1, 2};
+  o.lower_order_final = true;
+  CHECK_FALSE(o.is_valid(&error, &option));
+  CHECK(option == "lower_order_final");
+
+  // Through the registry: an orders list the grid's length does not match is a config error
+  // at `solver`, before any step; a wrong entry is one at its index.
+  json config = {{"schedule", {{"name", "vp_linear"}}}, {"model", {{"name", "gmm"}}}, {"batch", 2}, {"seed", 1},
+                 {"grid", {{"name", "logSNR"}, {"steps", 4}}},
+                 {"solver", {{"name", "deis"}, {"order", 2}, {"orders", {1, 2, 2}}}}};
+  try {
+    build_sample_job(parse_sample_config(config));
+    FAIL("expected a ConfigError");
+  } catch (const ConfigError& e) {
+    CHECK(e.path() == "solver");
+  }
+  config["solver"]["orders"] = {1, 2.5, 2, 2};
+  try {
+    build_sample_job(parse_sample_config(config));
+    FAIL("expected a ConfigError");
+  } catch (const ConfigError& e) {
+    CHECK(e.path() == "solver.orders[1]");
+  }
+  // lower_order_final is the orders list it implies, bit for bit.
+  config["solver"] = {{"name", "deis"}, {"order", 3}, {"lower_order_final", true}};
+  SampleJob a = build_sample_job(parse_sample_config(config));
+  run_sample_job(a);
+  config["solver"] = {{"name", "deis"}, {"order", 3}, {"orders", {1, 2, 2, 1}}};
+  SampleJob b = build_sample_job(parse_sample_config(config));
+  run_sample_job(b);
+  CHECK((a.x.array() == b.x.array()).all());
+  config["solver"] = {{"name", "deis"}, {"order", 3}};
+  SampleJob c = build_sample_job(parse_sample_config(config));
+  run_sample_job(c);
+  CHECK_FALSE((a.x.array() == c.x.array()).all());
+}
+
+TEST_CASE("DEIS, Heun, KDPM2 and LMS scheduler configs: what cannot be honoured is an error at the key",
+          "[diffusers]") {
+  const auto key_of = [](const json& sc) -> std::string {
+    try {
+      expand_scheduler_config(base_config(sc, 10), "");
+    } catch (const ConfigError& e) {
+      return e.path();
+    }
+    return "";
+  };
+  CHECK(key_of({{"_class_name", "KDPM2DiscreteScheduler"}, {"use_karras_sigmas", true}}) ==
+        "scheduler_config.use_karras_sigmas");
+  CHECK(key_of({{"_class_name", "KDPM2AncestralDiscreteScheduler"}, {"prediction_type", "sample"}}) ==
+        "scheduler_config.prediction_type");
+  CHECK(key_of({{"_class_name", "HeunDiscreteScheduler"}, {"clip_sample", true}}) == "scheduler_config.clip_sample");
+  CHECK(key_of({{"_class_name", "HeunDiscreteScheduler"}, {"rescale_betas_zero_snr", true}}) ==
+        "scheduler_config.rescale_betas_zero_snr");
+  CHECK(key_of({{"_class_name", "HeunDiscreteScheduler"}, {"beta_schedule", "exp"}}) ==
+        "scheduler_config.beta_schedule");
+  CHECK(key_of({{"_class_name", "LMSDiscreteScheduler"}, {"use_beta_sigmas", true}}) ==
+        "scheduler_config.use_beta_sigmas");
+  CHECK(key_of({{"_class_name", "DEISMultistepScheduler"}, {"use_exponential_sigmas", true}}) ==
+        "scheduler_config.use_exponential_sigmas");
+  CHECK(key_of({{"_class_name", "DEISMultistepScheduler"}, {"algorithm_type", "sde-dpmsolver++"}}) ==
+        "scheduler_config.algorithm_type");
+  CHECK(key_of({{"_class_name", "DEISMultistepScheduler"}, {"solver_order", 4}}) == "scheduler_config.solver_order");
+  CHECK(key_of({{"_class_name", "DEISMultistepScheduler"}, {"use_flow_sigmas", true}}) ==
+        "scheduler_config.use_flow_sigmas");
+  // diffusers reads the DPM-Solver names as DEIS's own; so does the translation.
+  CHECK(key_of({{"_class_name", "DEISMultistepScheduler"}, {"algorithm_type", "dpmsolver++"},
+                {"solver_type", "midpoint"}}) == "");
+  // The classes' own default betas (Stable Diffusion's range for the k-diffusion ports).
+  const json heun = expand_scheduler_config(base_config({{"_class_name", "HeunDiscreteScheduler"}}, 10), "");
+  CHECK(heun["schedule"]["beta_start"] == 0.00085);
+  CHECK(heun["schedule"]["beta_end"] == 0.012);
+  const json lms = expand_scheduler_config(base_config({{"_class_name", "LMSDiscreteScheduler"}}, 10), "");
+  CHECK(lms["schedule"]["beta_start"] == 0.0001);
+}
