@@ -125,7 +125,7 @@ TEST_CASE("HeunDiscreteScheduler configs against the transcription of its step",
 
 TEST_CASE("KDPM2DiscreteScheduler configs against the transcription of its step", "[diffusers]") {
   for (const char* spacing : {"linspace", "leading", "trailing"}) {
-    for (const char* rule : {"timesteps", "exponential"}) {
+    for (const char* rule : {"timesteps", "exponential", "karras"}) {
       for (const long steps : {1L, 3L, 12L}) {
         if (std::string(rule) != "timesteps" && steps == 1) continue;
         INFO("spacing " << spacing << " sigmas " << rule << " steps " << steps);
@@ -136,6 +136,8 @@ TEST_CASE("KDPM2DiscreteScheduler configs against the transcription of its step"
         Reference ref = reference(config);
         std::vector<double> ts, sig;
         ref_euler_timesteps(ref.tab, steps, spacing, 0, rule_of(sc), ts, sig);
+        if (std::string(rule) == "karras")  // KDPM2 rounds its Karras timesteps
+          for (double& t : ts) t = rnd(t);
         const std::size_t n = ts.size();
         // sigmas_interpol[j]: between sigma_j and sigma_{j-1} in log sigma (j >= 1).
         std::vector<double> interpol(n + 1, 0.0);
@@ -412,8 +414,8 @@ TEST_CASE("DEIS, Heun, KDPM2 and LMS scheduler configs: what cannot be honoured 
     }
     return "";
   };
-  CHECK(key_of({{"_class_name", "KDPM2DiscreteScheduler"}, {"use_karras_sigmas", true}}) ==
-        "scheduler_config.use_karras_sigmas");
+  CHECK(key_of({{"_class_name", "KDPM2DiscreteScheduler"}, {"use_karras_sigmas", true}, {"use_beta_sigmas", true}}) ==
+        "scheduler_config.use_beta_sigmas");
   CHECK(key_of({{"_class_name", "KDPM2AncestralDiscreteScheduler"}, {"prediction_type", "sample"}}) ==
         "scheduler_config.prediction_type");
   CHECK(key_of({{"_class_name", "HeunDiscreteScheduler"}, {"clip_sample", true}}) == "scheduler_config.clip_sample");

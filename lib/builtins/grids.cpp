@@ -116,7 +116,10 @@ void register_grids(Registry<Grid>& registry) {
         {"set_alpha_to_one", ParamType::boolean, true,
          "ddim: the last step ends at alpha_bar = 1 (t = 0), or else at the first discrete step"},
         {"lambda_min_clipped", ParamType::number, nlohmann::json(nullptr),
-         "dpm_solver: timesteps stop where lambda falls below this (unset: no clip)"}},
+         "dpm_solver: timesteps stop where lambda falls below this (unset: no clip)"},
+        {"round_timesteps", ParamType::boolean, nlohmann::json(nullptr),
+         "the network timesteps of Karras, exponential, beta, Lu or given sigmas rounded to integers (unset: "
+         "the family's rule, fractional for euler, rounded otherwise; KDPM2's Karras timesteps are rounded)"}},
        [](const Params& p, const BuildContext&) -> std::unique_ptr<Grid> {
          DiffusersGridOptions o;
          const long steps = p.integer("steps");
@@ -158,6 +161,7 @@ void register_grids(Registry<Grid>& registry) {
          }
          o.final_sigmas_type = p.string("final_sigmas_type");
          o.set_alpha_to_one = p.boolean("set_alpha_to_one");
+         if (p.has("round_timesteps")) o.round_timesteps = p.boolean("round_timesteps");
          if (o.family == "ddim" && p.given("final_sigmas_type"))
            p.fail("final_sigmas_type", "belongs to the dpm_solver and euler families; the ddim family ends by set_alpha_to_one");
          if (o.family != "ddim" && p.given("set_alpha_to_one"))

@@ -220,11 +220,12 @@ DiffusersGrid::Table DiffusersGrid::table(const Schedule& schedule) const {
       throw ConfigError("sigmas", "unknown sigmas '" + rule + "'; known: timesteps, karras, exponential, lu_lambdas, "
                                   "beta, or a list of sigmas");
     }
+    const bool rounded = o_.round_timesteps.value_or(!euler);
     if (custom_sigmas || rule != "timesteps") {
       ts.clear();
       for (double v : s) {
         const double tau = diffusers_timestep(v, log_sigmas);
-        ts.push_back(euler ? tau : np_round(tau));
+        ts.push_back(rounded ? np_round(tau) : tau);
       }
     }
     for (std::size_t i = 0; i < s.size(); ++i) {
@@ -235,7 +236,7 @@ DiffusersGrid::Table DiffusersGrid::table(const Schedule& schedule) const {
       if (i > 0 && !(s[i] < s[i - 1]))
         throw ConfigError(where, "sigmas must strictly decrease: " + format_double(s[i]) + " at step " +
                                      std::to_string(i) + " follows " + format_double(s[i - 1]));
-      if (i > 0 && !euler && !(ts[i] < ts[i - 1]))
+      if (i > 0 && rounded && !(ts[i] < ts[i - 1]))
         throw ConfigError(where, "the rounded timesteps repeat: steps " + std::to_string(i - 1) + " and " +
                                      std::to_string(i) + " both evaluate the network at timestep " +
                                      timestep_string(ts[i]) + "; use fewer steps or other sigmas");

@@ -483,9 +483,9 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     // Euler's timesteps and sigmas, ending at sigma 0.
     grid["family"] = "euler";
     const std::string rule = sigma_rule();
+    // KDPM2's set_timesteps rounds the timesteps of its Karras sigmas (not the others').
     if (rule == "karras" && (cls == "KDPM2DiscreteScheduler" || cls == "KDPM2AncestralDiscreteScheduler"))
-      r.fail("use_karras_sigmas", "diffusers rounds " + cls + "'s Karras timesteps, which the grid does not "
-                                  "translate yet; use_exponential_sigmas and use_beta_sigmas are translated");
+      grid["round_timesteps"] = true;
     if ((rule == "exponential" || rule == "beta") && cls == "LMSDiscreteScheduler")
       r.fail(rule == "exponential" ? "use_exponential_sigmas" : "use_beta_sigmas",
              "is not translated for LMSDiscreteScheduler yet; use_karras_sigmas is");

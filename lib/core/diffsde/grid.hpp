@@ -2,6 +2,7 @@
 #pragma once
 
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -131,6 +132,11 @@ struct DiffusersGridOptions {
   double beta_a = 0.6, beta_b = 0.6;       // the beta sigmas' distribution
   // dpm_solver: timesteps stop where lambda falls below this (NaN: no clip).
   double lambda_min_clipped = std::numeric_limits<double>::quiet_NaN();
+  // Whether the network timesteps of sigmas other than the timesteps' own (Karras and the
+  // other rules, given sigmas) are rounded to integers: unset, the family's rule (the
+  // euler family keeps them fractional, the others round); diffusers' KDPM2 classes round
+  // their Karras timesteps in the euler family.
+  std::optional<bool> round_timesteps;
 };
 
 // diffusers' table of a discrete schedule: log sigma_n = log sqrt((1 - alpha_bar_n)/alpha_bar_n)
