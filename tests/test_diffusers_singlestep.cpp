@@ -107,12 +107,30 @@ void ref_singlestep_timesteps(const RefTable& tab, long S, bool karras, const st
   sig.push_back(final_type == "zero" ? 0.0 : tab.sigmas_table.front());
 }
 
+// _threshold_sample: per sample, s = the ratio-quantile of |x0| (linear interpolation, as
+// torch.quantile), clamped to [1, max]; x0 clamped to [-s, s] and divided by s.
+State ref_threshold(const State& x0, double ratio, double max_value) {
+  State out = x0;
+  for (Eigen::Index i = 0; i < x0.rows(); ++i) {
+    std::vector<double> a;
+    for (Eigen::Index j = 0; j < x0.cols(); ++j) a.push_back(std::fabs(x0(i, j)));
+    std::sort(a.begin(), a.end());
+    const double pos = ratio * static_cast<double>(a.size() - 1);
+    const std::size_t lo = static_cast<std::size_t>(std::floor(pos));
+    const std::size_t hi = std::min(lo + 1, a.size() - 1);
+    const double q = a[lo] + (pos - static_cast<double>(lo)) * (a[hi] - a[lo]);
+    const double s = std::min(std::max(q, 1.0), max_value);
+    for (Eigen::Index j = 0; j < x0.cols(); ++j) out(i, j) = std::min(std::max(x0(i, j), -s), s) / s;
+  }
+  return out;
+}
+
 // The step loop: convert_model_output, the shift of model_outputs, the order of the list
 // (lowered while outputs are missing), self.sample kept at order 1, and the first-, second-
 // and third-order singlestep updates in the midpoint form, from self.sample.
 State ref_singlestep(State x, const std::vector<double>& ts, const std::vector<double>& sig, long solver_order,
                      const std::string& algorithm, const std::vector<int>& order_list,
-                     const std::function<State(const State&, double)>& net) {
+                     const std::function<State(const State&, double)>& net, double threshold_max) {
   const bool pp = algorithm == "dpmsolver++";
   const auto alpha_of = [](double s) { return 1 / std::sqrt(s * s + 1); };
   const auto sigma_of = [](double s) { return s / std::sqrt(s * s + 1); };
@@ -124,7 +142,8 @@ State ref_singlestep(State x, const std::vector<double>& ts, const std::vector<d
   for (std::size_t i = 0; i < ts.size(); ++i) {
     const State eps = net(x, ts[i]);
     const double a_i = alpha_of(sig[i]), s_i = sigma_of(sig[i]);
-    const State m = pp ? State((x - s_i * eps) / a_i) : eps;
+    State m = pp ? State((x - s_i * eps) / a_i) : eps;
+    if (pp && !std::isnan(threshold_max)) m = ref_threshold(m, 0.995, threshold_max);
     for (std::size_t j = 0; j + 1 < k; ++j) {
       outputs[j] = outputs[j + 1];
       present[j] = present[j + 1];
@@ -214,6 +233,7 @@ struct Case {
   long steps;
   std::string beta_schedule = "linear";
   double lambda_min_clipped = -std::numeric_limits<double>::infinity();
+  double threshold_max = std::numeric_limits<double>::quiet_NaN();  // thresholding off
 };
 
 json scheduler_json(const Case& c) {
@@ -225,6 +245,10 @@ json scheduler_json(const Case& c) {
              {"final_sigmas_type", c.final_type},
              {"use_karras_sigmas", c.karras}};
   if (std::isfinite(c.lambda_min_clipped)) sc["lambda_min_clipped"] = c.lambda_min_clipped;
+  if (!std::isnan(c.threshold_max)) {
+    sc["thresholding"] = true;
+    sc["sample_max_value"] = c.threshold_max;
+  }
   return sc;
 }
 
@@ -236,7 +260,7 @@ State reference(const Case& c, const json& native) {
   ref_singlestep_timesteps(tab, c.steps, c.karras, c.final_type, c.lambda_min_clipped, ts, sig);
   const State x_T = build_sample_job(parse_sample_config(native)).x;
   return ref_singlestep(x_T, ts, sig, c.order, c.algorithm,
-                        ref_order_list(c.order, c.lower_order_final, c.steps, c.final_type), net);
+                        ref_order_list(c.order, c.lower_order_final, c.steps, c.final_type), net, c.threshold_max);
 }
 
 const std::vector<Case>& cases() {
@@ -264,6 +288,8 @@ const std::vector<Case>& cases() {
       {3, "dpmsolver++", false, "sigma_min", true, 13},
       {2, "dpmsolver++", true, "zero", false, 10, "squaredcos_cap_v2", -5.1},
       {3, "dpmsolver++", true, "zero", false, 20, "scaled_linear"},
+      {3, "dpmsolver++", true, "zero", false, 11, "linear", -std::numeric_limits<double>::infinity(), 1.2},
+      {2, "dpmsolver++", true, "sigma_min", true, 9, "linear", -std::numeric_limits<double>::infinity(), 1.05},
   };
   return all;
 }
@@ -299,6 +325,11 @@ TEST_CASE("DPMSolverSinglestepScheduler configs against the transcription of its
     const double err = max_rel(got, want);
     worst = std::max(worst, err);
     CHECK(err < 1e-8);
+    if (!std::isnan(c.threshold_max)) {
+      Case off = c;
+      off.threshold_max = std::numeric_limits<double>::quiet_NaN();
+      CHECK(max_rel(reference(off, native), want) > 1e-6);  // the thresholding acts
+    }
     // The same config with lambda stages is another method: the comparison can fail.
     json lambda = native;
     lambda["solver"].erase("orders");
@@ -457,6 +488,8 @@ TEST_CASE("DPMSolverSinglestepScheduler: what cannot be honoured is an error at 
   CHECK(path({{"rescale_betas_zero_snr", true}}) == "scheduler_config.rescale_betas_zero_snr");
   CHECK(path({{"prediction_type", "flow_prediction"}}) == "scheduler_config.prediction_type");
   CHECK(path({{"no_such_key", 1}}) == "scheduler_config.no_such_key");
+  CHECK(path({{"thresholding", true}, {"algorithm_type", "dpmsolver"}, {"final_sigmas_type", "sigma_min"}}) ==
+        "scheduler_config.thresholding");
   // Karras sigmas ending at sigma_min repeat it; a last step of order 2 there is refused.
   const json karras_min = {{"use_karras_sigmas", true}, {"final_sigmas_type", "sigma_min"}, {"solver_order", 3},
                            {"lower_order_final", true}};
