@@ -31,6 +31,7 @@ DpmStages dpm_stages_from_string(const std::string& s) {
 std::vector<int> dpm_singlestep_orders(int order, bool lower_order_final, std::size_t steps) {
   std::vector<int> out;
   if (steps == 0 || order < 1) return out;
+  out.reserve(steps);  // one allocation whatever the steps (tests/test_allocations.cpp)
   const std::size_t k = static_cast<std::size_t>(order);
   // diffusers' set_timesteps switches lower_order_final on when the runs do not fill the grid.
   if (steps % k != 0) lower_order_final = true;
@@ -44,7 +45,7 @@ std::vector<int> dpm_singlestep_orders(int order, bool lower_order_final, std::s
       full -= 1;
       tail = k == 3 ? std::vector<int>{1, 2, 1} : std::vector<int>{1, 1};
     } else {
-      for (std::size_t j = 1; j <= rest; ++j) tail.push_back(static_cast<int>(j));
+      tail = rest == 1 ? std::vector<int>{1} : std::vector<int>{1, 2};
     }
   }
   for (std::size_t r = 0; r < full; ++r)
