@@ -20,6 +20,40 @@ std::string to_string(DpmMethod method) {
   return method == DpmMethod::singlestep ? "singlestep" : "multistep";
 }
 
+std::string to_string(DpmStages stages) { return stages == DpmStages::lambda ? "lambda" : "grid"; }
+
+DpmStages dpm_stages_from_string(const std::string& s) {
+  if (s == "lambda") return DpmStages::lambda;
+  if (s == "grid") return DpmStages::grid;
+  throw Error("unknown DPM-Solver stages '" + s + "'; known: lambda, grid");
+}
+
+std::vector<int> dpm_singlestep_orders(int order, bool lower_order_final, std::size_t steps) {
+  std::vector<int> out;
+  if (steps == 0 || order < 1) return out;
+  out.reserve(steps);  // one allocation whatever the steps (tests/test_allocations.cpp)
+  const std::size_t k = static_cast<std::size_t>(order);
+  // diffusers' set_timesteps switches lower_order_final on when the runs do not fill the grid.
+  if (steps % k != 0) lower_order_final = true;
+  // Full runs 1..k, then (lower_order_final) the tail: order 3 ends in 1 2 1 when the runs
+  // would fill the grid exactly, order 2 in 1 1; otherwise the remainder's short run.
+  std::size_t full = steps / k;
+  std::vector<int> tail;
+  if (lower_order_final && k > 1) {
+    const std::size_t rest = steps % k;
+    if (rest == 0) {
+      full -= 1;
+      tail = k == 3 ? std::vector<int>{1, 2, 1} : std::vector<int>{1, 1};
+    } else {
+      tail = rest == 1 ? std::vector<int>{1} : std::vector<int>{1, 2};
+    }
+  }
+  for (std::size_t r = 0; r < full; ++r)
+    for (std::size_t j = 1; j <= k; ++j) out.push_back(static_cast<int>(j));
+  out.insert(out.end(), tail.begin(), tail.end());
+  return out;
+}
+
 DpmAlgorithm dpm_algorithm_from_string(const std::string& s) {
   if (s == "dpmsolver") return DpmAlgorithm::dpmsolver;
   if (s == "dpmsolver++") return DpmAlgorithm::dpmsolver_pp;
@@ -105,17 +139,32 @@ void DpmSinglestep::step(SolverContext& context, int order, const ScheduleAt& s,
 bool DpmSolver::Options::is_valid(std::string* error, std::string* option) const {
   if (order < 1 || order > 3)
     return invalid_option(error, option, "order", "must be 1, 2 or 3, got " + std::to_string(order));
+  const bool grid = method == DpmMethod::singlestep && stages == DpmStages::grid;
+  if (stages == DpmStages::grid && method != DpmMethod::singlestep)
+    return invalid_option(error, option, "stages", "grid applies to the singlestep method (multistep steps on the grid "
+                                                   "already)");
   for (std::size_t i = 0; i < orders.size(); ++i) {
     if (orders[i] < 1 || orders[i] > order)
       return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
                                                          ": each must lie in [1, order = " + std::to_string(order) + "]");
-    if (static_cast<std::size_t>(orders[i]) > i + 1)
+    if (grid) {
+      // Each run counts 1, 2, .., k: the step of order j uses the j nodes since its run began.
+      const int expected_max = i == 0 ? 1 : orders[i - 1] + 1;
+      if (orders[i] != 1 && orders[i] != expected_max)
+        return invalid_option(error, option, "orders",
+                              "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
+                                  ", but with grid stages the orders run 1, 2, .., k from each 1 (a step of order j "
+                                  "uses the j grid nodes since the last order-1 step), so it must be 1" +
+                                  (expected_max > 1 && expected_max <= order ? " or " + std::to_string(expected_max)
+                                                                             : std::string()));
+    } else if (static_cast<std::size_t>(orders[i]) > i + 1) {
       return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
                                                          ", but step " + std::to_string(i) + " has only " +
                                                          std::to_string(i + 1) + " model output(s) to use");
+    }
   }
-  if (!orders.empty() && method != DpmMethod::multistep)
-    return invalid_option(error, option, "orders", "applies to the multistep method");
+  if (!orders.empty() && method != DpmMethod::multistep && !grid)
+    return invalid_option(error, option, "orders", "applies to the multistep method and to singlestep with grid stages");
   return true;
 }
 
@@ -128,7 +177,9 @@ SolverTraits DpmSolver::traits() const {
   t.name = "dpm_solver";
   t.stochastic = false;
   t.order = options_.order;
-  if (options_.method == DpmMethod::singlestep) {
+  if (options_.method == DpmMethod::singlestep && options_.stages == DpmStages::grid) {
+    t.evals_per_step = 1;  // the stages are the grid times
+  } else if (options_.method == DpmMethod::singlestep) {
     t.evals_per_step = options_.order;
   } else {
     t.evals_per_step = 1;
@@ -139,6 +190,11 @@ SolverTraits DpmSolver::traits() const {
 }
 
 int DpmSolver::step_order(std::size_t i, std::size_t steps) const {
+  if (options_.method == DpmMethod::singlestep && options_.stages == DpmStages::grid) {
+    if (!options_.orders.empty()) return i < options_.orders.size() ? options_.orders[i] : 1;
+    const std::vector<int> list = dpm_singlestep_orders(options_.order, options_.lower_order_final, steps);
+    return i < list.size() ? list[i] : 1;
+  }
   if (options_.method == DpmMethod::singlestep) return options_.order;
   if (!options_.orders.empty() && i < options_.orders.size()) return options_.orders[i];
   std::size_t order = std::min(static_cast<std::size_t>(options_.order), i + 1);
@@ -153,8 +209,17 @@ void DpmSolver::init(SolverContext& /*context*/, const State& x, const std::vect
                 std::to_string(steps_) + " steps");
   single_.resize(x.rows(), x.cols());
   eps_.resize(x.rows(), x.cols());
-  if (options_.method == DpmMethod::multistep)
+  const bool grid = options_.method == DpmMethod::singlestep && options_.stages == DpmStages::grid;
+  if (options_.method == DpmMethod::multistep || grid)
     for (State& m : m_) m.resize(x.rows(), x.cols());
+  if (grid) {
+    grid_orders_ = options_.orders.empty()
+                       ? dpm_singlestep_orders(options_.order, options_.lower_order_final, steps_)
+                       : options_.orders;
+    chunk_x_.resize(x.rows(), x.cols());
+    chunk_eps_.resize(x.rows(), x.cols());
+  }
+  chunk_len_ = 0;
   history_ = 0;
   has_end_ = false;
 }
@@ -166,8 +231,49 @@ void DpmSolver::step(SolverContext& context, std::size_t i, double t0, double t1
     multistep(context, i, s, t, x);
     return;
   }
+  if (options_.stages == DpmStages::grid) {
+    grid_singlestep(context, i, s, t, x);
+    return;
+  }
   context.eps(x, t0, eps_);
   single_.step(context, options_.order, s, t, x, eps_, x);
+}
+
+void DpmSolver::grid_singlestep(SolverContext& context, std::size_t i, const ScheduleAt& s,
+                                const ScheduleAt& t, State& x) {
+  int order = i < grid_orders_.size() ? grid_orders_[i] : 1;
+  // A step to the data is first order from its own start (see the header); a step that does
+  // not continue the previous one's run (another run, or steps out of order) starts afresh.
+  const bool continues = has_end_ && i == end_i_ + 1 && s.t == end_t_;
+  if (t.sigma == 0 || !continues || chunk_len_ != order - 1) order = 1;
+  has_end_ = true;
+  end_i_ = i;
+  end_t_ = t.t;
+
+  const DpmAlgorithm algorithm = options_.algorithm;
+  const std::size_t node = static_cast<std::size_t>(order - 1);
+  context.eps(x, s.t, eps_);
+  if (algorithm == DpmAlgorithm::dpmsolver)
+    m_[node] = eps_;
+  else
+    m_[node] = (x - s.sigma * eps_) / s.alpha;
+  chunk_len_ = order;
+  if (order == 1) {
+    chunk_s_ = s;
+    chunk_x_ = x;
+    chunk_eps_ = eps_;
+    const DdimCoefficients c = ddim_coefficients(s, t, 0.0);
+    x = c.x * x + c.eps * eps_;
+    return;
+  }
+  // From the run's first node s_0 to t, with the newest node's fraction r of h.
+  const ScheduleAt& s0 = chunk_s_;
+  const DdimCoefficients c = ddim_coefficients(s0, t, 0.0);
+  const double h = t.lambda - s0.lambda;
+  const double r = (s.lambda - s0.lambda) / h;
+  const double scale_t = dpm_scale(algorithm, t);
+  const double k = order == 2 ? scale_t * dpm_g(algorithm, 1, h) / (2 * r) : scale_t * dpm_g(algorithm, 2, h) / r;
+  x = c.x * chunk_x_ + c.eps * chunk_eps_ + k * (m_[node] - m_[0]);
 }
 
 void DpmSolver::multistep(SolverContext& context, std::size_t i, const ScheduleAt& s,

@@ -12,6 +12,7 @@
 #include "diffsde/io.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
+#include "diffsde/solvers/dpm_solver.hpp"
 
 namespace diffsde {
 
@@ -49,6 +50,14 @@ const std::map<std::string, std::vector<std::string>>& class_keys() {
                                             "euler_at_final", "use_karras_sigmas", "use_exponential_sigmas",
                                             "use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas", "flow_shift",
                                             "final_sigmas_type", "lambda_min_clipped", "variance_type"}},
+      {"DPMSolverSinglestepScheduler",
+       std::vector<std::string>{"num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
+                                "prediction_type", "solver_order", "thresholding", "dynamic_thresholding_ratio",
+                                            "sample_max_value", "algorithm_type", "solver_type", "lower_order_final",
+                                            "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+                                            "use_flow_sigmas", "flow_shift", "final_sigmas_type",
+                                            "lambda_min_clipped", "variance_type", "use_dynamic_shifting",
+                                            "time_shift_type"}},
       {"EulerDiscreteScheduler",
        kBetaKeys + std::vector<std::string>{"interpolation_type", "use_karras_sigmas", "use_exponential_sigmas",
                                             "use_beta_sigmas", "sigma_min", "sigma_max", "timestep_type",
@@ -86,7 +95,7 @@ json class_default(const std::string& cls, const std::string& key) {
   if (key == "set_alpha_to_one") return cls != "PNDMScheduler";
   if (key == "variance_type") return cls == "DDPMScheduler" ? json("fixed_small") : json(nullptr);
   if (key == "final_sigmas_type") return "zero";
-  if (key == "lower_order_final") return true;
+  if (key == "lower_order_final") return cls != "DPMSolverSinglestepScheduler";
   // The k-diffusion ports default to Stable Diffusion's betas' range.
   const bool sd_range = cls == "HeunDiscreteScheduler" || cls == "KDPM2DiscreteScheduler" ||
                         cls == "KDPM2AncestralDiscreteScheduler";
@@ -237,7 +246,11 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
                                                   did_you_mean(key, allowed));
     }
   }
-  const Reader r(config, path, cls);
+  // The keys read: the config less those dropped (a class without timestep_spacing spaces
+  // its timesteps its own way, whatever the file says).
+  json kept = config;
+  for (const auto& key : out.dropped) kept.erase(key);
+  const Reader r(kept, path, cls);
   if (steps < 1) throw ConfigError("steps", "must be >= 1 (diffusers' num_inference_steps)");
 
   // The schedule: vp_discrete with diffusers' betas.
@@ -401,6 +414,55 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
       r.fail("thresholding", "with algorithm_type dpmsolver diffusers thresholds and converts back to eps, which "
                              "is the thresholding layer's form too, but it is not verified here yet; use "
                              "dpmsolver++");
+  } else if (cls == "DPMSolverSinglestepScheduler") {
+    // set_timesteps as DPMSolverMultistepScheduler's with linspace spacing (the dpm_solver
+    // family); each step evaluates the model once at its grid time and updates from the
+    // sample kept at the start of its run of orders 1, 2, .., k (dpm_solver's grid stages).
+    grid["family"] = "dpm_solver";
+    for (const char* key : {"use_exponential_sigmas", "use_beta_sigmas"})
+      r.require(key, false, "not verified against diffusers' singlestep set_timesteps yet; use_karras_sigmas is");
+    r.require("use_flow_sigmas", false, "flow-matching sigmas are not supported yet");
+    r.require("use_dynamic_shifting", false, "dynamic shifting (flow-matching sigmas) is not supported yet");
+    r.require("variance_type", nullptr, "learned variances need a network output diffsde does not read");
+    const bool karras = r.boolean("use_karras_sigmas", false);
+    if (karras) grid["sigmas"] = "karras";
+    const std::string final_type = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"}, "known: zero, sigma_min");
+    if (final_type != "zero") grid["final_sigmas_type"] = final_type;
+    if (r.has("lambda_min_clipped")) grid["lambda_min_clipped"] = r.number("lambda_min_clipped", 0);
+    const long order = r.integer("solver_order", 2);
+    if (order < 1 || order > 3) r.fail("solver_order", "must be 1, 2 or 3");
+    const std::string algorithm = r.choice("algorithm_type", "dpmsolver++", {"dpmsolver++", "dpmsolver"},
+                                           "sde-dpmsolver++ is not translated yet; known here: dpmsolver++, dpmsolver");
+    if (algorithm == "dpmsolver" && final_type == "zero")
+      r.fail("final_sigmas_type", "diffusers refuses final_sigmas_type zero with algorithm_type dpmsolver; use "
+                                  "sigma_min");
+    r.choice("solver_type", "midpoint", {"midpoint"}, "diffsde's dpm_solver with grid stages takes the midpoint form; "
+                                                      "heun is not offered yet");
+    // The order list of diffusers' set_timesteps: lower_order_final is switched on when the
+    // runs do not fill the steps or when the last sigma is zero, and then the last step is
+    // first order (get_order_list's final_sigmas_type zero rule).
+    bool lower_order_final = r.boolean("lower_order_final", false);
+    if (final_type == "zero") lower_order_final = true;
+    std::vector<int> list = dpm_singlestep_orders(static_cast<int>(order), lower_order_final,
+                                                  static_cast<std::size_t>(steps));
+    if (final_type == "zero" && !list.empty()) list.back() = 1;
+    // Karras sigmas end at sigma_min, so final_sigmas_type sigma_min repeats it: diffusers'
+    // last step has length zero and the grid leaves it out. A first-order step of length
+    // zero leaves the sample as it is; a higher-order one does not, and is refused.
+    if (karras && final_type == "sigma_min" && list.size() > 1) {
+      if (list.back() != 1)
+        r.fail("final_sigmas_type", "with use_karras_sigmas, sigma_min repeats the last sigma and diffusers' last "
+                                    "step (of order " + std::to_string(list.back()) + " at " + std::to_string(steps) +
+                                    " steps) has length zero but still moves the sample, which diffsde's grid leaves "
+                                    "out; use final_sigmas_type zero or a step count whose order list ends in 1");
+      list.pop_back();
+    }
+    out.solver = {{"name", "dpm_solver"}, {"order", order}, {"method", "singlestep"}, {"stages", "grid"},
+                  {"algorithm", algorithm}, {"orders", list}};
+    thresholding();
+    if (!out.thresholding.is_null() && algorithm == "dpmsolver")
+      r.fail("thresholding", "with algorithm_type dpmsolver diffusers thresholds and converts back to eps, which "
+                             "is not verified here yet; use dpmsolver++");
   } else if (cls == "PNDMScheduler") {
     // PNDM's timesteps are DDIM's, and so is its step from T to T - N // steps.
     grid["family"] = "ddim";

@@ -31,6 +31,17 @@
 //
 // A step to t = 0 (sigma_t = 0, lambda_t = +inf) is always the first-order step, which
 // there returns the predicted x0 (as DDIM does); the higher terms would be inf - inf.
+//
+// Singlestep with stages on the grid (`stages` grid; diffusers' DPMSolverSinglestepScheduler):
+// the stages are grid times, one evaluation per grid step. A per-step order list cuts the grid
+// into chunks whose orders run 1, 2, .., k; at the chunk's first node s_0 the sample x_{s_0}
+// and m_0 are kept, and the step of order j (to the grid time t after node s_{j-1}) is the
+// update above from s_0 to t, with the stage fraction r of the newest node s_{j-1}:
+//   order 2: x_t = first-order step from s_0 + scale_t g_1(h) / (2 r) (m_1 - m_0),
+//   order 3: x_t = first-order step from s_0 + scale_t g_2(h) / r (m_2 - m_0),
+// h = lambda_t - lambda_{s_0}, r = (lambda_{s_{j-1}} - lambda_{s_0}) / h. So the chunk's
+// intermediate samples are its order-1 and order-2 updates (not DPM-Solver-3's u_2), as in
+// diffusers' singlestep_dpm_solver_{second,third}_order_update with the midpoint form.
 #pragma once
 
 #include <array>
@@ -46,13 +57,25 @@ enum class DpmAlgorithm {
   dpmsolver_pp,  // data prediction (DPM-Solver++)
 };
 enum class DpmMethod { singlestep, multistep };
+// Where singlestep puts its stages: at lambda fractions inside each grid interval (`lambda`,
+// DPM-Solver's Algorithms 1, 2), or at the grid times themselves (`grid`, diffusers' singlestep).
+enum class DpmStages { lambda, grid };
 
-// "dpmsolver" | "dpmsolver++"; "singlestep" | "multistep".
+// "dpmsolver" | "dpmsolver++"; "singlestep" | "multistep"; "lambda" | "grid".
 std::string to_string(DpmAlgorithm algorithm);
 std::string to_string(DpmMethod method);
+std::string to_string(DpmStages stages);
 // Throw Error on unknown names.
 DpmAlgorithm dpm_algorithm_from_string(const std::string& s);
 DpmMethod dpm_method_from_string(const std::string& s);
+DpmStages dpm_stages_from_string(const std::string& s);
+
+// The step orders of diffusers' DPMSolverSinglestepScheduler.get_order_list for `steps` grid
+// steps, with its set_timesteps rule that lower_order_final is switched on when `steps` is
+// not a multiple of `order`: runs 1, 2, .., order, ending (with lower_order_final) in a
+// shorter run, e.g. order 3: 6 steps -> 1 2 3 1 2 1, 7 -> 1 2 3 1 2 3 1, 8 -> 1 2 3 1 2 3 1 2;
+// order 2: 4 -> 1 2 1 1.
+std::vector<int> dpm_singlestep_orders(int order, bool lower_order_final, std::size_t steps);
 
 // g_k(h) = h phi_k(h) (noise prediction) or h phi_k(-h) (data prediction), k >= 1.
 double dpm_g(DpmAlgorithm algorithm, int k, double h);
@@ -90,14 +113,19 @@ class DpmSolver final : public Solver {
     int order = 2;  // 1..3
     DpmMethod method = DpmMethod::multistep;
     DpmAlgorithm algorithm = DpmAlgorithm::dpmsolver_pp;
-    // Multistep only: the order also drops to the number of steps left, so the last step
-    // is first order (more stable with few steps). Singlestep steps keep their order.
+    // Singlestep only: lambda (default) or grid.
+    DpmStages stages = DpmStages::lambda;
+    // Multistep: the order also drops to the number of steps left, so the last step is
+    // first order (more stable with few steps). Singlestep with grid stages: the order list
+    // ends in a shorter run (dpm_singlestep_orders). Singlestep with lambda stages: no effect.
     bool lower_order_final = true;
     // True: 3M weights D2 as the reference code and diffusers do (g_3 D2; observed order
     // 2): the registry's coefficients "published". False: 2 g_3 D2 (order 3).
     bool reference_3m = false;
     // Multistep: the order of each step (one per grid step, each in [1, order] and at most
     // its step number + 1), in place of the rule of lower_order_final; empty: the rule.
+    // Singlestep with grid stages: the order of each step, in runs 1, 2, .., k (k <= order);
+    // empty: dpm_singlestep_orders(order, lower_order_final, steps).
     std::vector<int> orders = {};
     // order 1, 2 or 3 (options.hpp: the message in *error, the option in *option).
     bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
@@ -111,17 +139,22 @@ class DpmSolver final : public Solver {
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
 
   // The order step i of a run with `steps` steps takes, before the final-step-to-0 rule.
-  // Multistep: min(order, i + 1, steps - i if lower_order_final); singlestep: order.
+  // Multistep: min(order, i + 1, steps - i if lower_order_final); singlestep: order;
+  // singlestep with grid stages: orders[i], or dpm_singlestep_orders(...)[i].
   int step_order(std::size_t i, std::size_t steps) const;
 
  private:
   void multistep(SolverContext& context, std::size_t i, const ScheduleAt& s, const ScheduleAt& t,
                  State& x);
+  void grid_singlestep(SolverContext& context, std::size_t i, const ScheduleAt& s, const ScheduleAt& t,
+                       State& x);
   Options options_;
   DpmSinglestep single_;
   std::size_t steps_ = 0;
   // Multistep history: m_[0] newest, at lambda_[0]; `history_` of them valid; the step
-  // that ended at end_t_ (and was step end_i_) is the one the history continues.
+  // that ended at end_t_ (and was step end_i_) is the one the history continues. Grid
+  // stages: m_[j] is the output at the current chunk's node j, whose first node chunk_s_
+  // has the sample chunk_x_ and eps chunk_eps_; chunk_len_ nodes so far.
   std::array<State, 3> m_;
   std::array<double, 3> lambda_{};
   int history_ = 0;
@@ -129,6 +162,10 @@ class DpmSolver final : public Solver {
   std::size_t end_i_ = 0;
   double end_t_ = 0;
   State eps_;
+  std::vector<int> grid_orders_;
+  ScheduleAt chunk_s_;
+  State chunk_x_, chunk_eps_;
+  int chunk_len_ = 0;
 };
 
 }  // namespace diffsde
