@@ -46,7 +46,17 @@ bool DpmppOptions::is_valid(std::string* error, std::string* option) const {
 }
 
 bool Dpmpp2mSdeSolver::Options::is_valid(std::string* error, std::string* option) const {
-  return DpmppOptions{eta}.is_valid(error, option);
+  if (!DpmppOptions{eta}.is_valid(error, option)) return false;
+  for (std::size_t i = 0; i < orders.size(); ++i) {
+    if (orders[i] < 1 || orders[i] > 2)
+      return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
+                                                         ": each must be 1 or 2");
+    if (static_cast<std::size_t>(orders[i]) > i + 1)
+      return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
+                                                         ", but step " + std::to_string(i) + " has only " +
+                                                         std::to_string(i + 1) + " data prediction(s) to use");
+  }
+  return true;
 }
 
 bool DpmppSdeSolver::Options::is_valid(std::string* error, std::string* option) const {
@@ -79,7 +89,8 @@ SolverTraits DpmppSolver::base_traits(double ode_order, int evals_per_step) cons
   return t;
 }
 
-void DpmppSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& /*times*/) {
+void DpmppSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& times) {
+  steps_ = times.empty() ? 0 : times.size() - 1;
   const auto rows = x.rows(), cols = x.cols();
   eps_.resize(rows, cols);
   x0_.resize(rows, cols);
@@ -92,7 +103,8 @@ void DpmppSolver::normalised_increment(SolverContext& context, double t0, double
   z_ /= std::sqrt(std::fabs(t1 - t0));
 }
 
-void DpmppSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
+void DpmppSolver::step(SolverContext& context, std::size_t i, double t0, double t1, State& x) {
+  step_index_ = i;
   const ScheduleAt s = context.schedule().at(t0);
   const ScheduleAt t = context.schedule().at(t1);
   context.eps(x, t0, eps_);
@@ -122,6 +134,9 @@ SolverTraits DpmppMultistepSolver::traits() const {
 }
 
 void DpmppMultistepSolver::allocate(Eigen::Index rows, Eigen::Index cols) {
+  if (!orders_.empty() && orders_.size() != steps_)
+    throw Error(name() + ": orders has " + std::to_string(orders_.size()) + " entries but the grid has " +
+                std::to_string(steps_) + " steps");
   x0_prev_[0].resize(rows, cols);
   if (max_order_ == 3) x0_prev_[1].resize(rows, cols);
   history_ = 0;
@@ -134,7 +149,8 @@ void DpmppMultistepSolver::advance(SolverContext& context, const ScheduleAt& s, 
   const double u = h + eta_h;
   const double c_x = t.sigma / s.sigma * std::exp(-eta_h);
   const double c_x0 = -t.alpha * std::expm1(-u);  // alpha_t u phi_1(-u)
-  const int order = std::min(history_ + 1, max_order_);
+  int order = std::min(history_ + 1, max_order_);
+  if (step_index_ < orders_.size()) order = std::min(order, orders_[step_index_]);
   if (order == 1) {
     x = c_x * x + c_x0 * x0_;
   } else if (order == 2) {
@@ -175,6 +191,7 @@ Dpmpp2mSdeSolver::Dpmpp2mSdeSolver(Options options)
     : DpmppMultistepSolver("dpmpp_2m_sde", options.eta, 2, options.solver_type == SolverType::midpoint),
       options_(options) {
   check_options(options_, name());
+  orders_ = options_.orders;
 }
 
 // The third-order step at order 2 (its second step) uses the exact linear-x0 weight.

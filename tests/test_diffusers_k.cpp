@@ -442,3 +442,109 @@ TEST_CASE("DEIS, Heun, KDPM2 and LMS scheduler configs: what cannot be honoured 
   const json lms = expand_scheduler_config(base_config({{"_class_name", "LMSDiscreteScheduler"}}, 10), "");
   CHECK(lms["schedule"]["beta_start"] == 0.0001);
 }
+
+TEST_CASE("DPMSolverMultistepScheduler with sde-dpmsolver++ or solver_type heun against the transcription of its step",
+          "[diffusers]") {
+  struct Case {
+    std::string algorithm, solver_type;
+    long steps, order;
+    bool karras;
+    std::string final_type;
+  };
+  const long batch = 5, dim = 2;
+  for (const Case& c : {Case{"sde-dpmsolver++", "midpoint", 10, 2, false, "zero"},
+                        Case{"sde-dpmsolver++", "heun", 12, 2, true, "zero"},
+                        Case{"sde-dpmsolver++", "midpoint", 8, 2, false, "sigma_min"},
+                        Case{"sde-dpmsolver++", "midpoint", 20, 2, true, "sigma_min"},
+                        Case{"sde-dpmsolver++", "midpoint", 6, 1, false, "zero"},
+                        Case{"dpmsolver++", "heun", 9, 2, false, "sigma_min"},
+                        Case{"dpmsolver++", "heun", 16, 2, true, "zero"}}) {
+    INFO(c.algorithm << " " << c.solver_type << " steps " << c.steps << " order " << c.order << " karras " << c.karras
+                     << " final " << c.final_type);
+    const bool sde = c.algorithm == "sde-dpmsolver++";
+    const json sc = {{"_class_name", "DPMSolverMultistepScheduler"}, {"algorithm_type", c.algorithm},
+                     {"solver_type", c.solver_type}, {"solver_order", c.order}, {"use_karras_sigmas", c.karras},
+                     {"final_sigmas_type", c.final_type}};
+    json config = base_config(sc, c.steps);
+    // One draw per step; none on a final step to sigma 0 (diffusers' draw there is multiplied
+    // by sigma_t = 0). The grid leaves out the zero-length step of Karras sigmas ending at
+    // sigma_min, whose draw diffusers also multiplies by 0.
+    const std::size_t real_steps = static_cast<std::size_t>(c.steps) - ((c.final_type == "zero" || c.karras) ? 1 : 0);
+    NpyArray draws;
+    const std::string file = "dpm_sde_noise.npy";
+    draws.shape = {real_steps, static_cast<std::size_t>(batch), static_cast<std::size_t>(dim)};
+    std::mt19937_64 rng(static_cast<unsigned long>(c.steps * 7 + c.order));
+    std::normal_distribution<double> normal;
+    for (std::size_t k = 0; k < real_steps * static_cast<std::size_t>(batch * dim); ++k) draws.data.push_back(normal(rng));
+    if (sde) {
+      write_npy(file, draws);
+      config["noise"] = file;
+    }
+    const State got = run_translated(config);
+    Reference ref = reference(config);
+    std::vector<double> ts, sig;
+    ref_dpm_timesteps(ref.tab, c.steps, "linspace", 0, c.karras ? "karras" : "timesteps", c.final_type, ts, sig);
+    // Karras sigmas end at the table's sigma_min, which sigma_last repeats: equal in
+    // diffusers' float32, a step of length zero (in float64 they differ in the last bits,
+    // and sqrt(1 - e^{-2h}) of a tiny negative h is not finite).
+    if (c.karras && c.final_type == "sigma_min") sig.back() = sig[sig.size() - 2];
+    const auto alpha_of = [](double s) { return 1 / std::sqrt(s * s + 1); };
+    const auto lambda_of = [&](double s) { return std::log(alpha_of(s)) - std::log(s * alpha_of(s)); };
+    State x = ref.x;
+    std::vector<State> m;  // data predictions, newest last
+    long lower_order_nums = 0;
+    const long n = static_cast<long>(ts.size());
+    for (long i = 0; i < n; ++i) {
+      const bool final_low = i == n - 1 && ((n < 15) || c.final_type == "zero");  // lower_order_final default true
+      const double a_s = alpha_of(sig[i]), s_s = sig[i] * a_s;
+      const State out = ref.net(x, ts[i]);
+      m.push_back((x - s_s * out) / a_s);
+      const double a_t = alpha_of(sig[i + 1]), s_t = sig[i + 1] * a_t;
+      const double h = lambda_of(sig[i + 1]) - lambda_of(sig[i]);
+      State z = State::Zero(batch, dim);
+      if (sde && static_cast<std::size_t>(i) < real_steps)
+        for (long b = 0; b < batch; ++b)
+          for (long d = 0; d < dim; ++d)
+            z(b, d) = draws.data[(static_cast<std::size_t>(i) * static_cast<std::size_t>(batch) + static_cast<std::size_t>(b)) *
+                                     static_cast<std::size_t>(dim) +
+                                 static_cast<std::size_t>(d)];
+      const State& d0 = m.back();
+      if (c.order == 1 || lower_order_nums < 1 || final_low) {
+        if (sde)
+          x = (s_t / s_s * std::exp(-h)) * x + (a_t * (1 - std::exp(-2.0 * h))) * d0 +
+              s_t * std::sqrt(1.0 - std::exp(-2 * h)) * z;
+        else
+          x = (s_t / s_s) * x - (a_t * (std::exp(-h) - 1.0)) * d0;
+      } else {
+        const double h0 = lambda_of(sig[i]) - lambda_of(sig[i - 1]);
+        const State d1 = (1.0 / (h0 / h)) * (d0 - m[m.size() - 2]);
+        if (sde && c.solver_type == "midpoint")
+          x = (s_t / s_s * std::exp(-h)) * x + (a_t * (1 - std::exp(-2.0 * h))) * d0 +
+              0.5 * (a_t * (1 - std::exp(-2.0 * h))) * d1 + s_t * std::sqrt(1.0 - std::exp(-2 * h)) * z;
+        else if (sde)
+          x = (s_t / s_s * std::exp(-h)) * x + (a_t * (1 - std::exp(-2.0 * h))) * d0 +
+              (a_t * ((1.0 - std::exp(-2.0 * h)) / (-2.0 * h) + 1.0)) * d1 + s_t * std::sqrt(1.0 - std::exp(-2 * h)) * z;
+        else
+          x = (s_t / s_s) * x - (a_t * (std::exp(-h) - 1.0)) * d0 + (a_t * ((std::exp(-h) - 1.0) / h + 1.0)) * d1;
+      }
+      lower_order_nums = std::min(lower_order_nums + 1, c.order);
+    }
+    CHECK(max_rel(got, x) < 1e-8);
+    std::remove(file.c_str());
+  }
+  // Third order has no SDE form in diffusers; heun at order 3 mixes forms.
+  const auto key_of = [](const json& sc) -> std::string {
+    try {
+      expand_scheduler_config(base_config(sc, 10), "");
+    } catch (const ConfigError& e) {
+      return e.path();
+    }
+    return "";
+  };
+  CHECK(key_of({{"_class_name", "DPMSolverMultistepScheduler"}, {"algorithm_type", "sde-dpmsolver++"},
+                {"solver_order", 3}}) == "scheduler_config.solver_order");
+  CHECK(key_of({{"_class_name", "DPMSolverMultistepScheduler"}, {"solver_type", "heun"}, {"solver_order", 3}}) ==
+        "scheduler_config.solver_type");
+  CHECK(key_of({{"_class_name", "DPMSolverMultistepScheduler"}, {"algorithm_type", "sde-dpmsolver"}}) ==
+        "scheduler_config.algorithm_type");
+}

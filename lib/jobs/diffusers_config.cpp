@@ -376,14 +376,21 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     r.require("variance_type", nullptr, "learned variances need a network output diffsde does not read");
     const long order = r.integer("solver_order", 2);
     if (order < 1 || order > 3) r.fail("solver_order", "must be 1, 2 or 3");
-    const std::string algorithm = r.choice("algorithm_type", "dpmsolver++", {"dpmsolver++", "dpmsolver"},
-                                           "the SDE variants are not translated yet; known here: dpmsolver++, "
-                                           "dpmsolver");
+    const std::string algorithm = r.choice("algorithm_type", "dpmsolver++", {"dpmsolver++", "dpmsolver", "sde-dpmsolver++"},
+                                           "sde-dpmsolver (noise prediction) is not translated yet; known here: "
+                                           "dpmsolver++, dpmsolver, sde-dpmsolver++");
     if (algorithm == "dpmsolver" && final_type == "zero")
       r.fail("final_sigmas_type", "diffusers refuses final_sigmas_type zero with algorithm_type dpmsolver; use "
                                   "sigma_min");
-    r.choice("solver_type", "midpoint", {"midpoint"}, "diffsde's dpm_solver takes the midpoint form; heun is not "
-                                                      "offered yet");
+    const std::string solver_type = r.choice("solver_type", "midpoint", {"midpoint", "heun"}, "known: midpoint, heun");
+    const bool sde = algorithm == "sde-dpmsolver++";
+    if (sde && order == 3)
+      r.fail("solver_order", "diffusers' third-order update has no sde-dpmsolver++ form; use 1 or 2");
+    if (solver_type == "heun" && algorithm == "dpmsolver")
+      r.fail("solver_type", "heun with algorithm_type dpmsolver is not translated yet; use midpoint, or dpmsolver++");
+    if (solver_type == "heun" && order == 3)
+      r.fail("solver_type", "heun at solver_order 3 (diffusers' second-order warm-up steps in the heun form, its "
+                            "third-order steps without it) is not translated yet; use midpoint, or solver_order 2");
     // Each step's order as diffusers' step() chooses it: the history's warm-up; first order
     // at the last step when it ends at sigma 0, with euler_at_final, or with
     // lower_order_final below 15 steps; at most second order at the step before it below
@@ -405,10 +412,18 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
       history = std::min(history + 1, order);
     }
     if (rule != "timesteps" && final_type == "sigma_min" && orders.size() > 1) orders.erase(orders.size() - 1);
-    out.solver = {{"name", "dpm_solver"}, {"order", order}, {"method", "multistep"}, {"algorithm", algorithm},
-                  {"orders", orders}};
-    // diffusers' third-order multistep weights D2 as DPM-Solver's reference code does.
-    if (order == 3) out.solver["coefficients"] = "published";
+    if (sde || solver_type == "heun") {
+      // SDE-DPM-Solver++(2M) (eta 1) and DPM-Solver++(2M) in the heun form (eta 0) are
+      // dpmpp_2m_sde: the same first- and second-order updates; its noise is one draw per
+      // step, none on a final step to sigma 0 (where diffusers' noise is multiplied by 0).
+      out.solver = {{"name", "dpmpp_2m_sde"}, {"eta", sde ? 1.0 : 0.0}, {"solver_type", solver_type},
+                    {"orders", orders}};
+    } else {
+      out.solver = {{"name", "dpm_solver"}, {"order", order}, {"method", "multistep"}, {"algorithm", algorithm},
+                    {"orders", orders}};
+      // diffusers' third-order multistep weights D2 as DPM-Solver's reference code does.
+      if (order == 3) out.solver["coefficients"] = "published";
+    }
     thresholding();
     if (!out.thresholding.is_null() && algorithm == "dpmsolver")
       r.fail("thresholding", "with algorithm_type dpmsolver diffusers thresholds and converts back to eps, which "

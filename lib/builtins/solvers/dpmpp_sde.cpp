@@ -1,5 +1,7 @@
 // Registry entries of the stochastic DPM-Solver++ family: dpmpp_2m_sde, dpmpp_3m_sde,
 // dpmpp_2s_ancestral and dpmpp_sde.
+#include <algorithm>
+#include <cmath>
 #include <memory>
 
 #include "diffsde/solvers/dpmpp_sde.hpp"
@@ -23,11 +25,24 @@ void register_dpmpp_sde(Registry<Solver>& registry) {
                   "noise: the step solves dx = [f x - (1+eta)/2 g^2 score] dt + sqrt(eta) g dW; "
                   "0 = PF-ODE (DPM-Solver++(2M)), 1 = reverse SDE"},
                  {"solver_type", ParamType::string, "midpoint",
-                  "second-order correction: midpoint or heun", {"midpoint", "heun"}}},
+                  "second-order correction: midpoint or heun", {"midpoint", "heun"}},
+                 {"orders", ParamType::numbers, json(nullptr),
+                  "the order of each step, one per grid step, each 1 or 2 and at most its step number + 1 "
+                  "(diffusers' lowering of the last step); unset: second order from the second step on"}},
                 [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
                   Dpmpp2mSdeSolver::Options o;
                   o.eta = p.number("eta");
                   o.solver_type = dpmpp_solver_type_from_string(p.string("solver_type"));
+                  if (p.has("orders")) {
+                    const auto v = p.numbers("orders");
+                    if (v.empty()) p.fail("orders", "must not be empty");
+                    for (std::size_t i = 0; i < v.size(); ++i) {
+                      if (v[i] != std::floor(v[i]))
+                        throw ConfigError(join_path(p.path_of("orders"), i),
+                                          "expected an integer order, got " + format_double(v[i]));
+                      o.orders.push_back(static_cast<int>(std::max(-1.0, std::min(v[i], 99.0))));
+                    }
+                  }
                   return std::make_unique<Dpmpp2mSdeSolver>(checked(p, o));
                 },
                 {json{{"eta", 0.0}, {"solver_type", "midpoint"}}, json{{"eta", 0.0}, {"solver_type", "heun"}},

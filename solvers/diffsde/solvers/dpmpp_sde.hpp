@@ -85,6 +85,8 @@ class DpmppSolver : public Solver {
   void normalised_increment(SolverContext& context, double t0, double t1);
 
   State eps_, x0_, z_;
+  // The current step's index and the grid's number of steps (set by step() and init()).
+  std::size_t step_index_ = 0, steps_ = 0;
 
  private:
   std::string name_;
@@ -101,6 +103,8 @@ class DpmppMultistepSolver : public DpmppSolver {
   // midpoint: the second-order correction of k-diffusion's solver_type "midpoint" instead of
   // the exact weight of a linear x0 ("heun").
   DpmppMultistepSolver(std::string name, double eta, int max_order, bool midpoint);
+  // Each step's order, one per grid step (empty: the history's warm-up alone).
+  std::vector<int> orders_;
 
  private:
   void allocate(Eigen::Index rows, Eigen::Index cols) override;
@@ -121,7 +125,11 @@ class Dpmpp2mSdeSolver final : public DpmppMultistepSolver {
   struct Options {
     double eta = 1;
     SolverType solver_type = SolverType::midpoint;
-    // eta as DpmppOptions.
+    // The order of each step, one per grid step, each 1 or 2 and at most its step number + 1
+    // (diffusers' DPMSolverMultistepScheduler with sde-dpmsolver++ lowers its last step this
+    // way); empty: second order from the second step on.
+    std::vector<int> orders;
+    // eta as DpmppOptions; orders as above.
     bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
   // Throws Error unless options.is_valid().
