@@ -1,6 +1,7 @@
 #include "diffsde/solvers/ddim.hpp"
 
 #include <cmath>
+#include <string>
 
 #include "diffsde/error.hpp"
 #include "diffsde/solvers/options.hpp"
@@ -51,6 +52,8 @@ double ddpm_beta_noise(const ScheduleAt& s, const ScheduleAt& t) {
 
 bool DdimSolver::Options::is_valid(std::string* error, std::string* option) const {
   if (!(eta >= 0)) return invalid_option(error, option, "eta", "must be >= 0");
+  if (final_noise && noise != Noise::ddpm_beta)
+    return invalid_option(error, option, "final_noise", "applies to the beta variance (the posterior's is 0 there)");
   if (clip_x0 && !(clip_x0->first < clip_x0->second))
     return invalid_option(error, option, "clip_x0", "needs lo < hi");
   return true;
@@ -71,8 +74,9 @@ SolverTraits DdimSolver::traits() const {
   t.needs_positive_sigma_at_step_start = true;  // x0 from eps at the start
   if (t.stochastic)
     t.noise_use =
-        "one standard-normal draw of shape batch x dim per step whose noise scale is > 0 "
-        "(draw k at the k-th such step); the final step to t = 0 draws none";
+        std::string("one standard-normal draw of shape batch x dim per step whose noise scale is > 0 ") +
+        (options_.final_noise ? std::string("(draw k at the k-th such step), the final step to t = 0 included")
+                              : std::string("(draw k at the k-th such step); the final step to t = 0 draws none"));
   return t;
 }
 
@@ -87,7 +91,10 @@ void DdimSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doub
   const ScheduleAt t = context.schedule().at(t1);
   const double eta = options_.noise == Noise::ddpm_beta ? 1.0 : options_.eta;
   const DdimCoefficients c = ddim_coefficients(s, t, eta);
-  const double noise = options_.noise == Noise::ddpm_beta ? ddpm_beta_noise(s, t) : c.noise;
+  double noise = c.noise;
+  if (options_.noise == Noise::ddpm_beta)
+    noise = t.sigma == 0 && options_.final_noise ? std::sqrt(-std::expm1(s.log_alpha_bar - t.log_alpha_bar))
+                                                 : ddpm_beta_noise(s, t);
 
   context.eps(x, t0, eps_);
   if (options_.clip_x0) {

@@ -167,11 +167,11 @@ check "scheduler_config run: $(cat "$work/diffusers_run.out")" $?
 "$bin" sample "$work/diffusers.json" --print-config > "$work/native.json" 2> /dev/null
 "$bin" sample "$work/native.json" --out "$work/native.npy" > /dev/null 2>&1
 cmp -s "$work/diffusers.npy" "$work/native.npy"; check "the printed native config gives the same samples" $?
-printf '%s' '{"_class_name": "DPMSolverMultistepScheduler", "solver_type": "heun"}' > "$work/sched/heun.json"
+printf '%s' '{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver"}' > "$work/sched/heun.json"
 printf '%s' '{"scheduler_config": "sched/heun.json", "steps": 12, "model": {"name": "gmm"}}' > "$work/heun.json"
 "$bin" sample "$work/heun.json" --out "$work/heun.npy" > /dev/null 2> "$work/heun.err"
 [ $? -eq 2 ]; check "unhonoured scheduler key exits 2" $?
-grep -qF "scheduler_config.solver_type" "$work/heun.err"; check "the error names the key: $(cat "$work/heun.err")" $?
+grep -qF "scheduler_config.algorithm_type" "$work/heun.err"; check "the error names the key: $(cat "$work/heun.err")" $?
 grep -qF "heun.json" "$work/heun.err"; check "the error names the file: $(cat "$work/heun.err")" $?
 
 echo "$passes passed, $failures failed"

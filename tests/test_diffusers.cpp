@@ -368,8 +368,8 @@ TEST_CASE("scheduler configs: what cannot be honoured is an error at the key", "
   CHECK(path({{"_class_name", "PNDMSchedulerX"}}) == "scheduler_config._class_name");
   CHECK(path({{"_class_name", "DDIMScheduler"}, {"no_such_key", 1}}) == "scheduler_config.no_such_key");
   CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"solver_order", 4}}) == "scheduler_config.solver_order");
-  CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"solver_type", "heun"}}) ==
-        "scheduler_config.solver_type");
+  CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"algorithm_type", "sde-dpmsolver"}}) ==
+        "scheduler_config.algorithm_type");
   CHECK(path({{"_class_name", "DPMSolverMultistepScheduler"}, {"variance_type", "learned_range"}}) ==
         "scheduler_config.variance_type");
   // diffusers' bh1 step to sigma 0 multiplies B(h) = -inf by a zero correction: not finite.
@@ -555,6 +555,7 @@ TEST_CASE("A sweep's problem takes a scheduler config: its schedule, the sweep's
   CHECK(sweep.cells.size() == 4);
   // Errors name the key inside the problem.
   json bad = sweep_json;
-  bad["problem"]["scheduler_config"]["solver_type"] = "heun";
-  CHECK(diffsde::test::config_error_path([&] { parse_sweep(bad, ""); }) == "sweep.problem.scheduler_config.solver_type");
+  bad["problem"]["scheduler_config"]["algorithm_type"] = "sde-dpmsolver";
+  CHECK(diffsde::test::config_error_path([&] { parse_sweep(bad, ""); }) ==
+        "sweep.problem.scheduler_config.algorithm_type");
 }

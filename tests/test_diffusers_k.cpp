@@ -548,3 +548,113 @@ TEST_CASE("DPMSolverMultistepScheduler with sde-dpmsolver++ or solver_type heun 
   CHECK(key_of({{"_class_name", "DPMSolverMultistepScheduler"}, {"algorithm_type", "sde-dpmsolver"}}) ==
         "scheduler_config.algorithm_type");
 }
+
+namespace {
+
+// Standard normals in the layout of a replay file (draws, batch, dim), written to `file`.
+NpyArray write_draws(const std::string& file, std::size_t count, long batch, long dim, unsigned long seed) {
+  NpyArray draws;
+  draws.shape = {count, static_cast<std::size_t>(batch), static_cast<std::size_t>(dim)};
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  for (std::size_t k = 0; k < count * static_cast<std::size_t>(batch * dim); ++k) draws.data.push_back(normal(rng));
+  write_npy(file, draws);
+  return draws;
+}
+
+State draw(const NpyArray& draws, std::size_t k, long batch, long dim) {
+  State z(batch, dim);
+  for (long b = 0; b < batch; ++b)
+    for (long d = 0; d < dim; ++d)
+      z(b, d) = draws.data[(k * static_cast<std::size_t>(batch) + static_cast<std::size_t>(b)) *
+                               static_cast<std::size_t>(dim) +
+                           static_cast<std::size_t>(d)];
+  return z;
+}
+
+}  // namespace
+
+TEST_CASE("EulerAncestralDiscreteScheduler configs against the transcription of its step, with the same draws",
+          "[diffusers]") {
+  const long batch = 5, dim = 2;
+  for (const char* spacing : {"linspace", "leading", "trailing"}) {
+    for (const long steps : {1L, 4L, 15L}) {
+      INFO("spacing " << spacing << " steps " << steps);
+      const std::string file = "euler_a_noise.npy";
+      // A draw at every step but the last, whose sigma_up is 0.
+      const NpyArray draws = write_draws(file, static_cast<std::size_t>(std::max(steps - 1, 1L)), batch, dim,
+                                         static_cast<unsigned long>(steps));
+      const json sc = {{"_class_name", "EulerAncestralDiscreteScheduler"}, {"beta_schedule", "scaled_linear"},
+                       {"beta_start", 0.00085}, {"beta_end", 0.012}, {"timestep_spacing", spacing},
+                       {"steps_offset", std::string(spacing) == "leading" ? 1 : 0}};
+      json config = base_config(sc, steps);
+      config["noise"] = file;
+      const State got = run_translated(config);
+      Reference ref = reference(config);
+      std::vector<double> ts, sig;
+      ref_euler_timesteps(ref.tab, steps, spacing, std::string(spacing) == "leading" ? 1 : 0, "timesteps", ts, sig);
+      State x = ve_start(ref.x, sig.front());
+      for (std::size_t i = 0; i < ts.size(); ++i) {
+        const double s = sig[i], s_to = sig[i + 1];
+        const State out = net_ve(ref.net, x, s, ts[i]);
+        const State x0 = x - s * out;
+        const double up = std::sqrt(s_to * s_to * (s * s - s_to * s_to) / (s * s));
+        const double down = std::sqrt(s_to * s_to - up * up);
+        x = x + (x - x0) / s * (down - s);
+        if (i + 1 < ts.size()) x += draw(draws, i, batch, dim) * up;
+      }
+      CHECK(max_rel(got, x) < 1e-8);
+      std::remove(file.c_str());
+    }
+  }
+}
+
+TEST_CASE("DDPMScheduler configs against the transcription of its step, with the same draws", "[diffusers]") {
+  const long batch = 5, dim = 2;
+  struct Case {
+    std::string variance, spacing;
+    long offset, steps;
+  };
+  for (const Case& c : {Case{"fixed_small", "leading", 1, 10}, Case{"fixed_large", "leading", 1, 10},
+                        Case{"fixed_small", "trailing", 0, 8}, Case{"fixed_large", "trailing", 0, 20},
+                        Case{"fixed_small", "leading", 0, 25}, Case{"fixed_large", "leading", 0, 5}}) {
+    INFO(c.variance << " " << c.spacing << " offset " << c.offset << " steps " << c.steps);
+    const std::string file = "ddpm_noise.npy";
+    const NpyArray draws = write_draws(file, static_cast<std::size_t>(c.steps), batch, dim, 11);
+    const json sc = {{"_class_name", "DDPMScheduler"}, {"variance_type", c.variance}, {"timestep_spacing", c.spacing},
+                     {"steps_offset", c.offset}, {"clip_sample", false}};
+    json config = base_config(sc, c.steps);
+    config["noise"] = file;
+    const State got = run_translated(config);
+    Reference ref = reference(config);
+    const long N = static_cast<long>(ref.tab.alphas_cumprod.size()), ratio = N / c.steps;
+    std::vector<long> ts;
+    if (c.spacing == "leading") {
+      for (long k = c.steps - 1; k >= 0; --k) ts.push_back(k * ratio + c.offset);
+    } else {
+      for (double v : arange_float(static_cast<double>(N), 0, -static_cast<double>(N) / static_cast<double>(c.steps)))
+        ts.push_back(static_cast<long>(rnd(v)) - 1);
+    }
+    State x = ref.x;
+    std::size_t drawn = 0;
+    for (const long t : ts) {
+      const long prev = t - ratio;
+      const double a_t = ref.tab.alphas_cumprod[static_cast<std::size_t>(t)];
+      const double a_prev = prev >= 0 ? ref.tab.alphas_cumprod[static_cast<std::size_t>(prev)] : 1.0;
+      const double beta_t = 1 - a_t, beta_prev = 1 - a_prev;
+      const double cur_alpha = a_t / a_prev, cur_beta = 1 - cur_alpha;
+      const State eps = ref.net(x, static_cast<double>(t));
+      const State x0 = (x - std::sqrt(beta_t) * eps) / std::sqrt(a_t);
+      x = (std::sqrt(a_prev) * cur_beta / beta_t) * x0 + (std::sqrt(cur_alpha) * beta_prev / beta_t) * x;
+      if (t > 0) {
+        double variance = (1 - a_prev) / (1 - a_t) * cur_beta;
+        variance = std::max(variance, 1e-20);
+        if (c.variance == "fixed_large") variance = cur_beta;
+        // diffsde draws only where the noise is not zero (fixed_small's last step has none).
+        if (variance > 1e-20) x += std::sqrt(variance) * draw(draws, drawn++, batch, dim);
+      }
+    }
+    CHECK(max_rel(got, x) < 1e-8);
+    std::remove(file.c_str());
+  }
+}

@@ -347,6 +347,19 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
       const std::string variance = r.choice("variance_type", "fixed_small", {"fixed_small", "fixed_large"},
                                             "learned variances need a network output diffsde does not read");
       solver = {{"name", "ddpm"}, {"variance", variance == "fixed_small" ? "posterior" : "beta"}};
+      // DDPMScheduler adds noise at every timestep above 0, its last step's included; the
+      // grid is checked below, so a failure here is left to that check.
+      if (variance == "fixed_large") {
+        try {
+          const std::shared_ptr<const Schedule> schedule = schedule_registry().create(sch, "schedule");
+          const auto g = grid_registry().create(grid, "grid", BuildContext{schedule, ""});
+          if (const auto* d = dynamic_cast<const DiffusersGrid*>(g.get())) {
+            const auto tab = d->table(*schedule);
+            if (!tab.timesteps.empty() && tab.timesteps.back() > 0) solver["final_noise"] = true;
+          }
+        } catch (const Error&) {
+        }
+      }
     }
     if (r.boolean("clip_sample", true)) {
       const double range = r.number("clip_sample_range", 1.0);

@@ -54,12 +54,16 @@ void register_ddim(Registry<Solver>& registry) {
                 {{"variance", ParamType::string, "posterior",
                   "noise variance: posterior (beta_tilde) or beta (1 - alpha_bar_s/alpha_bar_t)",
                   {"posterior", "beta"}},
-                 kClip, kClipped},
+                 kClip, kClipped,
+                 {"final_noise", ParamType::boolean, false,
+                  "beta variance: the final step to t = 0 adds its noise too (diffusers' DDPMScheduler with "
+                  "fixed_large when its last timestep is above 0); DDPM's Algorithm 2 adds none there"}},
                 [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
                   DdimSolver::Options o;
                   o.name = "ddpm";
                   o.eta = 1;
                   o.noise = p.string("variance") == "beta" ? DdimSolver::Noise::ddpm_beta : DdimSolver::Noise::eta;
+                  o.final_noise = p.boolean("final_noise");
                   return make(p, o);
                 },
                 {{{"variance", "posterior"}}, {{"variance", "beta"}}}});

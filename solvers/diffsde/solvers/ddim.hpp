@@ -63,6 +63,10 @@ class DdimSolver final : public Solver {
     // With clip_x0: the step uses the eps consistent with the clipped x0 (diffusers'
     // use_clipped_model_output = True), or the model's own eps (False, diffusers' default).
     bool clipped_model_output = true;
+    // With Noise::ddpm_beta: the final step to t = 0 adds its noise too, sqrt(1 - alpha_bar_s)
+    // (diffusers' DDPMScheduler with fixed_large variance does when its last timestep is
+    // above 0); DDPM's Algorithm 2 adds none there (false).
+    bool final_noise = false;
     // eta >= 0 and lo < hi (options.hpp: the message in *error, the option in *option).
     bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
