@@ -88,6 +88,20 @@ UniPcSolver::Prediction unipc_prediction_from_string(const std::string& s) {
 bool UniPcSolver::Options::is_valid(std::string* error, std::string* option) const {
   if (order < 1 || order > kMaxOrder)
     return invalid_option(error, option, "order", "must be 1, 2 or 3, got " + std::to_string(order));
+  for (std::size_t i = 0; i < orders.size(); ++i) {
+    if (orders[i] < 1 || orders[i] > order)
+      return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
+                                                         ": each must lie in [1, order = " + std::to_string(order) + "]");
+    if (static_cast<std::size_t>(orders[i]) > i + 1)
+      return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
+                                                         ", but step " + std::to_string(i) + " has only " +
+                                                         std::to_string(i + 1) + " model output(s) to use");
+  }
+  for (std::size_t i = 0; i < disable_corrector.size(); ++i)
+    if (disable_corrector[i] < 0)
+      return invalid_option(error, option, "disable_corrector",
+                            "entry " + std::to_string(i) + " is " + std::to_string(disable_corrector[i]) +
+                                ": step indices are >= 0");
   return true;
 }
 
@@ -110,6 +124,9 @@ void UniPcSolver::init(SolverContext& /*context*/, const State& x, const std::ve
   base_.resize(x.rows(), x.cols());
   count_ = 0;
   steps_ = times.empty() ? 0 : times.size() - 1;
+  if (!options_.orders.empty() && options_.orders.size() != steps_)
+    throw Error("unipc: orders has " + std::to_string(options_.orders.size()) + " entries but the grid has " +
+                std::to_string(steps_) + " steps");
 }
 
 void UniPcSolver::to_model_output(const ScheduleAt& at, const State& x, State& m) const {
@@ -127,8 +144,15 @@ void UniPcSolver::step(SolverContext& context, std::size_t i, double t0, double 
     count_ = 1;
   }
   int p = std::min(options_.order, count_);
-  if (options_.lower_order_final && i < steps_) p = std::min(p, static_cast<int>(steps_ - i));
+  if (!options_.orders.empty()) {
+    if (i < options_.orders.size()) p = std::min(p, options_.orders[i]);
+  } else if (options_.lower_order_final && i < steps_) {
+    p = std::min(p, static_cast<int>(steps_ - i));
+  }
   const bool last = i + 1 >= steps_;
+  const auto& off = options_.disable_corrector;
+  const bool correct = std::find(off.begin(), off.end(), static_cast<int>(i)) == off.end() &&
+                       (!last || options_.final_corrector);
 
   if (t.sigma == 0) {
     // The final step to t = 0 (lambda = +inf) is first order (DDIM): x_t = x0.
@@ -160,17 +184,19 @@ void UniPcSolver::step(SolverContext& context, std::size_t i, double t0, double 
     const double w = scale * a.predictor[k - 1] / r[k];
     x -= w * (m_[k] - m_[0]);
   }
-  if (last) return;
+  if (last && !correct) return;
 
   // Corrector, with the model at the predicted point: that value is the next step's m_s.
   const auto spare = static_cast<std::size_t>(options_.order);
   State& m_t = m_[spare];
   context.eps(x, t1, m_t);
   to_model_output(t, x, m_t);
-  x = base_ - (scale * a.corrector[p - 1]) * (m_t - m_[0]);
-  for (int k = 1; k < p; ++k) {
-    const double w = scale * a.corrector[k - 1] / r[k];
-    x -= w * (m_[k] - m_[0]);
+  if (correct) {
+    x = base_ - (scale * a.corrector[p - 1]) * (m_t - m_[0]);
+    for (int k = 1; k < p; ++k) {
+      const double w = scale * a.corrector[k - 1] / r[k];
+      x -= w * (m_[k] - m_[0]);
+    }
   }
   lambda_[spare] = t.lambda;
   const auto n = static_cast<std::ptrdiff_t>(spare);

@@ -195,15 +195,24 @@ TEST_CASE("UniPCMultistepScheduler configs against the transcription of its step
     std::string variant;
     bool karras, lower_order_final;
     std::string final_type;
+    std::vector<long> disable_corrector;
   };
-  for (const Case& c : {Case{10, 2, "bh2", false, true, "zero"}, Case{12, 3, "bh1", false, true, "sigma_min"},
-                        Case{9, 3, "bh2", false, false, "sigma_min"}, Case{7, 1, "bh2", true, true, "zero"},
-                        Case{20, 2, "bh1", false, false, "sigma_min"}, Case{16, 3, "bh2", false, true, "sigma_min"}}) {
+  for (const Case& c : {Case{10, 2, "bh2", false, true, "zero", {}}, Case{12, 3, "bh1", false, true, "sigma_min", {}},
+                        Case{9, 3, "bh2", false, false, "sigma_min", {}}, Case{7, 1, "bh2", true, true, "zero", {}},
+                        Case{20, 2, "bh1", false, false, "sigma_min", {}},
+                        Case{16, 3, "bh2", false, true, "sigma_min", {}},
+                        // Karras sigmas ending at sigma_min: diffusers' zero-length last step and its corrector.
+                        Case{10, 2, "bh2", true, true, "sigma_min", {}}, Case{8, 3, "bh1", true, true, "sigma_min", {}},
+                        Case{18, 3, "bh2", true, true, "sigma_min", {}}, Case{5, 1, "bh2", true, true, "sigma_min", {}},
+                        // Steps whose result is left uncorrected.
+                        Case{10, 2, "bh2", false, true, "zero", {0, 3}}, Case{9, 3, "bh1", true, true, "sigma_min", {7}},
+                        Case{12, 3, "bh2", false, true, "sigma_min", {1, 2, 10}}}) {
     INFO("steps " << c.steps << " order " << c.order << " " << c.variant << " karras " << c.karras << " lof "
-                  << c.lower_order_final);
-    const json sc = {{"_class_name", "UniPCMultistepScheduler"}, {"solver_order", c.order}, {"solver_type", c.variant},
-                     {"use_karras_sigmas", c.karras}, {"lower_order_final", c.lower_order_final},
-                     {"final_sigmas_type", c.final_type}};
+                  << c.lower_order_final << " final " << c.final_type << " disabled " << c.disable_corrector.size());
+    json sc = {{"_class_name", "UniPCMultistepScheduler"}, {"solver_order", c.order}, {"solver_type", c.variant},
+               {"use_karras_sigmas", c.karras}, {"lower_order_final", c.lower_order_final},
+               {"final_sigmas_type", c.final_type}};
+    if (!c.disable_corrector.empty()) sc["disable_corrector"] = c.disable_corrector;
     const json config = base_config(sc, c.steps);
     const State got = run_translated(config);
     const json native = expand_scheduler_config(config, "");
@@ -211,6 +220,9 @@ TEST_CASE("UniPCMultistepScheduler configs against the transcription of its step
     const RefTable tab = ref_table(dynamic_cast<const VpDiscreteSchedule&>(*net.schedule).betas());
     std::vector<double> ts, sig;
     ref_dpm_timesteps(tab, c.steps, "linspace", 0, c.karras ? "karras" : "timesteps", c.final_type, ts, sig);
+    // Karras sigmas end at the table's sigma_min, which sigma_last repeats: equal in
+    // diffusers' float32 (a last step of length zero), in float64 only to the last bits.
+    if (c.karras && c.final_type == "sigma_min") sig.back() = sig[sig.size() - 2];
     State x = build_sample_job(parse_sample_config(native)).x;
     const auto alpha_of = [](double s) { return 1 / std::sqrt(s * s + 1); };
     const auto lam = [&](double s) { return std::log(alpha_of(s)) - std::log(s * alpha_of(s)); };
@@ -293,7 +305,9 @@ TEST_CASE("UniPCMultistepScheduler configs against the transcription of its step
       const double s0 = sig[i];
       const double a0 = alpha_of(s0);
       const State x0 = (x - s0 * a0 * net(x, ts[i])) / a0;
-      if (i > 0) x = uni_c(x0, last_sample, i, this_order);
+      const bool use_corrector = i > 0 && std::find(c.disable_corrector.begin(), c.disable_corrector.end(), i - 1) ==
+                                              c.disable_corrector.end();
+      if (use_corrector) x = uni_c(x0, last_sample, i, this_order);
       outputs.push_back(x0);
       long order = c.lower_order_final ? std::min(c.order, n - i) : c.order;
       this_order = std::min(order, lower_order_nums + 1);
@@ -376,8 +390,12 @@ TEST_CASE("scheduler configs: what cannot be honoured is an error at the key", "
   CHECK(path({{"_class_name", "UniPCMultistepScheduler"}, {"solver_type", "bh1"}}) == "scheduler_config.solver_type");
   CHECK(path({{"_class_name", "UniPCMultistepScheduler"}, {"lower_order_final", false}}) ==
         "scheduler_config.lower_order_final");
-  CHECK(path({{"_class_name", "UniPCMultistepScheduler"}, {"use_karras_sigmas", true}, {"final_sigmas_type", "sigma_min"}}) ==
-        "scheduler_config.final_sigmas_type");
+  CHECK(path({{"_class_name", "UniPCMultistepScheduler"}, {"use_karras_sigmas", true}, {"final_sigmas_type", "sigma_min"},
+              {"lower_order_final", false}}) == "scheduler_config.lower_order_final");
+  CHECK(path({{"_class_name", "UniPCMultistepScheduler"}, {"disable_corrector", {1, -2}}}) ==
+        "scheduler_config.disable_corrector[1]");
+  CHECK(path({{"_class_name", "UniPCMultistepScheduler"}, {"disable_corrector", 3}}) ==
+        "scheduler_config.disable_corrector");
   CHECK(path({{"_class_name", "EulerDiscreteScheduler"}, {"interpolation_type", "log_linear"}}) ==
         "scheduler_config.interpolation_type");
   CHECK(path({{"_class_name", "DDIMScheduler"}, {"prediction_type", "v_prediction"}}) ==

@@ -21,6 +21,7 @@
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/solvers/deis.hpp"
+#include "diffsde/solvers/unipc.hpp"
 #include "support/diffusers_reference.hpp"
 #include "support/diffusers_runs.hpp"
 
@@ -656,5 +657,45 @@ TEST_CASE("DDPMScheduler configs against the transcription of its step, with the
     }
     CHECK(max_rel(got, x) < 1e-8);
     std::remove(file.c_str());
+  }
+}
+
+TEST_CASE("unipc: orders, final_corrector and disable_corrector", "[diffusers]") {
+  UniPcSolver::Options o;
+  std::string error, option;
+  o.orders = {1, 3};
+  CHECK_FALSE(o.is_valid(&error, &option));
+  CHECK(option == "orders");
+  o.orders = {};
+  o.disable_corrector = {2, -1};
+  CHECK_FALSE(o.is_valid(&error, &option));
+  CHECK(option == "disable_corrector");
+
+  json config = {{"schedule", {{"name", "vp_linear"}}}, {"model", {{"name", "gmm"}}}, {"batch", 3}, {"seed", 2},
+                 {"grid", {{"name", "logSNR"}, {"steps", 6}, {"t_end", 1e-3}}},
+                 {"solver", {{"name", "unipc"}, {"order", 2}}}};
+  const auto run = [&](const json& solver) {
+    config["solver"] = solver;
+    SampleJob job = build_sample_job(parse_sample_config(config));
+    const Summary summary = run_sample_job(job);
+    return std::make_pair(job.x, summary.nfe);
+  };
+  const auto plain = run({{"name", "unipc"}, {"order", 2}});
+  const auto final = run({{"name", "unipc"}, {"order", 2}, {"final_corrector", true}});
+  CHECK(final.second == plain.second + 1);  // one more evaluation, at the grid's end
+  CHECK((final.first - plain.first).cwiseAbs().maxCoeff() > 1e-8);
+  // lower_order_final is the orders list it implies, bit for bit.
+  const auto listed = run({{"name", "unipc"}, {"order", 2}, {"orders", {1, 2, 2, 2, 2, 1}}});
+  CHECK((listed.first.array() == plain.first.array()).all());
+  // A disabled corrector leaves its step's prediction: the same evaluations, another sample.
+  const auto disabled = run({{"name", "unipc"}, {"order", 2}, {"disable_corrector", {0, 1, 2, 3, 4}}});
+  CHECK(disabled.second == plain.second);
+  CHECK((disabled.first - plain.first).cwiseAbs().maxCoeff() > 1e-8);
+  config["solver"] = {{"name", "unipc"}, {"orders", {1, 2}}};
+  try {
+    build_sample_job(parse_sample_config(config));
+    FAIL("expected a ConfigError");
+  } catch (const ConfigError& e) {
+    CHECK(e.path() == "solver");
   }
 }

@@ -505,14 +505,22 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     if (rule != "timesteps") grid["sigmas"] = rule;
     const std::string final_type = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"}, "known: zero, sigma_min");
     if (final_type != "zero") grid["final_sigmas_type"] = final_type;
-    if (rule != "timesteps" && final_type == "sigma_min")
-      r.fail("final_sigmas_type", "with " + rule + " sigmas diffusers' UniPC ends with a step of length zero whose "
-                                  "corrector still changes the sample, which diffsde's unipc does not take yet; use "
-                                  "final_sigmas_type zero");
+    // With these sigmas ending at sigma_min, diffusers' last step has length zero: the grid
+    // leaves it out, and its corrector (of the step before) becomes unipc's final_corrector;
+    // the orders diffusers' lower_order_final gives count that step.
+    const bool zero_length_last = rule != "timesteps" && final_type == "sigma_min";
     r.require("use_flow_sigmas", false, "flow-matching sigmas are not supported yet");
     r.require("solver_p", nullptr, "a separate predictor scheduler is not supported");
-    if (r.has("disable_corrector") && !(config.at("disable_corrector").is_array() && config.at("disable_corrector").empty()))
-      r.fail("disable_corrector", "switching the corrector off at given steps is not supported yet");
+    json disabled = json::array();
+    if (r.has("disable_corrector")) {
+      const json& d = kept.at("disable_corrector");
+      if (!d.is_array()) r.fail("disable_corrector", "expected a list of step indices");
+      for (std::size_t k = 0; k < d.size(); ++k) {
+        if (!d[k].is_number_integer() || d[k].get<long>() < 0)
+          throw ConfigError(join_path(r.at("disable_corrector"), k), "expected a step index >= 0");
+        disabled.push_back(d[k].get<long>());
+      }
+    }
     const long order = r.integer("solver_order", 2);
     if (order < 1 || order > 3) r.fail("solver_order", "must be 1, 2 or 3");
     const std::string variant = r.choice("solver_type", "bh2", {"bh1", "bh2"}, "known: bh1, bh2");
@@ -524,9 +532,23 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
       r.fail("lower_order_final", "false with final_sigmas_type zero makes diffusers' UniPC take a higher-order step "
                                   "to sigma 0, where lambda is infinite and its result is not finite; keep "
                                   "lower_order_final, or end at sigma_min");
+    const bool lower_order_final = r.boolean("lower_order_final", true);
+    if (zero_length_last && !lower_order_final && order > 1)
+      r.fail("lower_order_final", "false with " + rule + " sigmas ending at sigma_min makes diffusers' UniPC take a "
+                                  "higher-order step of length zero at the end, whose coefficients are 0/0 and whose "
+                                  "result is not finite; keep lower_order_final, or end at sigma 0");
     out.solver = {{"name", "unipc"}, {"order", order}, {"variant", variant},
-                  {"prediction", predict_x0 ? "data" : "noise"},
-                  {"lower_order_final", r.boolean("lower_order_final", true)}};
+                  {"prediction", predict_x0 ? "data" : "noise"}};
+    if (zero_length_last) {
+      out.solver["final_corrector"] = true;
+      if (lower_order_final) {
+        json orders = json::array();
+        for (long i = 0; i + 1 < steps; ++i) orders.push_back(std::min({order, steps - i, i + 1}));
+        out.solver["orders"] = orders;
+      }
+    }
+    if (!out.solver.contains("orders")) out.solver["lower_order_final"] = lower_order_final;
+    if (!disabled.empty()) out.solver["disable_corrector"] = disabled;
     thresholding();
     if (!out.thresholding.is_null() && !predict_x0)
       r.fail("thresholding", "diffusers' UniPC thresholds only with predict_x0");

@@ -1,4 +1,6 @@
 // Registry entry "unipc": the UniPC predictor-corrector (B(h) form).
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -26,13 +28,36 @@ void register_unipc(Registry<Solver>& registry) {
          {"data", "noise"}},
         {"lower_order_final", ParamType::boolean, true,
          "step i of N uses order min(order, N - i), stabilizing few-step runs; the last step is "
-         "then first order, so the global order is 2"}},
+         "then first order, so the global order is 2"},
+        {"orders", ParamType::numbers, nlohmann::json(nullptr),
+         "the predictor order of each step, one per grid step, each in [1, order] and at most its step number "
+         "+ 1; replaces lower_order_final"},
+        {"final_corrector", ParamType::boolean, false,
+         "one more evaluation at the grid's end and the corrector on the last step (diffusers' zero-length "
+         "last step at sigma_min); no effect on a last step to sigma 0"},
+        {"disable_corrector", ParamType::numbers, nlohmann::json(nullptr),
+         "indices of the steps whose result the corrector leaves as predicted (diffusers' disable_corrector)"}},
        [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
          UniPcSolver::Options o;
          o.order = int_param(p, "order");
          o.variant = unipc_variant_from_string(p.string("variant"));
          o.prediction = unipc_prediction_from_string(p.string("prediction"));
          o.lower_order_final = p.boolean("lower_order_final");
+         o.final_corrector = p.boolean("final_corrector");
+         const auto integers = [&](const char* key, std::vector<int>& out) {
+           if (!p.has(key)) return;
+           const auto v = p.numbers(key);
+           for (std::size_t i = 0; i < v.size(); ++i) {
+             if (v[i] != std::floor(v[i]))
+               throw ConfigError(join_path(p.path_of(key), i), "expected an integer, got " + format_double(v[i]));
+             out.push_back(static_cast<int>(std::max(-1.0, std::min(v[i], 1e9))));
+           }
+         };
+         integers("orders", o.orders);
+         if (p.has("orders") && o.orders.empty()) p.fail("orders", "must not be empty");
+         if (p.has("orders") && p.given("lower_order_final"))
+           p.fail("lower_order_final", "give either orders or lower_order_final, not both");
+         integers("disable_corrector", o.disable_corrector);
          return std::make_unique<UniPcSolver>(checked(p, o));
        },
        variants});

@@ -57,7 +57,17 @@ class UniPcSolver final : public Solver {
     // Lower the order of the final steps: step i of N uses order min(order, N - i) (as the
     // reference implementation); the last step is then first order, and the global order 2.
     bool lower_order_final = true;
-    // order 1, 2 or 3 (options.hpp: the message in *error, the option in *option).
+    // The predictor order of each step, one per grid step, each in [1, order] and at most
+    // its step number + 1; replaces lower_order_final (empty: not given).
+    std::vector<int> orders;
+    // After the last step's predictor, one more evaluation at the grid's end and the
+    // corrector there, as diffusers' UniPC does on its zero-length last step of Karras-type
+    // sigmas ending at sigma_min (no effect on a last step to sigma = 0).
+    bool final_corrector = false;
+    // Steps whose result the corrector leaves as predicted (diffusers' disable_corrector).
+    std::vector<int> disable_corrector;
+    // order 1, 2 or 3; orders and disable_corrector as above (options.hpp: the message in
+    // *error, the option in *option).
     bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };
 
