@@ -134,7 +134,7 @@ void KDiffusionDpmFast::init(SolverContext& context, const State& x, const std::
       throw Error("dpm_fast: nfe = " + std::to_string(nfe) + " takes floor(nfe / 3) + 1 = " +
                   std::to_string(orders_.size()) + " steps, but the grid has " + std::to_string(k) +
                   " steps ending at sigma > 0; give a grid of " + std::to_string(orders_.size()) +
-                  " steps (the logsnr grid gives k-diffusion's) or leave nfe out");
+                  " steps (the logSNR grid gives k-diffusion's) or leave nfe out");
   } else if (options_.nfe > 0) {
     throw Error("dpm_fast: nfe = " + std::to_string(options_.nfe) +
                 " needs grid steps ending at sigma > 0; the grid has none");

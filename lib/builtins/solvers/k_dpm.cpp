@@ -47,7 +47,7 @@ void register_k_dpm(Registry<Solver>& registry) {
   fast.name = "dpm_fast";
   fast.description =
       "k-diffusion's DPM-Solver-fast (sample_dpm_fast): one singlestep DPM-Solver step per grid interval, "
-      "orders 3, ..., 3 then (2, 1), 1 or 2 from the budget nfe; on a logsnr grid, k-diffusion's steps";
+      "orders 3, ..., 3 then (2, 1), 1 or 2 from the budget nfe; on a logSNR grid, k-diffusion's steps";
   fast.params = {
       {"nfe", ParamType::integer, nullptr,
        "k-diffusion's budget n, >= 1: the grid must have floor(nfe/3) + 1 steps ending at sigma > 0 "

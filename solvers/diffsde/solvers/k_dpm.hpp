@@ -12,7 +12,7 @@
 //
 // dpm_fast: DPM-Solver-fast. Each grid interval whose end has sigma > 0 is one
 // DPM-Solver step, with k-diffusion's orders list for the budget nfe (dpm_fast_orders);
-// on a grid uniform in lambda (the `logsnr` grid) the steps are k-diffusion's. The grid must
+// on a grid uniform in lambda (the `logSNR` grid) the steps are k-diffusion's. The grid must
 // have floor(nfe / 3) + 1 such intervals; without an nfe the budget is 3 K - 1 for K such
 // intervals (orders 3, ..., 3, 2).
 //
