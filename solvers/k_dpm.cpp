@@ -206,6 +206,13 @@ SolverTraits KDiffusionDpmAdaptive::traits() const {
 }
 
 void KDiffusionDpmAdaptive::init(SolverContext& context, const State& x, const std::vector<double>& times) {
+  // k-diffusion needs sigma_min > 0; a step to sigma = 0 would be the whole last interval's
+  // x0 prediction (with a one-interval grid, the whole run's), never what an adaptive run means.
+  for (std::size_t i = 0; i < times.size(); ++i)
+    if (!(context.schedule().sigma(times[i]) > 0) || !std::isfinite(times[i]))
+      throw Error("dpm_adaptive: grid time t[" + std::to_string(i) + "] = " + format_double(times[i]) +
+                  " has sigma = 0, where lambda is infinite and no step size in lambda reaches it (k-diffusion "
+                  "needs sigma_min > 0); end at a small t such as 1e-3");
   single_.resize(x.rows(), x.cols());
   for (State* a : {&eps_, &x_low_, &x_high_, &x_prev_ve_}) a->resize(x.rows(), x.cols());
   if (options_.eta > 0) z_.resize(x.rows(), x.cols());
@@ -220,13 +227,6 @@ void KDiffusionDpmAdaptive::step(SolverContext& context, std::size_t /*i*/, doub
   const Schedule& schedule = context.schedule();
   ScheduleAt s = schedule.at(t0);
   const ScheduleAt end = schedule.at(t1);
-  if (!(end.sigma > 0)) {
-    // Denoise to zero: the x0 prediction at t0, one accepted step.
-    context.eps(x, t0, eps_);
-    single_.step(context, 1, s, end, x, eps_, x);
-    context.count_accepted();
-    return;
-  }
   const int order = options_.order;
   const double numel = static_cast<double>(x.size());
   bool have_eps = false;  // eps(x, s), reused by the attempts after a rejection
