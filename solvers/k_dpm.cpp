@@ -113,8 +113,8 @@ SolverTraits KDiffusionDpmFast::traits() const {
   t.order = t.stochastic ? 1 : (options_.nfe == 0 || options_.nfe % 3 == 2) ? 3 : 2;
   t.evals_per_step = 3;
   if (t.stochastic) t.noise_use = kNoiseUse;
-  // k-diffusion's loop runs from sigma_max down to sigma_min.
-  t.needs_decreasing_grid = true;
+  // k-diffusion runs either way without noise (an inversion when sigma grows), only down with.
+  t.needs_decreasing_grid = t.stochastic;
   t.needs_positive_sigma_at_step_start = true;
   return t;
 }
@@ -200,7 +200,7 @@ SolverTraits KDiffusionDpmAdaptive::traits() const {
   t.adaptive = true;
   t.batch_coupled = true;  // one step size and one error norm for the whole batch
   if (t.stochastic) t.noise_use = kNoiseUse;
-  t.needs_decreasing_grid = true;
+  t.needs_decreasing_grid = t.stochastic;  // as dpm_fast
   t.needs_positive_sigma_at_step_start = true;
   return t;
 }
@@ -231,13 +231,18 @@ void KDiffusionDpmAdaptive::step(SolverContext& context, std::size_t /*i*/, doub
   const double numel = static_cast<double>(x.size());
   bool have_eps = false;  // eps(x, s), reused by the attempts after a rejection
   long attempts = 0;
-  while (s.lambda < end.lambda - kEndSlack) {
+  // Sampling runs up in lambda; an inversion (eta = 0 only) runs down, with k-diffusion's
+  // negative h: the controller keeps |h| and the sign is applied here.
+  const bool up = end.lambda >= s.lambda;
+  const double sign = up ? 1.0 : -1.0;
+  while (up ? s.lambda < end.lambda - kEndSlack : s.lambda > end.lambda + kEndSlack) {
     if (++attempts > kMaxAttempts)
       throw Error("dpm_adaptive: more than " + std::to_string(kMaxAttempts) + " step attempts between t = " +
                   format_double(t0) + " and t = " + format_double(t1) + " (reached t = " + format_double(s.t) +
                   "); the tolerance may be too tight for this model");
-    const double lambda_t = std::min(end.lambda, s.lambda + pid_.h());
-    if (!(lambda_t - s.lambda > 16 * std::numeric_limits<double>::epsilon() * std::max(1.0, std::fabs(s.lambda))))
+    const double lambda_t =
+        up ? std::min(end.lambda, s.lambda + pid_.h()) : std::max(end.lambda, s.lambda - pid_.h());
+    if (!(sign * (lambda_t - s.lambda) > 16 * std::numeric_limits<double>::epsilon() * std::max(1.0, std::fabs(s.lambda))))
       throw Error("dpm_adaptive: step size underflow at t = " + format_double(s.t) + " (h = " +
                   format_double(pid_.h()) +
                   " in lambda): the error estimate stays too large (non-finite values, or a tolerance below "

@@ -5,6 +5,7 @@
 // Philox stream. Also: the orders lists, convergence against the exact Gaussian PF-ODE flow,
 // denoise-to-zero, and refused parameters.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -174,12 +175,14 @@ struct AdaptiveInfo {
 
 State reference_adaptive(KModel& m, State x, double t_start, double t_end, const AdaptiveSettings& a,
                          NoiseSource* noise, AdaptiveInfo& info) {
+  const bool forward = t_end > t_start;
   double s = t_start;
   State x_prev = x;
-  ReferencePid pid(a.h_init, a.pcoeff, a.icoeff, a.dcoeff, a.eta != 0 ? 1.5 : a.order, a.accept_safety);
-  while (s < t_end - 1e-5) {
+  ReferencePid pid(std::fabs(a.h_init) * (forward ? 1 : -1), a.pcoeff, a.icoeff, a.dcoeff,
+                   a.eta != 0 ? 1.5 : a.order, a.accept_safety);
+  while (forward ? s < t_end - 1e-5 : s > t_end + 1e-5) {
     EpsCache cache;
-    const double t = std::min(t_end, s + pid.h);
+    const double t = forward ? std::min(t_end, s + pid.h) : std::max(t_end, s + pid.h);
     double t_ = t, su = 0;
     if (a.eta != 0) {
       const auto [sd, su0] = ancestral_step(sigma_of(s), sigma_of(t), a.eta);
@@ -394,6 +397,43 @@ TEST_CASE("dpm_adaptive with PID coefficients and eta > 0 reproduces k-diffusion
   }
   WARN("dpm_adaptive PID and eta > 0 parity: worst relative difference " << worst << ", " << rejections
                                                                         << " rejections");
+}
+
+TEST_CASE("Without noise both run backwards (an inversion, from sigma_min up to sigma_max) as k-diffusion") {
+  const Setup s;
+  const double alpha_min = s.schedule->alpha(s.t_min), alpha_max = s.schedule->alpha(s.t_max);
+  const State x_0 = 0.5 * s.x_T;
+  for (int nfe : {6, 10, 14}) {
+    INFO("dpm_fast, nfe " << nfe);
+    KModel km{*s.schedule, s.model};
+    const State ref =
+        alpha_max * reference_fast(km, x_0 / alpha_min, s.lambda_end(), s.lambda_start(), nfe, 0, 1, nullptr);
+    std::vector<double> times = s.lambda_grid(nfe / 3 + 1);
+    std::reverse(times.begin(), times.end());
+    State x = x_0;
+    run({{"name", "dpm_fast"}, {"nfe", nfe}}, s, times, x, nullptr);
+    CHECK(relative(x, ref) < 1e-8);
+  }
+  for (int order : {2, 3}) {
+    AdaptiveSettings a;
+    a.order = order;
+    a.rtol = a.atol = 1e-3;
+    INFO(a.config().dump());
+    KModel km{*s.schedule, s.model};
+    AdaptiveInfo info;
+    const State ref =
+        alpha_max * reference_adaptive(km, x_0 / alpha_min, s.lambda_end(), s.lambda_start(), a, nullptr, info);
+    State x = x_0;
+    const Summary sum = run(a.config(), s, {s.t_min, s.t_max}, x, nullptr);
+    CHECK(relative(x, ref) < 1e-8);
+    CHECK(sum.accepted == info.n_accept);
+    CHECK(sum.rejected == info.n_reject);
+    CHECK(info.n_accept > 1);
+  }
+  // With noise, the grid must decrease (k-diffusion: "eta must be 0 for reverse sampling").
+  CHECK(test::make_solver({{"name", "dpm_fast"}, {"eta", 1}})->traits().needs_decreasing_grid);
+  CHECK(test::make_solver({{"name", "dpm_adaptive"}, {"eta", 1}})->traits().needs_decreasing_grid);
+  CHECK_FALSE(test::make_solver({{"name", "dpm_adaptive"}})->traits().needs_decreasing_grid);
 }
 
 TEST_CASE("dpm_fast converges at its order as nfe grows (exact Gaussian PF-ODE flow)") {

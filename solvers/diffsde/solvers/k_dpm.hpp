@@ -33,6 +33,9 @@
 // dpm_adaptive), and s_noise sqrt(sigma_ve_t^2 - sigma_ve(tk')^2) z is added to x_ve, with z
 // one standard-normal draw from the run's noise source per step where that is > 0.
 //
+// Without noise both also run backwards (sigma growing: an inversion), as k-diffusion allows;
+// with eta > 0 the grid must decrease.
+//
 // dpm_fast on a grid whose last time has sigma = 0 ends with DPM-Solver's "denoise to zero"
 // step: the interval into it returns the x0 prediction at its start (one evaluation).
 // dpm_adaptive refuses grid times with sigma = 0, as k-diffusion refuses sigma_min = 0.
