@@ -25,7 +25,9 @@
 //   error = || (x_low - x_high) / delta ||_2 / sqrt(number of entries of the batch),
 // and the controller decides acceptance and the next h. An interval ends when lambda is
 // within 1e-5 of its end (k-diffusion's loop condition). The controller and x_prev carry
-// over to the next grid interval.
+// over to the next grid interval. eps at the step start is evaluated once per accepted step
+// and reused after a rejection (k-diffusion evaluates it again, with the same result), so
+// NFE = order (accepted + rejected) - rejected.
 //
 // Ancestral noise (eta > 0, both): per step from s to t (sigma_ve), k-diffusion's
 // get_ancestral_step gives sigma_down and sigma_up; the deterministic step goes to
