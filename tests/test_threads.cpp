@@ -185,8 +185,9 @@ TEST_CASE("Any thread count gives the one-thread samples bit for bit, for every 
 }
 
 TEST_CASE("Batch-coupled solvers are the documented ones") {
-  // One step size for the whole batch (pf_ode's adaptive steppers, dpm_solver_adaptive) or
-  // batch-mean norms (pc with score-SDE's batch_norms).
+  // One step size for the whole batch (pf_ode's adaptive steppers, dpm_solver_adaptive,
+  // dpm_adaptive, whose error norm is also over the batch) or batch-mean norms (pc with
+  // score-SDE's batch_norms).
   std::vector<json> configs = test::all_solver_variants();
   for (const char* rule : {"sigma", "sample_norms", "batch_norms"})
     configs.push_back({{"name", "pc"}, {"step_size", rule}});
@@ -195,6 +196,7 @@ TEST_CASE("Batch-coupled solvers are the documented ones") {
     const std::string name = config["name"];
     const bool expected =
         name == "dpm_solver_adaptive" ||
+        name == "dpm_adaptive" ||
         (name == "pf_ode" && is_adaptive(pf_ode_stepper_from_string(config["stepper"]))) ||
         (name == "pc" && config.value("step_size", "sigma") == "batch_norms");
     CHECK(solver_registry().create(config, "solver")->traits().batch_coupled == expected);

@@ -17,6 +17,7 @@ void register_deis(Registry<Solver>& registry);
 void register_ipndm(Registry<Solver>& registry);
 void register_pndm(Registry<Solver>& registry);
 void register_k_diffusion(Registry<Solver>& registry);  // euler, euler_ancestral, heun, dpm2, dpm2_ancestral, lms
+void register_k_dpm(Registry<Solver>& registry);        // dpm_fast, dpm_adaptive
 void register_sde_rk(Registry<Solver>& registry);  // stochastic_heun, sra
 void register_ggf(Registry<Solver>& registry);
 
@@ -34,6 +35,7 @@ void register_solvers(Registry<Solver>& registry) {
   register_ipndm(registry);
   register_pndm(registry);
   register_k_diffusion(registry);
+  register_k_dpm(registry);
   register_sde_rk(registry);
   register_ggf(registry);
 }
