@@ -254,8 +254,9 @@ SolverTraits DpmppSdeSolver::traits() const {
         "two Brownian increments per step, normalised to standard normals: z1 from W(t_mid) - "
         "W(t0) before the second evaluation, z2 from W(t1) - W(t_mid) after it (t_mid = "
         "t(lambda_0 + r h)); the intermediate point gets z1, the end rho z1 + sqrt(1 - rho^2) z2 "
-        "with rho^2 = expm1(-r h)/expm1(-h) (with Philox or replay: draws 2k and 2k+1 at step k); "
-        "none on the final step to t = 0";
+        "with rho^2 = expm1(-r h)/expm1(-h) (with Philox: draws 2k and 2k+1 at step k); replayed "
+        "draws 2k and 2k+1 are the two outputs of k-diffusion's noise sampler at step k, used as "
+        "they are (z1 and the end's noise); none on the final step to t = 0";
   return t;
 }
 
@@ -288,9 +289,16 @@ void DpmppSdeSolver::advance(SolverContext& context, const ScheduleAt& s, const 
   const double fac = 1 / (2 * r);
   x = a2.x * x + (a2.x0 * (1 - fac)) * x0_ + (a2.x0 * fac) * x0_mid_;
   if (stochastic()) {
-    const double rho2 = std::min(1.0, std::expm1(-(m.lambda - s.lambda)) / std::expm1(-h));
-    context.noise().brownian(m.t, t.t, dw_);
-    x += (a2.noise * std::sqrt(rho2)) * z_ + (a2.noise * std::sqrt((1 - rho2) / std::fabs(t.t - m.t))) * dw_;
+    if (context.noise().name() == "replay") {
+      // Replayed draws are the reference sampler's outputs: its second call,
+      // noise_sampler(sigma, sigma_next), is the whole step's normalised increment itself.
+      context.noise().normal(dw_);
+      x += a2.noise * dw_;
+    } else {
+      const double rho2 = std::min(1.0, std::expm1(-(m.lambda - s.lambda)) / std::expm1(-h));
+      context.noise().brownian(m.t, t.t, dw_);
+      x += (a2.noise * std::sqrt(rho2)) * z_ + (a2.noise * std::sqrt((1 - rho2) / std::fabs(t.t - m.t))) * dw_;
+    }
   }
 }
 

@@ -11,6 +11,7 @@
 //  - final step to t = 0, NFE and draw counts, configuration errors.
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -20,6 +21,7 @@
 #include "diffsde/error.hpp"
 #include "diffsde/grid.hpp"
 #include "diffsde/noise.hpp"
+#include "diffsde/npy.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/scores/analytic.hpp"
@@ -661,4 +663,70 @@ TEST_CASE("dpmpp at eta = 0 inverts: a forward run returns to its start") {
     INFO(name);
     CHECK(test::max_abs_diff(x, x0) < 1e-4);
   }
+}
+
+TEST_CASE("dpmpp_sde with replayed draws is k-diffusion's run whose noise sampler returned them") {
+  // Replayed draws are what the reference sampler consumed: at step k, draw 2k is
+  // noise_sampler(sigma, sigma_mid) and draw 2k + 1 is noise_sampler(sigma, sigma_next), used
+  // as they are (a Brownian source's increments are combined instead; see the test above).
+  auto schedule = std::make_shared<VpLinearSchedule>();
+  const GmmModel model = test::test_gmm(schedule);
+  const long n = 6, dim = 2;
+  const State x_T = test::standard_normal_rows(n, dim, 5);
+  const auto times = LogSnrGrid({1.0, 0.0, 10, 1e-3}).times(*schedule);
+  const std::size_t noisy_steps = times.size() - 2;  // all but the final step to t = 0
+  NpyArray draws;
+  draws.shape = {2 * noisy_steps, static_cast<std::size_t>(n), static_cast<std::size_t>(dim)};
+  const State all = test::standard_normal_rows(static_cast<long>(2 * noisy_steps) * n, dim, 9);
+  for (long r = 0; r < all.rows(); ++r)
+    for (long c = 0; c < dim; ++c) draws.data.push_back(all(r, c));
+  const std::string file = "dpmpp_sde_replay.npy";
+  write_npy(file, draws);
+  for (const double eta : {1.0, 0.6}) {
+    for (const double r : {0.5, 0.3}) {
+      INFO("eta " << eta << " r " << r);
+      auto noise = ReplayNoise::from_npy(file);
+      State x = x_T;
+      integrate(*test::make_solver({{"name", "dpmpp_sde"}, {"eta", eta}, {"r", r}}), *schedule, model, times, x,
+                noise.get());
+      CHECK(noise->available() == 2 * noisy_steps);
+
+      // k-diffusion's sample_dpmpp_sde in sigma_ve = sigma/alpha and x_ve = x/alpha.
+      const auto sv = [&](double t) { return schedule->sigma(t) / schedule->alpha(t); };
+      const auto denoise = [&](const State& x_ve, double t) {
+        const double a = schedule->alpha(t), sg = schedule->sigma(t);
+        State eps(x_ve.rows(), x_ve.cols());
+        model.eps(a * x_ve, t, eps);
+        return State((a * x_ve - sg * eps) / a);
+      };
+      const auto ancestral = [&](double from, double to) {
+        const double up = std::min(to, eta * std::sqrt(to * to * (from * from - to * to) / (from * from)));
+        return std::make_pair(std::sqrt(to * to - up * up), up);
+      };
+      const auto draw = [&](std::size_t k) { return State(all.middleRows(static_cast<long>(k) * n, n)); };
+      State y = x_T / schedule->alpha(times.front());
+      std::size_t k = 0;
+      for (std::size_t i = 0; i + 1 < times.size(); ++i) {
+        const double s = sv(times[i]), s_next = sv(times[i + 1]);
+        const State d = denoise(y, times[i]);
+        if (s_next == 0) {
+          y = d;
+          continue;
+        }
+        const double t = -std::log(s), h = -std::log(s_next) - t, mid = t + h * r, fac = 1 / (2 * r);
+        auto [down1, up1] = ancestral(s, std::exp(-mid));
+        State y2 = (down1 / s) * y - (down1 / s - 1) * d;
+        y2 += draw(k++) * up1;
+        const State d2 = denoise(y2, schedule->t_of_lambda(mid));
+        auto [down2, up2] = ancestral(s, s_next);
+        const State dd = (1 - fac) * d + fac * d2;
+        y = (down2 / s) * y - (down2 / s - 1) * dd;
+        y += draw(k++) * up2;
+      }
+      y *= schedule->alpha(times.back());
+      CHECK(k == 2 * noisy_steps);
+      CHECK(test::max_abs_diff(x, y) < 1e-9 * (1 + y.abs().maxCoeff()));
+    }
+  }
+  std::remove(file.c_str());
 }
