@@ -251,12 +251,15 @@ SolverTraits DpmppSdeSolver::traits() const {
   SolverTraits t = base_traits(2, 2);
   if (stochastic())
     t.noise_use =
-        "two Brownian increments per step, normalised to standard normals: z1 from W(t_mid) - "
-        "W(t0) before the second evaluation, z2 from W(t1) - W(t_mid) after it (t_mid = "
-        "t(lambda_0 + r h)); the intermediate point gets z1, the end rho z1 + sqrt(1 - rho^2) z2 "
-        "with rho^2 = expm1(-r h)/expm1(-h) (with Philox: draws 2k and 2k+1 at step k); replayed "
-        "draws 2k and 2k+1 are the two outputs of k-diffusion's noise sampler at step k, used as "
-        "they are (z1 and the end's noise); none on the final step to t = 0";
+        (options_.sampler_draws
+             ? std::string("two standard-normal draws per step, used as k-diffusion's noise sampler's two outputs: "
+                           "draw 2k at the intermediate point, draw 2k + 1 at the end of step k; none on the final "
+                           "step to t = 0")
+             : std::string("two Brownian increments per step, normalised to standard normals: z1 from W(t_mid) - "
+                           "W(t0) before the second evaluation, z2 from W(t1) - W(t_mid) after it (t_mid = "
+                           "t(lambda_0 + r h)); the intermediate point gets z1, the end rho z1 + sqrt(1 - rho^2) z2 "
+                           "with rho^2 = expm1(-r h)/expm1(-h) (with Philox or replay: draws 2k and 2k+1 at step "
+                           "k); none on the final step to t = 0"));
   return t;
 }
 
@@ -273,7 +276,10 @@ void DpmppSdeSolver::advance(SolverContext& context, const ScheduleAt& s, const 
   const AncestralStep a1 = ancestral_step(s, m, eta());
   x0_mid_ = a1.x * x + a1.x0 * x0_;  // x_mid, kept in x0_mid_ until evaluated
   if (stochastic()) {
-    normalised_increment(context, s.t, m.t);
+    if (options_.sampler_draws)
+      context.noise().normal(z_);
+    else
+      normalised_increment(context, s.t, m.t);
     x0_mid_ += a1.noise * z_;
   }
   context.eps(x0_mid_, m.t, eps_);
@@ -289,9 +295,8 @@ void DpmppSdeSolver::advance(SolverContext& context, const ScheduleAt& s, const 
   const double fac = 1 / (2 * r);
   x = a2.x * x + (a2.x0 * (1 - fac)) * x0_ + (a2.x0 * fac) * x0_mid_;
   if (stochastic()) {
-    if (context.noise().name() == "replay") {
-      // Replayed draws are the reference sampler's outputs: its second call,
-      // noise_sampler(sigma, sigma_next), is the whole step's normalised increment itself.
+    if (options_.sampler_draws) {
+      // The sampler's second output, noise_sampler(sigma, sigma_next), is the end's noise.
       context.noise().normal(dw_);
       x += a2.noise * dw_;
     } else {

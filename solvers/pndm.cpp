@@ -3,11 +3,68 @@
 #include <algorithm>
 #include <cmath>
 
+#include "diffsde/error.hpp"
 #include "diffsde/solvers/ddim.hpp"
 
 namespace diffsde {
 
+PndmSolver::PndmSolver() : PndmSolver(Options{}) {}
+
 PndmSolver::PndmSolver(Options options) : options_(options) {}
+
+std::string to_string(PndmSolver::Warmup warmup) {
+  return warmup == PndmSolver::Warmup::prk ? "prk" : "second_order";
+}
+
+PndmSolver::Warmup pndm_warmup_from_string(const std::string& s) {
+  if (s == "second_order") return PndmSolver::Warmup::second_order;
+  if (s == "prk") return PndmSolver::Warmup::prk;
+  throw Error("unknown PNDM warm-up '" + s + "'; known: second_order, prk");
+}
+
+namespace {
+
+// The middle of the step t0 -> t1: on a vp_discrete schedule whose times are both steps of
+// its chain, the timestep n0 - (n0 - n1) / 2 (diffusers' PRK half step); else (t0 + t1)/2.
+double prk_midpoint(const Schedule& schedule, double t0, double t1) {
+  if (const auto* d = dynamic_cast<const VpDiscreteSchedule*>(&schedule)) {
+    const double n = static_cast<double>(d->num_steps());
+    const double k0 = std::round(t0 * n), k1 = std::round(t1 * n);
+    if (std::fabs(k0 - t0 * n) < 1e-9 && std::fabs(k1 - t1 * n) < 1e-9 && k1 >= 1 && k0 >= 1) {
+      const long n0 = static_cast<long>(k0) - 1, n1 = static_cast<long>(k1) - 1;
+      const long half = (n0 - n1) / 2;
+      return d->t_of_step(static_cast<int>(n0 - half));
+    }
+  }
+  return 0.5 * (t0 + t1);
+}
+
+}  // namespace
+
+void PndmSolver::prk_step(SolverContext& context, double t0, double t1, State& x) {
+  const Schedule& sch = context.schedule();
+  const ScheduleAt s = sch.at(t0), t = sch.at(t1);
+  const DdimCoefficients c = ddim_coefficients(s, t, 0.0);
+  if (t.sigma == 0) {  // a step to the data: the DDIM step (there is no eps at its end)
+    x = c.x * x + c.eps * eps_[0];
+    return;
+  }
+  const double tm = prk_midpoint(sch, t0, t1);
+  const DdimCoefficients cm = ddim_coefficients(s, sch.at(tm), 0.0);
+  // e_2 at the transfer with e_1 to the midpoint, e_3 at the transfer with e_2, e_4 at the
+  // end with e_3; the step with (e_1 + 2 e_2 + 2 e_3 + e_4)/6.
+  trial_ = cm.x * x + cm.eps * eps_[0];
+  context.eps(trial_, tm, combined_);
+  State& sum = combined_;  // e_2, then the running weighted sum
+  trial_ = cm.x * x + cm.eps * sum;
+  State& e3 = extra_;
+  context.eps(trial_, tm, e3);
+  sum = eps_[0] / 6.0 + sum / 3.0 + e3 / 3.0;
+  trial_ = c.x * x + c.eps * e3;
+  context.eps(trial_, t1, e3);
+  sum += e3 / 6.0;
+  x = c.x * x + c.eps * sum;
+}
 
 SolverTraits PndmSolver::traits() const {
   SolverTraits t;
@@ -24,6 +81,7 @@ void PndmSolver::init(SolverContext& /*context*/, const State& x, const std::vec
   for (State& e : eps_) e.resize(x.rows(), x.cols());
   combined_.resize(x.rows(), x.cols());
   trial_.resize(x.rows(), x.cols());
+  if (options_.warmup == Warmup::prk) extra_.resize(x.rows(), x.cols());
   count_ = 0;
   has_end_ = false;
 }
@@ -40,6 +98,10 @@ void PndmSolver::step(SolverContext& context, std::size_t i, double t0, double t
   has_end_ = true;
   end_i_ = i;
   end_t_ = t1;
+  if (options_.warmup == Warmup::prk && count_ < 4) {
+    prk_step(context, t0, t1, x);
+    return;
+  }
   switch (count_) {
     case 1:
       // The start: a DDIM step, the eps at its end, and the step again with their mean.

@@ -699,3 +699,92 @@ TEST_CASE("unipc: orders, final_corrector and disable_corrector", "[diffusers]")
     CHECK(e.path() == "solver");
   }
 }
+
+TEST_CASE("PNDMScheduler with its pseudo Runge-Kutta warm-up against the transcription of step_prk and step_plms",
+          "[diffusers]") {
+  for (const long steps : {4L, 5L, 10L, 50L}) {
+    for (const long offset : {0L, 1L}) {
+      INFO("steps " << steps << " steps_offset " << offset);
+      // diffusers' defaults otherwise: linear betas, leading spacing, set_alpha_to_one false.
+      const json sc = {{"_class_name", "PNDMScheduler"}, {"steps_offset", offset}};
+      const json config = base_config(sc, steps);
+      const State got = run_translated(config);
+      Reference ref = reference(config);
+      const long N = 1000, ratio = N / steps, half = N / steps / 2;
+      std::vector<long> base;  // _timesteps, ascending
+      for (long k = 0; k < steps; ++k) base.push_back(k * ratio + offset);
+      // prk_timesteps: the last four, each twice, plus (0, half); all but the last twice
+      // more, less the ends; reversed. plms_timesteps: all but the last three, reversed.
+      std::vector<long> rep;
+      for (std::size_t k = base.size() - 4; k < base.size(); ++k) rep.insert(rep.end(), {base[k], base[k] + half});
+      rep.pop_back();
+      std::vector<long> twice;
+      for (long v : rep) twice.insert(twice.end(), {v, v});
+      std::vector<long> prk(twice.begin() + 1, twice.end() - 1);
+      std::reverse(prk.begin(), prk.end());
+      std::vector<long> plms(base.begin(), base.end() - 3);
+      std::reverse(plms.begin(), plms.end());
+      REQUIRE(prk.size() == 12);
+      const auto prev_sample = [&](const State& x, long t, long prev, const State& e) {
+        const double a_t = ref.tab.alphas_cumprod[static_cast<std::size_t>(t)];
+        const double a_prev = prev >= 0 ? ref.tab.alphas_cumprod[static_cast<std::size_t>(prev)] : ref.tab.alphas_cumprod[0];
+        const double b_t = 1 - a_t, b_prev = 1 - a_prev;
+        const double denom = a_t * std::sqrt(b_prev) + std::sqrt(a_t * b_t * a_prev);
+        return State(std::sqrt(a_prev / a_t) * x - (a_prev - a_t) * e / denom);
+      };
+      State sample = ref.x, cur_sample;
+      State cur_model_output = State::Zero(sample.rows(), sample.cols());
+      std::vector<State> ets;
+      long counter = 0;
+      std::vector<long> all = prk;
+      all.insert(all.end(), plms.begin(), plms.end());
+      for (const long ts : all) {
+        State e = ref.net(sample, static_cast<double>(ts));
+        if (counter < static_cast<long>(prk.size())) {  // step_prk
+          const long prev = ts - (counter % 2 ? 0 : half);
+          const long timestep = prk[static_cast<std::size_t>(counter / 4 * 4)];
+          if (counter % 4 == 0) {
+            cur_model_output += e / 6.0;
+            ets.push_back(e);
+            cur_sample = sample;
+          } else if (counter % 4 == 1 || counter % 4 == 2) {
+            cur_model_output += e / 3.0;
+          } else {
+            e = cur_model_output + e / 6.0;
+            cur_model_output.setZero();
+          }
+          sample = prev_sample(cur_sample, timestep, prev, e);
+        } else {  // step_plms
+          if (ets.size() > 3) ets.erase(ets.begin(), ets.end() - 3);
+          ets.push_back(e);
+          const std::size_t n = ets.size();
+          const State combined = (55.0 * ets[n - 1] - 59.0 * ets[n - 2] + 37.0 * ets[n - 3] - 9.0 * ets[n - 4]) / 24.0;
+          sample = prev_sample(sample, ts, ts - ratio, combined);
+        }
+        ++counter;
+      }
+      CHECK(max_rel(got, sample) < 1e-8);
+    }
+  }
+}
+
+TEST_CASE("scheduler configs: each class's own default timestep_spacing", "[diffusers]") {
+  // Stable Diffusion 1.x's scheduler file names no spacing: PNDM (and DDIM, DDPM) space
+  // "leading" by default, the other classes "linspace".
+  const json sd15 = {{"_class_name", "PNDMScheduler"}, {"beta_schedule", "scaled_linear"}, {"beta_start", 0.00085},
+                     {"beta_end", 0.012}, {"set_alpha_to_one", false}, {"skip_prk_steps", true}, {"steps_offset", 1}};
+  CHECK(expand_scheduler_config(base_config(sd15, 50), "")["grid"]["timestep_spacing"] == "leading");
+  CHECK(expand_scheduler_config(base_config({{"_class_name", "DDIMScheduler"}}, 50), "")["grid"]["timestep_spacing"] ==
+        "leading");
+  CHECK(expand_scheduler_config(base_config({{"_class_name", "DDPMScheduler"}}, 50), "")["grid"]["timestep_spacing"] ==
+        "leading");
+  for (const char* cls : {"EulerDiscreteScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler",
+                          "HeunDiscreteScheduler", "LMSDiscreteScheduler", "DEISMultistepScheduler"})
+    CHECK(expand_scheduler_config(base_config({{"_class_name", cls}}, 10), "")["grid"]["timestep_spacing"] ==
+          "linspace");
+  // Read as DPMSolverMultistepScheduler (from_config), the file's classes' default is not
+  // carried over: the spacing is the reading class's own.
+  json as_dpm = base_config(sd15, 20);
+  as_dpm["scheduler_class"] = "DPMSolverMultistepScheduler";
+  CHECK(expand_scheduler_config(as_dpm, "")["grid"]["timestep_spacing"] == "linspace");
+}

@@ -665,10 +665,11 @@ TEST_CASE("dpmpp at eta = 0 inverts: a forward run returns to its start") {
   }
 }
 
-TEST_CASE("dpmpp_sde with replayed draws is k-diffusion's run whose noise sampler returned them") {
-  // Replayed draws are what the reference sampler consumed: at step k, draw 2k is
-  // noise_sampler(sigma, sigma_mid) and draw 2k + 1 is noise_sampler(sigma, sigma_next), used
-  // as they are (a Brownian source's increments are combined instead; see the test above).
+TEST_CASE("dpmpp_sde with sampler_draws and replayed draws is k-diffusion's run whose noise sampler returned them") {
+  // With sampler_draws, replayed draws are what the reference sampler returned: at step k,
+  // draw 2k is noise_sampler(sigma, sigma_mid) and draw 2k + 1 is noise_sampler(sigma,
+  // sigma_next), used as they are (by default the draws are Brownian increments, combined
+  // into the end's noise; see the test above).
   auto schedule = std::make_shared<VpLinearSchedule>();
   const GmmModel model = test::test_gmm(schedule);
   const long n = 6, dim = 2;
@@ -687,8 +688,8 @@ TEST_CASE("dpmpp_sde with replayed draws is k-diffusion's run whose noise sample
       INFO("eta " << eta << " r " << r);
       auto noise = ReplayNoise::from_npy(file);
       State x = x_T;
-      integrate(*test::make_solver({{"name", "dpmpp_sde"}, {"eta", eta}, {"r", r}}), *schedule, model, times, x,
-                noise.get());
+      integrate(*test::make_solver({{"name", "dpmpp_sde"}, {"eta", eta}, {"r", r}, {"sampler_draws", true}}),
+                *schedule, model, times, x, noise.get());
       CHECK(noise->available() == 2 * noisy_steps);
 
       // k-diffusion's sample_dpmpp_sde in sigma_ve = sigma/alpha and x_ve = x/alpha.

@@ -181,10 +181,13 @@ DiffusersGrid::Table DiffusersGrid::table(const Schedule& schedule) const {
       } else if (prev >= 0) {
         t.push_back(time_of_timestep(prev));
         sig.push_back(interp_table(prev, table_sigmas));
-      } else {
+      } else if (o_.set_alpha_to_one || ts[i] != 0) {
         t.push_back(o_.set_alpha_to_one ? 0.0 : time_of_timestep(0));
         sig.push_back(o_.set_alpha_to_one ? 0.0 : table_sigmas.front());
       }
+      // else: the last timestep is 0 and the step ends at timestep 0's alpha_bar, a step of
+      // length zero that leaves the sample as it is (DDIM's, DDPM's and PLMS's transfer with
+      // alpha_bar_prev = alpha_bar_t); the grid leaves it out.
     }
     mt = t;
   } else {

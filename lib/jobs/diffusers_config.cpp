@@ -95,6 +95,10 @@ json class_default(const std::string& cls, const std::string& key) {
   if (key == "set_alpha_to_one") return cls != "PNDMScheduler";
   if (key == "variance_type") return cls == "DDPMScheduler" ? json("fixed_small") : json(nullptr);
   if (key == "final_sigmas_type") return "zero";
+  // DDIM, DDPM and PNDM space their timesteps "leading" unless told otherwise (Stable
+  // Diffusion 1.x's files do not say); the others "linspace".
+  if (key == "timestep_spacing")
+    return cls == "DDIMScheduler" || cls == "DDPMScheduler" || cls == "PNDMScheduler" ? "leading" : "linspace";
   if (key == "lower_order_final") return cls != "DPMSolverSinglestepScheduler";
   // The k-diffusion ports default to Stable Diffusion's betas' range.
   const bool sd_range = cls == "HeunDiscreteScheduler" || cls == "KDPM2DiscreteScheduler" ||
@@ -495,10 +499,14 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     // PNDM's timesteps are DDIM's, and so is its step from T to T - N // steps.
     grid["family"] = "ddim";
     if (!r.boolean("set_alpha_to_one", false)) grid["set_alpha_to_one"] = false;
-    if (!r.boolean("skip_prk_steps", false))
-      r.fail("skip_prk_steps", "false asks for PNDM's pseudo Runge-Kutta warm-up, which diffsde's pndm does not take "
-                               "yet; true (Stable Diffusion's setting) is PLMS with a second-order start");
     out.solver = {{"name", "pndm"}};
+    if (!r.boolean("skip_prk_steps", false)) {
+      // PNDM's pseudo Runge-Kutta warm-up over the last four of its timesteps.
+      if (steps < 4)
+        r.fail("skip_prk_steps", "false (PNDM's pseudo Runge-Kutta warm-up) needs at least 4 steps, as diffusers' "
+                                 "set_timesteps does; give more steps, or skip_prk_steps true");
+      out.solver["warmup"] = "prk";
+    }
   } else if (cls == "UniPCMultistepScheduler") {
     grid["family"] = "dpm_solver";
     const std::string rule = sigma_rule();

@@ -71,14 +71,20 @@ void register_dpmpp_sde(Registry<Solver>& registry) {
                 {{"eta", ParamType::number, 1.0,
                   "ancestral noise at both sub-steps: sigma_up = eta sigma_t sqrt(1 - e^{-2h}) (capped); "
                   "0 = deterministic DPM-Solver++(2S) with this r"},
-                 {"r", ParamType::number, 0.5, "position of the intermediate point in (0, 1), as a fraction of h"}},
+                 {"r", ParamType::number, 0.5, "position of the intermediate point in (0, 1), as a fraction of h"},
+                 {"sampler_draws", ParamType::boolean, false,
+                  "the noise's draws are k-diffusion's noise sampler's two outputs per step, used as they are (a "
+                  "replay of what a k-diffusion run's sampler returned; independent draws as its "
+                  "default_noise_sampler); false: Brownian increments, the end's noise the whole step's"}},
                 [](const Params& p, const BuildContext&) -> std::unique_ptr<Solver> {
                   DpmppSdeSolver::Options o;
                   o.eta = p.number("eta");
                   o.r = p.number("r");
+                  o.sampler_draws = p.boolean("sampler_draws");
                   return std::make_unique<DpmppSdeSolver>(checked(p, o));
                 },
-                {json{{"eta", 0.0}, {"r", 0.5}}, json{{"eta", 0.0}, {"r", 0.3}}, json{{"eta", 1.0}, {"r", 0.5}}}});
+                {json{{"eta", 0.0}, {"r", 0.5}}, json{{"eta", 0.0}, {"r", 0.3}}, json{{"eta", 1.0}, {"r", 0.5}},
+                 json{{"eta", 1.0}, {"r", 0.5}, {"sampler_draws", true}}}});
 }
 
 }  // namespace diffsde::builtin

@@ -172,6 +172,12 @@ class DpmppSdeSolver final : public DpmppSolver {
   struct Options {
     double eta = 1;
     double r = 0.5;  // intermediate point at lambda_s + r h
+    // What the noise source's draws are. false: Brownian increments (the end's noise is the
+    // whole step's increment, combined from the two). true: the outputs of k-diffusion's
+    // noise sampler, noise_sampler(sigma, sigma_mid) then noise_sampler(sigma, sigma_next),
+    // used as they are (a replay file of what a k-diffusion run's sampler returned, or
+    // independent draws as k-diffusion's default_noise_sampler gives).
+    bool sampler_draws = false;
     // eta as DpmppOptions, then r in (0, 1).
     bool is_valid(std::string* error = nullptr, std::string* option = nullptr) const;
   };

@@ -25,12 +25,19 @@ namespace diffsde {
 
 class PndmSolver final : public Solver {
  public:
+  enum class Warmup { second_order, prk };
   struct Options {
-    // No options yet: PLMS with the second-order start (diffusers' skip_prk_steps).
+    // The start: the second-order step above (diffusers' skip_prk_steps), or PNDM's pseudo
+    // Runge-Kutta steps for the first three steps (four evaluations each: the DDIM transfer
+    // with eps at the start, twice at the midpoint and at the end, weighted 1, 2, 2, 1 over
+    // 6). The midpoint is the step's middle timestep on a vp_discrete grid whose times are
+    // its steps (diffusers' t - N // steps // 2), the middle time elsewhere.
+    Warmup warmup = Warmup::second_order;
     bool is_valid(std::string* /*error*/ = nullptr, std::string* /*option*/ = nullptr) const { return true; }
   };
 
-  explicit PndmSolver(Options options = {});
+  PndmSolver();
+  explicit PndmSolver(Options options);
   SolverTraits traits() const override;
   std::unique_ptr<Solver> clone() const override { return std::make_unique<PndmSolver>(options_); }
   void init(SolverContext& context, const State& x, const std::vector<double>& times) override;
@@ -44,7 +51,12 @@ class PndmSolver final : public Solver {
   bool has_end_ = false;
   std::size_t end_i_ = 0;
   double end_t_ = 0;
-  State combined_, trial_;
+  State combined_, trial_, extra_;
+  // The pseudo Runge-Kutta step from (x, e_0 = eps_[0]) over t0 -> t1.
+  void prk_step(SolverContext& context, double t0, double t1, State& x);
 };
+
+std::string to_string(PndmSolver::Warmup warmup);
+PndmSolver::Warmup pndm_warmup_from_string(const std::string& s);
 
 }  // namespace diffsde
