@@ -788,3 +788,62 @@ TEST_CASE("scheduler configs: each class's own default timestep_spacing", "[diff
   as_dpm["scheduler_class"] = "DPMSolverMultistepScheduler";
   CHECK(expand_scheduler_config(as_dpm, "")["grid"]["timestep_spacing"] == "linspace");
 }
+
+TEST_CASE("DPMSolverSDEScheduler configs against the transcription of its step, with its noise sampler's draws",
+          "[diffusers]") {
+  const long batch = 5, dim = 2;
+  for (const char* rule : {"timesteps", "karras"}) {
+    for (const long steps : {2L, 7L, 20L}) {
+      INFO("sigmas " << rule << " steps " << steps);
+      // Two noise-sampler calls per step, but none on the last (to sigma 0, first order).
+      const std::string file = "dpmsolver_sde_noise.npy";
+      const NpyArray draws = write_draws(file, static_cast<std::size_t>(2 * (steps - 1)), batch, dim, 21);
+      json sc = {{"_class_name", "DPMSolverSDEScheduler"}, {"beta_schedule", "scaled_linear"},
+                 {"noise_sampler_seed", nullptr}};
+      if (std::string(rule) == "karras") sc["use_karras_sigmas"] = true;
+      json config = base_config(sc, steps);
+      config["noise"] = file;  // a replay file: the sampler's outputs (sampler_draws)
+      const json native = expand_scheduler_config(config, "");
+      CHECK(native["solver"]["sampler_draws"] == true);
+      const State got = run_translated(config);
+      Reference ref = reference(config);
+      std::vector<double> ts, sig;
+      ref_euler_timesteps(ref.tab, steps, "linspace", 0, rule_of(sc), ts, sig);
+      State x = ve_start(ref.x, sig.front());
+      std::size_t k = 0;
+      for (std::size_t i = 0; i < ts.size(); ++i) {
+        const double s = sig[i], s_next = sig[i + 1];
+        const State x0 = x - s * net_ve(ref.net, x, s, ts[i]);
+        if (s_next == 0) {
+          x = x + (x - x0) / s * (s_next - s);
+          continue;
+        }
+        const double t = -std::log(s), t_next = -std::log(s_next), t_mid = t + (t_next - t) * 0.5;
+        const double s_mid = std::exp(-t_mid);
+        const auto ancestral = [&](double from, double to, const State& start, const State& x0_pred, std::size_t draw_k) {
+          const double up = std::min(to, std::sqrt(to * to * (from * from - to * to) / (from * from)));
+          const double down = std::sqrt(to * to - up * up);
+          const double anc = -std::log(down);
+          return State((std::exp(-anc) / from) * start - std::expm1(t - anc) * x0_pred + draw(draws, draw_k, batch, dim) * up);
+        };
+        // First order to the midpoint; then from the step's start with the midpoint's x0.
+        const State x_mid = ancestral(s, s_mid, x, x0, k++);
+        const State x0_mid = x_mid - s_mid * net_ve(ref.net, x_mid, s_mid, ref_sigma_to_t(s_mid, ref.tab.log_sigmas));
+        x = ancestral(s, s_next, x, x0_mid, k++);
+      }
+      CHECK(k == static_cast<std::size_t>(2 * (steps - 1)));
+      CHECK(max_rel(got, x) < 1e-8);
+      std::remove(file.c_str());
+    }
+  }
+  // Without a replay file the class's Brownian-tree noise; a torchsde seed is refused.
+  const json plain = expand_scheduler_config(base_config({{"_class_name", "DPMSolverSDEScheduler"}}, 10), "");
+  CHECK(plain["noise"] == "brownian_tree");
+  CHECK_FALSE(plain["solver"].contains("sampler_draws"));
+  try {
+    expand_scheduler_config(base_config({{"_class_name", "DPMSolverSDEScheduler"}, {"noise_sampler_seed", 3}}, 10), "");
+    FAIL("expected a ConfigError");
+  } catch (const ConfigError& e) {
+    CHECK(e.path() == "scheduler_config.noise_sampler_seed");
+  }
+}

@@ -72,6 +72,9 @@ const std::map<std::string, std::vector<std::string>>& class_keys() {
       {"HeunDiscreteScheduler",
        kKarrasBetaKeys + std::vector<std::string>{"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
                                                   "clip_sample", "clip_sample_range"}},
+      {"DPMSolverSDEScheduler",
+       kKarrasBetaKeys + std::vector<std::string>{"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+                                                  "noise_sampler_seed"}},
       {"KDPM2DiscreteScheduler",
        kKarrasBetaKeys + std::vector<std::string>{"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"}},
       {"KDPM2AncestralDiscreteScheduler",
@@ -102,7 +105,7 @@ json class_default(const std::string& cls, const std::string& key) {
   if (key == "lower_order_final") return cls != "DPMSolverSinglestepScheduler";
   // The k-diffusion ports default to Stable Diffusion's betas' range.
   const bool sd_range = cls == "HeunDiscreteScheduler" || cls == "KDPM2DiscreteScheduler" ||
-                        cls == "KDPM2AncestralDiscreteScheduler";
+                        cls == "KDPM2AncestralDiscreteScheduler" || cls == "DPMSolverSDEScheduler";
   if (key == "beta_start") return sd_range ? 0.00085 : 0.0001;
   if (key == "beta_end") return sd_range ? 0.012 : 0.02;
   return nullptr;
@@ -598,6 +601,22 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     if (rule != "timesteps" && orders.size() > 1) orders.erase(orders.size() - 1);
     out.solver = {{"name", "deis"}, {"order", order}, {"orders", orders}};
     thresholding();
+  } else if (cls == "DPMSolverSDEScheduler") {
+    // k-diffusion's DPM-Solver++ SDE (r = 1/2) on Euler's timesteps and sigmas, its second
+    // evaluation at the geometric mean of consecutive sigmas, its noise from a Brownian tree.
+    grid["family"] = "euler";
+    const std::string rule = sigma_rule();
+    if (rule == "exponential" || rule == "beta")
+      r.fail(rule == "exponential" ? "use_exponential_sigmas" : "use_beta_sigmas",
+             "is not translated for DPMSolverSDEScheduler yet; use_karras_sigmas is");
+    if (rule != "timesteps") grid["sigmas"] = rule;
+    r.require("noise_sampler_seed", nullptr,
+              "torchsde's Brownian tree is not reproduced; diffsde's brownian_tree noise is seeded by the config's "
+              "seed (or replay the draws with \"noise\")");
+    if (out.prediction == "x0") r.fail("prediction_type", "diffusers' DPMSolverSDEScheduler does not implement sample "
+                                                          "prediction");
+    out.solver = {{"name", "dpmpp_sde"}, {"eta", 1.0}, {"r", 0.5}};
+    out.noise = "brownian_tree";
   } else if (cls == "HeunDiscreteScheduler" || cls == "KDPM2DiscreteScheduler" ||
              cls == "KDPM2AncestralDiscreteScheduler" || cls == "LMSDiscreteScheduler") {
     // Euler's timesteps and sigmas, ending at sigma 0.
@@ -673,7 +692,17 @@ json expand_scheduler_config(const json& config, const std::string& base_dir, st
   out.erase("scheduler_class");
   if (!out.contains("schedule")) out["schedule"] = t.schedule;
   if (!out.contains("grid")) out["grid"] = t.grid;
-  if (!out.contains("solver")) out["solver"] = t.solver;
+  if (!out.contains("solver")) {
+    out["solver"] = t.solver;
+    // The class's own noise, unless the config names one; a replay file beside a sampler
+    // that calls k-diffusion's noise sampler holds that sampler's outputs.
+    if (!t.noise.is_null() && !out.contains("noise")) out["noise"] = t.noise;
+    const json& noise = out.contains("noise") ? out.at("noise") : json();
+    const bool replay = (noise.is_string() && noise.get<std::string>() != "philox" &&
+                         noise.get<std::string>() != "brownian_tree") ||
+                        (noise.is_object() && noise.value("name", "") == "replay");
+    if (replay && t.solver.value("name", "") == "dpmpp_sde") out["solver"]["sampler_draws"] = true;
+  }
   apply_model_settings(t, "", out);
   // The timesteps too are checked here, so that what the grid refuses is reported at the
   // scheduler config's key (or at "steps") rather than at a grid the user did not write.

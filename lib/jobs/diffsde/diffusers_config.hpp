@@ -27,6 +27,9 @@ struct SchedulerTranslation {
   nlohmann::json thresholding;
   // diffusers' prediction_type as diffsde's model "prediction" (eps, x0, v).
   std::string prediction = "eps";
+  // The noise source the class's sampler needs (DPMSolverSDEScheduler: a Brownian tree);
+  // null when any will do.
+  nlohmann::json noise;
   // Keys dropped because the class does not take them (only with a class override).
   std::vector<std::string> dropped;
 };
