@@ -29,15 +29,7 @@ std::array<double, 4> deis_weights(const std::array<double, 4>& r, int k, double
 bool DeisSolver::Options::is_valid(std::string* error, std::string* option) const {
   if (order < 1 || order > kMaxOrder)
     return invalid_option(error, option, "order", "must be 1, 2 or 3, got " + std::to_string(order));
-  for (std::size_t i = 0; i < orders.size(); ++i) {
-    if (orders[i] < 1 || orders[i] > order)
-      return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
-                                                         ": each must lie in [1, order = " + std::to_string(order) + "]");
-    if (static_cast<std::size_t>(orders[i]) > i + 1)
-      return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
-                                                         ", but step " + std::to_string(i) + " has only " +
-                                                         std::to_string(i + 1) + " eps value(s) to use");
-  }
+  if (!valid_step_orders(orders, order, "eps value(s)", error, option)) return false;
   if (!orders.empty() && lower_order_final)
     return invalid_option(error, option, "lower_order_final", "give either orders or lower_order_final, not both");
   return true;

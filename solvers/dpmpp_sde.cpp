@@ -47,16 +47,7 @@ bool DpmppOptions::is_valid(std::string* error, std::string* option) const {
 
 bool Dpmpp2mSdeSolver::Options::is_valid(std::string* error, std::string* option) const {
   if (!DpmppOptions{eta}.is_valid(error, option)) return false;
-  for (std::size_t i = 0; i < orders.size(); ++i) {
-    if (orders[i] < 1 || orders[i] > 2)
-      return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
-                                                         ": each must be 1 or 2");
-    if (static_cast<std::size_t>(orders[i]) > i + 1)
-      return invalid_option(error, option, "orders", "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
-                                                         ", but step " + std::to_string(i) + " has only " +
-                                                         std::to_string(i + 1) + " data prediction(s) to use");
-  }
-  return true;
+  return valid_step_orders(orders, 2, "data prediction(s)", error, option);
 }
 
 bool DpmppSdeSolver::Options::is_valid(std::string* error, std::string* option) const {

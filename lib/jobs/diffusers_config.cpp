@@ -160,6 +160,27 @@ class Reader {
   std::string path_, cls_;
 };
 
+// Each step's order as diffusers' multistep step() chooses it (DPMSolverMultistep, DEIS):
+// the history's warm-up; first order at the last step when `final_first_order` or, below 15
+// steps, with lower_order_final; at most second order at the step before it below 15 steps
+// with lower_order_final.
+json multistep_orders(long steps, long order, bool lower_order_final, bool final_first_order) {
+  json orders = json::array();
+  long history = 0;
+  for (long i = 0; i < steps; ++i) {
+    const bool final_low = i == steps - 1 && (final_first_order || (lower_order_final && steps < 15));
+    const bool second_low = i == steps - 2 && lower_order_final && steps < 15;
+    long o = 3;
+    if (order == 1 || history < 1 || final_low)
+      o = 1;
+    else if (order == 2 || history < 2 || second_low)
+      o = 2;
+    orders.push_back(o);
+    history = std::min(history + 1, order);
+  }
+  return orders;
+}
+
 constexpr double kTwoPowMinus24 = 5.9604644775390625e-08;  // 2^-24
 
 // The translation's thresholding, and the network's prediction and discrete time input (a
@@ -418,19 +439,7 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     // ending at sigma_min with final_sigmas_type sigma_min), its entry goes too.
     const bool lower_order_final = r.boolean("lower_order_final", true);
     const bool euler_at_final = r.boolean("euler_at_final", false);
-    json orders = json::array();
-    long history = 0;
-    for (long i = 0; i < steps; ++i) {
-      const bool final_low = i == steps - 1 && (euler_at_final || (lower_order_final && steps < 15) || final_type == "zero");
-      const bool second_low = i == steps - 2 && lower_order_final && steps < 15;
-      long o = 3;
-      if (order == 1 || history < 1 || final_low)
-        o = 1;
-      else if (order == 2 || history < 2 || second_low)
-        o = 2;
-      orders.push_back(o);
-      history = std::min(history + 1, order);
-    }
+    json orders = multistep_orders(steps, order, lower_order_final, euler_at_final || final_type == "zero");
     if (rule != "timesteps" && final_type == "sigma_min" && orders.size() > 1) orders.erase(orders.size() - 1);
     if (sde || solver_type == "heun") {
       // SDE-DPM-Solver++(2M) (eta 1) and DPM-Solver++(2M) in the heun form (eta 0) are
@@ -585,19 +594,7 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     // diffusers' step(): the history's warm-up; below 15 steps with lower_order_final the
     // last step is first order and the one before it at most second.
     const bool lower_order_final = r.boolean("lower_order_final", true);
-    json orders = json::array();
-    long history = 0;
-    for (long i = 0; i < steps; ++i) {
-      const bool final_low = i == steps - 1 && lower_order_final && steps < 15;
-      const bool second_low = i == steps - 2 && lower_order_final && steps < 15;
-      long o = 3;
-      if (order == 1 || history < 1 || final_low)
-        o = 1;
-      else if (order == 2 || history < 2 || second_low)
-        o = 2;
-      orders.push_back(o);
-      history = std::min(history + 1, order);
-    }
+    json orders = multistep_orders(steps, order, lower_order_final, false);
     if (rule != "timesteps" && orders.size() > 1) orders.erase(orders.size() - 1);
     out.solver = {{"name", "deis"}, {"order", order}, {"orders", orders}};
     thresholding();

@@ -23,16 +23,7 @@ void register_deis(Registry<Solver>& registry) {
                   DeisSolver::Options o;
                   o.order = int_param(p, "order");
                   o.lower_order_final = p.boolean("lower_order_final");
-                  if (p.has("orders")) {
-                    const auto v = p.numbers("orders");
-                    if (v.empty()) p.fail("orders", "must not be empty");
-                    for (std::size_t i = 0; i < v.size(); ++i) {
-                      if (v[i] != std::floor(v[i]))
-                        throw ConfigError(join_path(p.path_of("orders"), i),
-                                          "expected an integer order, got " + format_double(v[i]));
-                      o.orders.push_back(static_cast<int>(std::max(-1.0, std::min(v[i], 99.0))));
-                    }
-                  }
+                  o.orders = int_list_param(p, "orders", true);
                   return std::make_unique<DeisSolver>(checked(p, o));
                 },
                 {{{"order", 1}}, {{"order", 2}}, {{"order", 3}}}});

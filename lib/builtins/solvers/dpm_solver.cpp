@@ -51,16 +51,9 @@ void register_dpm_solver(Registry<Solver>& registry) {
     o.algorithm = dpm_algorithm_from_string(p.string("algorithm"));
     o.lower_order_final = p.boolean("lower_order_final");
     o.reference_3m = p.string("coefficients") == "published";
-    if (p.has("orders")) {
-      const auto v = p.numbers("orders");
-      if (v.empty()) p.fail("orders", "must not be empty");
-      for (std::size_t i = 0; i < v.size(); ++i) {
-        if (v[i] != std::floor(v[i]))
-          throw ConfigError(join_path(p.path_of("orders"), i), "expected an integer order, got " + format_double(v[i]));
-        o.orders.push_back(static_cast<int>(std::max(-1.0, std::min(v[i], 99.0))));
-      }
-      if (p.given("lower_order_final")) p.fail("lower_order_final", "give either orders or lower_order_final, not both");
-    }
+    o.orders = int_list_param(p, "orders", true);
+    if (p.has("orders") && p.given("lower_order_final"))
+      p.fail("lower_order_final", "give either orders or lower_order_final, not both");
     return std::make_unique<DpmSolver>(checked(p, o));
   };
   for (int order : {1, 2, 3})

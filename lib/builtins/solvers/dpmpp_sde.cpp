@@ -33,16 +33,7 @@ void register_dpmpp_sde(Registry<Solver>& registry) {
                   Dpmpp2mSdeSolver::Options o;
                   o.eta = p.number("eta");
                   o.solver_type = dpmpp_solver_type_from_string(p.string("solver_type"));
-                  if (p.has("orders")) {
-                    const auto v = p.numbers("orders");
-                    if (v.empty()) p.fail("orders", "must not be empty");
-                    for (std::size_t i = 0; i < v.size(); ++i) {
-                      if (v[i] != std::floor(v[i]))
-                        throw ConfigError(join_path(p.path_of("orders"), i),
-                                          "expected an integer order, got " + format_double(v[i]));
-                      o.orders.push_back(static_cast<int>(std::max(-1.0, std::min(v[i], 99.0))));
-                    }
-                  }
+                  o.orders = int_list_param(p, "orders", true);
                   return std::make_unique<Dpmpp2mSdeSolver>(checked(p, o));
                 },
                 {json{{"eta", 0.0}, {"solver_type", "midpoint"}}, json{{"eta", 0.0}, {"solver_type", "heun"}},

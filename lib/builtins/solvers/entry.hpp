@@ -3,8 +3,10 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "diffsde/registry.hpp"
 
@@ -33,6 +35,22 @@ inline std::string as_given(const Params& params, const std::string& option, std
   const auto at = message.rfind(shown);
   if (at != std::string::npos) message.replace(at, shown.size(), std::to_string(given));
   return message;
+}
+
+// A list of integers (per-step orders, step indices): empty when not given; each entry must be
+// an integer (a ConfigError at its index otherwise) and is clamped to [-1, 1e9] for is_valid
+// to judge; `non_empty`: a given empty list is an error.
+inline std::vector<int> int_list_param(const Params& params, const std::string& name, bool non_empty) {
+  std::vector<int> out;
+  if (!params.has(name)) return out;
+  const auto v = params.numbers(name);
+  if (v.empty() && non_empty) params.fail(name, "must not be empty");
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != std::floor(v[i]))
+      throw ConfigError(join_path(params.path_of(name), i), "expected an integer, got " + format_double(v[i]));
+    out.push_back(static_cast<int>(std::max(-1.0, std::min(v[i], 1e9))));
+  }
+  return out;
 }
 
 // `options` if options.is_valid(), the solver's one validation; otherwise its failure as a

@@ -44,20 +44,10 @@ void register_unipc(Registry<Solver>& registry) {
          o.prediction = unipc_prediction_from_string(p.string("prediction"));
          o.lower_order_final = p.boolean("lower_order_final");
          o.final_corrector = p.boolean("final_corrector");
-         const auto integers = [&](const char* key, std::vector<int>& out) {
-           if (!p.has(key)) return;
-           const auto v = p.numbers(key);
-           for (std::size_t i = 0; i < v.size(); ++i) {
-             if (v[i] != std::floor(v[i]))
-               throw ConfigError(join_path(p.path_of(key), i), "expected an integer, got " + format_double(v[i]));
-             out.push_back(static_cast<int>(std::max(-1.0, std::min(v[i], 1e9))));
-           }
-         };
-         integers("orders", o.orders);
-         if (p.has("orders") && o.orders.empty()) p.fail("orders", "must not be empty");
+         o.orders = int_list_param(p, "orders", true);
          if (p.has("orders") && p.given("lower_order_final"))
            p.fail("lower_order_final", "give either orders or lower_order_final, not both");
-         integers("disable_corrector", o.disable_corrector);
+         o.disable_corrector = int_list_param(p, "disable_corrector", false);
          return std::make_unique<UniPcSolver>(checked(p, o));
        },
        variants});

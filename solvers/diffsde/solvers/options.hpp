@@ -6,7 +6,9 @@
 // JSON path of `option`. No JSON here: the solvers sit on the core only.
 #pragma once
 
+#include <cstddef>
 #include <string>
+#include <vector>
 
 #include "diffsde/error.hpp"
 
@@ -22,6 +24,23 @@ inline bool invalid_option(std::string* error, std::string* option, const std::s
   if (error != nullptr)
     *error = option != nullptr ? message : sentence.empty() ? name + " " + message : sentence;
   return false;
+}
+
+// A per-step order list (`orders`): each entry in [1, max_order] and at most its step number
+// + 1 (step i has i + 1 model outputs to use). `what` names those outputs in the message.
+inline bool valid_step_orders(const std::vector<int>& orders, int max_order, const std::string& what,
+                              std::string* error, std::string* option) {
+  for (std::size_t i = 0; i < orders.size(); ++i) {
+    if (orders[i] < 1 || orders[i] > max_order)
+      return invalid_option(error, option, "orders",
+                            "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) +
+                                ": each must lie in [1, order = " + std::to_string(max_order) + "]");
+    if (static_cast<std::size_t>(orders[i]) > i + 1)
+      return invalid_option(error, option, "orders",
+                            "entry " + std::to_string(i) + " is " + std::to_string(orders[i]) + ", but step " +
+                                std::to_string(i) + " has only " + std::to_string(i + 1) + " " + what + " to use");
+  }
+  return true;
 }
 
 // Throws Error("<solver>: <sentence>") unless options.is_valid(): the constructors' check.
