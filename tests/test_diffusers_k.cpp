@@ -76,6 +76,27 @@ std::string rule_of(const json& sc) {
   return "timesteps";
 }
 
+// Standard normals in the layout of a replay file (draws, batch, dim), written to `file`.
+NpyArray write_draws(const std::string& file, std::size_t count, long batch, long dim, unsigned long seed) {
+  NpyArray draws;
+  draws.shape = {count, static_cast<std::size_t>(batch), static_cast<std::size_t>(dim)};
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  for (std::size_t k = 0; k < count * static_cast<std::size_t>(batch * dim); ++k) draws.data.push_back(normal(rng));
+  write_npy(file, draws);
+  return draws;
+}
+
+State draw(const NpyArray& draws, std::size_t k, long batch, long dim) {
+  State z(batch, dim);
+  for (long b = 0; b < batch; ++b)
+    for (long d = 0; d < dim; ++d)
+      z(b, d) = draws.data[(k * static_cast<std::size_t>(batch) + static_cast<std::size_t>(b)) *
+                               static_cast<std::size_t>(dim) +
+                           static_cast<std::size_t>(d)];
+  return z;
+}
+
 }  // namespace
 
 TEST_CASE("HeunDiscreteScheduler configs against the transcription of its step", "[diffusers]") {
@@ -179,12 +200,8 @@ TEST_CASE("KDPM2AncestralDiscreteScheduler configs against the transcription of 
       INFO("spacing " << spacing << " steps " << steps);
       // The draws of the steps that add noise (all but the last, which ends at sigma 0).
       const std::string file = "kdpm2a_noise_" + std::string(spacing) + std::to_string(steps) + ".npy";
-      NpyArray draws;
-      draws.shape = {static_cast<std::size_t>(steps - 1), static_cast<std::size_t>(batch), static_cast<std::size_t>(dim)};
-      std::mt19937_64 rng(static_cast<unsigned long>(steps));
-      std::normal_distribution<double> normal;
-      for (std::size_t k = 0; k < draws.shape[0] * draws.shape[1] * draws.shape[2]; ++k) draws.data.push_back(normal(rng));
-      write_npy(file, draws);
+      const NpyArray draws = write_draws(file, static_cast<std::size_t>(steps - 1), batch, dim,
+                                         static_cast<unsigned long>(steps));
       const json sc = {{"_class_name", "KDPM2AncestralDiscreteScheduler"}, {"timestep_spacing", spacing}};
       json config = base_config(sc, steps);
       config["noise"] = file;
@@ -221,12 +238,7 @@ TEST_CASE("KDPM2AncestralDiscreteScheduler configs against the transcription of 
           x = x + d * (sigma_interpol - sigma);
           first = false;
         } else {
-          State z(batch, dim);
-          for (long b = 0; b < batch; ++b)
-            for (long c = 0; c < dim; ++c)
-              z(b, c) = draws.data[(drawn * static_cast<std::size_t>(batch) + static_cast<std::size_t>(b)) *
-                                       static_cast<std::size_t>(dim) +
-                                   static_cast<std::size_t>(c)];
+          const State z = draw(draws, drawn, batch, dim);
           ++drawn;
           x = saved + d * (D[idx - 1] - sigma) + z * U[idx - 1];
           first = true;
@@ -471,16 +483,9 @@ TEST_CASE("DPMSolverMultistepScheduler with sde-dpmsolver++ or solver_type heun 
     // by sigma_t = 0). The grid leaves out the zero-length step of Karras sigmas ending at
     // sigma_min, whose draw diffusers also multiplies by 0.
     const std::size_t real_steps = static_cast<std::size_t>(c.steps) - ((c.final_type == "zero" || c.karras) ? 1 : 0);
-    NpyArray draws;
     const std::string file = "dpm_sde_noise.npy";
-    draws.shape = {real_steps, static_cast<std::size_t>(batch), static_cast<std::size_t>(dim)};
-    std::mt19937_64 rng(static_cast<unsigned long>(c.steps * 7 + c.order));
-    std::normal_distribution<double> normal;
-    for (std::size_t k = 0; k < real_steps * static_cast<std::size_t>(batch * dim); ++k) draws.data.push_back(normal(rng));
-    if (sde) {
-      write_npy(file, draws);
-      config["noise"] = file;
-    }
+    const NpyArray draws = write_draws(file, real_steps, batch, dim, static_cast<unsigned long>(c.steps * 7 + c.order));
+    if (sde) config["noise"] = file;
     const State got = run_translated(config);
     Reference ref = reference(config);
     std::vector<double> ts, sig;
@@ -502,13 +507,8 @@ TEST_CASE("DPMSolverMultistepScheduler with sde-dpmsolver++ or solver_type heun 
       m.push_back((x - s_s * out) / a_s);
       const double a_t = alpha_of(sig[i + 1]), s_t = sig[i + 1] * a_t;
       const double h = lambda_of(sig[i + 1]) - lambda_of(sig[i]);
-      State z = State::Zero(batch, dim);
-      if (sde && static_cast<std::size_t>(i) < real_steps)
-        for (long b = 0; b < batch; ++b)
-          for (long d = 0; d < dim; ++d)
-            z(b, d) = draws.data[(static_cast<std::size_t>(i) * static_cast<std::size_t>(batch) + static_cast<std::size_t>(b)) *
-                                     static_cast<std::size_t>(dim) +
-                                 static_cast<std::size_t>(d)];
+      const State z = sde && static_cast<std::size_t>(i) < real_steps ? draw(draws, static_cast<std::size_t>(i), batch, dim)
+                                                                      : State(State::Zero(batch, dim));
       const State& d0 = m.back();
       if (c.order == 1 || lower_order_nums < 1 || final_low) {
         if (sde)
@@ -550,30 +550,6 @@ TEST_CASE("DPMSolverMultistepScheduler with sde-dpmsolver++ or solver_type heun 
         "scheduler_config.algorithm_type");
 }
 
-namespace {
-
-// Standard normals in the layout of a replay file (draws, batch, dim), written to `file`.
-NpyArray write_draws(const std::string& file, std::size_t count, long batch, long dim, unsigned long seed) {
-  NpyArray draws;
-  draws.shape = {count, static_cast<std::size_t>(batch), static_cast<std::size_t>(dim)};
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal;
-  for (std::size_t k = 0; k < count * static_cast<std::size_t>(batch * dim); ++k) draws.data.push_back(normal(rng));
-  write_npy(file, draws);
-  return draws;
-}
-
-State draw(const NpyArray& draws, std::size_t k, long batch, long dim) {
-  State z(batch, dim);
-  for (long b = 0; b < batch; ++b)
-    for (long d = 0; d < dim; ++d)
-      z(b, d) = draws.data[(k * static_cast<std::size_t>(batch) + static_cast<std::size_t>(b)) *
-                               static_cast<std::size_t>(dim) +
-                           static_cast<std::size_t>(d)];
-  return z;
-}
-
-}  // namespace
 
 TEST_CASE("EulerAncestralDiscreteScheduler configs against the transcription of its step, with the same draws",
           "[diffusers]") {
