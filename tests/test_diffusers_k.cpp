@@ -16,12 +16,14 @@
 
 #include "diffsde/config.hpp"
 #include "diffsde/diffusers_config.hpp"
+#include "diffsde/driver.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/npy.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/solvers/deis.hpp"
 #include "diffsde/solvers/unipc.hpp"
+#include "diffsde/sweep.hpp"
 #include "support/diffusers_reference.hpp"
 #include "support/diffusers_runs.hpp"
 
@@ -821,5 +823,34 @@ TEST_CASE("DPMSolverSDEScheduler configs against the transcription of its step, 
     FAIL("expected a ConfigError");
   } catch (const ConfigError& e) {
     CHECK(e.path() == "scheduler_config.noise_sampler_seed");
+  }
+}
+
+TEST_CASE("A sweep runs a diffusers grid with the network at diffusers' timesteps, as sample does", "[diffusers]") {
+  const json sc = {{"_class_name", "EulerDiscreteScheduler"}, {"beta_schedule", "scaled_linear"},
+                   {"beta_start", 0.00085}, {"beta_end", 0.012}};
+  // Karras sigmas (fractional network timesteps) and trailing integer timesteps, with dpm2,
+  // whose midpoints lie between the nodes.
+  for (const json& grid : {json{{"name", "diffusers"}, {"family", "euler"}, {"sigmas", "karras"}},
+                           json{{"name", "diffusers"}, {"family", "euler"}, {"timestep_spacing", "trailing"}}}) {
+    INFO(grid.dump());
+    const json sweep_json = {{"problem", {{"scheduler_config", sc}, {"model", {{"name", "gmm"}}}, {"batch", 4}, {"seed", 5}}},
+                             {"solvers", json::array({{{"name", "dpm2"}}})},
+                             {"grids", json::array({grid})},
+                             {"steps", {6}}};
+    const Sweep sweep = parse_sweep(sweep_json, "");
+    REQUIRE(sweep.cells.size() == 1);
+    const SweepCell& cell = sweep.cells.front();
+    REQUIRE(cell.model != nullptr);
+    State x = sweep_initial_state(sweep, cell.seed);
+    auto solver = solver_registry().create(json{{"name", "dpm2"}}, "solver");
+    integrate(*solver, *sweep.schedule, *cell.model, cell.times, x, nullptr);
+
+    json sample_grid = grid;
+    sample_grid["steps"] = 6;
+    json config = {{"scheduler_config", sc}, {"steps", 6}, {"grid", sample_grid}, {"solver", {{"name", "dpm2"}}},
+                   {"model", {{"name", "gmm"}}}, {"batch", 4}, {"seed", static_cast<long>(cell.seed)}};
+    const State sampled = run_translated(config);
+    CHECK((x.array() == sampled.array()).all());
   }
 }

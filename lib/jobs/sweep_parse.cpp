@@ -232,6 +232,10 @@ struct Parser {
   std::vector<std::uint64_t> seeds;
   // (grid path, steps) -> times
   std::map<std::pair<std::string, long>, std::vector<double>> times_cache;
+  // The network as each (grid, steps) calls it, where that is not the problem's model.
+  std::map<std::pair<std::string, long>, std::shared_ptr<const Model>> model_cache;
+  ProblemSpec problem_spec;
+  Problem problem_built;
   // distinct (t_start, t_end) spans of the cells, with the first cell's path for errors
   std::map<std::pair<double, double>, std::string> spans;
 
@@ -248,6 +252,8 @@ struct Parser {
     rules.noise_sources = {"philox", "brownian_tree"};
     const ProblemSpec spec = diffsde::parse_problem(section, path, rules, sweep.base_dir);
     const Problem problem = build_problem(spec);
+    problem_spec = spec;
+    problem_built = problem;
     sweep.schedule = problem.schedule;
     sweep.model = problem.model;
     sweep.base_model = problem.base_model;
@@ -278,10 +284,15 @@ struct Parser {
     try {
       const auto made = grid_registry().create(object, grid.path, context);
       times = made->times(*sweep.schedule);
-      if (!made->model_times(*sweep.schedule).empty())
-        throw ConfigError("", "evaluates the network at other times than its steps' (diffusers' rounded or "
-                              "interpolated timesteps), which sweeps do not support yet; run it with `diffsde "
-                              "sample`, or use sigmas \"timesteps\" with integer timesteps");
+      // As `diffsde sample`: on diffusers' grid the network runs at diffusers' timesteps, at
+      // the nodes and between them.
+      std::vector<double> model_times = made->model_times(*sweep.schedule);
+      if (model_times.empty() && dynamic_cast<const DiffusersGrid*>(made.get()) != nullptr) model_times = times;
+      if (!model_times.empty()) {
+        Problem retimed = problem_built;
+        retime_problem(problem_spec, retimed, times, model_times);
+        model_cache[key] = retimed.model;
+      }
     } catch (const ConfigError& e) {
       const ConfigError full = e.path().rfind(grid.path, 0) == 0 ? e : e.prefixed(grid.path);
       if (grid.has_steps && full.path() == join_path(grid.path, "steps"))
@@ -528,6 +539,8 @@ struct Parser {
             cell.order = traits.order;
             cell.strong_order = traits.strong_order;
             cell.times = times;
+            const auto retimed = model_cache.find(std::make_pair(grid.path, grid.has_steps ? step_values[s] : 0L));
+            if (retimed != model_cache.end()) cell.model = retimed->second;
             cell.cost = estimated_cost(traits, n_steps, normalized);
             json identity = {{"solver", cell.solver}, {"grid", cell.grid}, {"seed", seed}};
             identity["tolerance"] = cell.tolerance ? json(*cell.tolerance) : json(nullptr);

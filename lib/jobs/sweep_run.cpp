@@ -161,7 +161,7 @@ ordered_json run_cell(const Sweep& sweep, const SweepCell& cell, const State* re
   Summary summary;
   std::string error;
   try {
-    summary = integrate(*solver, *sweep.schedule, *sweep.model, cell.times, x, noise.get());
+    summary = integrate(*solver, *sweep.schedule, cell.model ? *cell.model : *sweep.model, cell.times, x, noise.get());
   } catch (const Error& e) {
     error = e.what();
   }

@@ -105,6 +105,9 @@ struct SweepCell {
   bool stochastic = false, adaptive = false;
   double order = 0, strong_order = 0;  // declared (strong_order NaN where undefined)
   std::vector<double> times;
+  // The network as this cell's grid calls it (a `diffusers` grid: at diffusers' timesteps,
+  // RetimedModel, under the problem's conditioning layers); null: Sweep::model.
+  std::shared_ptr<const Model> model;
   // Estimated model evaluations per sample: steps x evaluations per step; adaptive
   // solvers, evaluations per step x tolerance^(-1/order) (rtol, default included). Only
   // the order in which run_sweep hands out cells (costliest first) depends on it.
