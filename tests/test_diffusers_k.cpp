@@ -854,3 +854,58 @@ TEST_CASE("A sweep runs a diffusers grid with the network at diffusers' timestep
     CHECK((x.array() == sampled.array()).all());
   }
 }
+
+TEST_CASE("LCMScheduler configs against the transcription of its step, with the same draws", "[diffusers]") {
+  const long batch = 5, dim = 2;
+  struct Case {
+    long steps, original;
+    bool clip;
+  };
+  for (const Case& c : {Case{1, 50, false}, Case{4, 50, false}, Case{8, 50, true}, Case{7, 30, false}}) {
+    INFO("steps " << c.steps << " original_inference_steps " << c.original << " clip " << c.clip);
+    const std::string file = "lcm_noise.npy";
+    const NpyArray draws = write_draws(file, static_cast<std::size_t>(std::max(c.steps - 1, 1L)), batch, dim, 31);
+    const json sc = {{"_class_name", "LCMScheduler"}, {"original_inference_steps", c.original},
+                     {"clip_sample", c.clip}, {"clip_sample_range", 0.8}};
+    json config = base_config(sc, c.steps);
+    config["noise"] = file;
+    const State got = run_translated(config);
+    Reference ref = reference(config);
+    // set_timesteps: the distillation schedule k - 1, .., N - 1, reversed, at
+    // floor(linspace(0, original, steps, endpoint=False)).
+    const long N = 1000, k = N / c.original;
+    std::vector<long> origin;
+    for (long j = c.original; j >= 1; --j) origin.push_back(j * k - 1);
+    std::vector<long> ts;
+    const double step = static_cast<double>(c.original) / static_cast<double>(c.steps);
+    for (long i = 0; i < c.steps; ++i) ts.push_back(origin[static_cast<std::size_t>(std::floor(static_cast<double>(i) * step))]);
+    if (c.steps == 4 && c.original == 50) CHECK(ts == std::vector<long>{999, 759, 499, 259});
+    State x = ref.x;
+    for (std::size_t i = 0; i < ts.size(); ++i) {
+      const long t = ts[i], prev = i + 1 < ts.size() ? ts[i + 1] : t;
+      const double a_t = ref.tab.alphas_cumprod[static_cast<std::size_t>(t)];
+      const double a_prev = ref.tab.alphas_cumprod[static_cast<std::size_t>(prev)];
+      const double scaled = static_cast<double>(t) * 10.0;
+      const double c_skip = 0.25 / (scaled * scaled + 0.25), c_out = scaled / std::sqrt(scaled * scaled + 0.25);
+      State x0 = (x - std::sqrt(1 - a_t) * ref.net(x, static_cast<double>(t))) / std::sqrt(a_t);
+      if (c.clip) x0 = x0.cwiseMax(-0.8).cwiseMin(0.8);
+      const State denoised = c_out * x0 + c_skip * x;
+      x = i + 1 < ts.size() ? State(std::sqrt(a_prev) * denoised + std::sqrt(1 - a_prev) * draw(draws, i, batch, dim))
+                            : denoised;
+    }
+    CHECK(max_rel(got, x) < 1e-8);
+    std::remove(file.c_str());
+  }
+  const auto key_of = [](const json& sc, long steps) -> std::string {
+    try {
+      expand_scheduler_config(base_config(sc, steps), "");
+    } catch (const ConfigError& e) {
+      return e.path();
+    }
+    return "";
+  };
+  CHECK(key_of({{"_class_name", "LCMScheduler"}}, 51) == "scheduler_config.original_inference_steps");
+  CHECK(key_of({{"_class_name", "LCMScheduler"}, {"original_inference_steps", 0}}, 4) ==
+        "scheduler_config.original_inference_steps");
+  CHECK(key_of({{"_class_name", "LCMScheduler"}, {"timestep_scaling", -1}}, 4) == "scheduler_config.timestep_scaling");
+}

@@ -114,6 +114,10 @@ struct Excluded {
 const std::vector<Excluded>& excluded() {
   // clang-format off
   static const std::vector<Excluded> table = {
+      {{{"name", "lcm"}}, Check::weak,
+       "consistency sampling, not a discretisation of the reverse SDE: each step re-noises the "
+       "boundary-condition mix of x0 and the sample, so its law does not approach the marginal "
+       "as the steps grow (docs/solvers/consistency.md)"},
       {{{"name", "pc"}, {"predictor", "reverse_diffusion"}, {"corrector", "langevin"}},
        Check::weak,
        "declared 1 (the predictor's), not observed: the Langevin step does not shrink with the "

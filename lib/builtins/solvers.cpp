@@ -16,6 +16,7 @@ void register_unipc(Registry<Solver>& registry);
 void register_deis(Registry<Solver>& registry);
 void register_ipndm(Registry<Solver>& registry);
 void register_pndm(Registry<Solver>& registry);
+void register_lcm(Registry<Solver>& registry);
 void register_k_diffusion(Registry<Solver>& registry);  // euler, euler_ancestral, heun, dpm2, dpm2_ancestral, lms
 void register_k_dpm(Registry<Solver>& registry);        // dpm_fast, dpm_adaptive
 void register_sde_rk(Registry<Solver>& registry);  // stochastic_heun, sra
@@ -34,6 +35,7 @@ void register_solvers(Registry<Solver>& registry) {
   register_deis(registry);
   register_ipndm(registry);
   register_pndm(registry);
+  register_lcm(registry);
   register_k_diffusion(registry);
   register_k_dpm(registry);
   register_sde_rk(registry);

@@ -75,6 +75,10 @@ const std::map<std::string, std::vector<std::string>>& class_keys() {
       {"DPMSolverSDEScheduler",
        kKarrasBetaKeys + std::vector<std::string>{"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
                                                   "noise_sampler_seed"}},
+      {"LCMScheduler",
+       kBetaKeys + std::vector<std::string>{"original_inference_steps", "clip_sample", "clip_sample_range",
+                                            "set_alpha_to_one", "thresholding", "dynamic_thresholding_ratio",
+                                            "sample_max_value", "timestep_scaling"}},
       {"KDPM2DiscreteScheduler",
        kKarrasBetaKeys + std::vector<std::string>{"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"}},
       {"KDPM2AncestralDiscreteScheduler",
@@ -101,11 +105,15 @@ json class_default(const std::string& cls, const std::string& key) {
   // DDIM, DDPM and PNDM space their timesteps "leading" unless told otherwise (Stable
   // Diffusion 1.x's files do not say); the others "linspace".
   if (key == "timestep_spacing")
-    return cls == "DDIMScheduler" || cls == "DDPMScheduler" || cls == "PNDMScheduler" ? "leading" : "linspace";
+    return cls == "DDIMScheduler" || cls == "DDPMScheduler" || cls == "PNDMScheduler" || cls == "LCMScheduler"
+               ? "leading"
+               : "linspace";
   if (key == "lower_order_final") return cls != "DPMSolverSinglestepScheduler";
   // The k-diffusion ports default to Stable Diffusion's betas' range.
   const bool sd_range = cls == "HeunDiscreteScheduler" || cls == "KDPM2DiscreteScheduler" ||
-                        cls == "KDPM2AncestralDiscreteScheduler" || cls == "DPMSolverSDEScheduler";
+                        cls == "KDPM2AncestralDiscreteScheduler" || cls == "DPMSolverSDEScheduler" ||
+                        cls == "LCMScheduler";
+  if (key == "beta_schedule") return cls == "LCMScheduler" ? "scaled_linear" : "linear";
   if (key == "beta_start") return sd_range ? 0.00085 : 0.0001;
   if (key == "beta_end") return sd_range ? 0.012 : 0.02;
   return nullptr;
@@ -598,6 +606,39 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     if (rule != "timesteps" && orders.size() > 1) orders.erase(orders.size() - 1);
     out.solver = {{"name", "deis"}, {"order", order}, {"orders", orders}};
     thresholding();
+  } else if (cls == "LCMScheduler") {
+    // LCM's timesteps: of its distillation schedule k - 1, 2k - 1, .., N - 1 (k = N //
+    // original_inference_steps), `steps` taken at evenly spaced indices from the top; each
+    // step re-noises the consistency function's output to the next, the last returns it.
+    // (timestep_spacing, steps_offset and set_alpha_to_one play no part in it.)
+    grid.erase("timestep_spacing");
+    grid.erase("steps_offset");
+    grid.erase("steps");
+    grid["family"] = "ddim";
+    const long original = r.integer("original_inference_steps", 50);
+    if (original < 1 || original > n_train)
+      r.fail("original_inference_steps", "must lie in [1, num_train_timesteps = " + std::to_string(n_train) + "]");
+    if (steps > original)
+      r.fail("original_inference_steps", "is " + std::to_string(original) + ", fewer than the " +
+                                             std::to_string(steps) + " steps asked for: LCM takes its timesteps "
+                                             "from that schedule");
+    const long k = n_train / original;
+    // np.floor(np.linspace(0, original, steps, endpoint=False)) into the reversed schedule
+    // (numpy's i * (original / steps), the first values of the endpoint linspace of steps + 1).
+    const std::vector<double> at = numpy_linspace(0.0, static_cast<double>(original), static_cast<int>(steps) + 1);
+    json timesteps = json::array();
+    for (long i = 0; i < steps; ++i) timesteps.push_back((original - static_cast<long>(std::floor(at[i]))) * k - 1);
+    grid["timesteps"] = timesteps;
+    const double scaling = r.number("timestep_scaling", 10.0);
+    if (!(scaling > 0) || !std::isfinite(scaling)) r.fail("timestep_scaling", "must be finite and > 0");
+    out.solver = {{"name", "lcm"}, {"timestep_scaling", scaling}};
+    if (r.boolean("thresholding", false)) {
+      thresholding();
+    } else if (r.boolean("clip_sample", false)) {
+      const double range = r.number("clip_sample_range", 1.0);
+      if (!(range > 0)) r.fail("clip_sample_range", "must be > 0");
+      out.solver["clip_x0"] = {-range, range};
+    }
   } else if (cls == "DPMSolverSDEScheduler") {
     // k-diffusion's DPM-Solver++ SDE (r = 1/2) on Euler's timesteps and sigmas, its second
     // evaluation at the geometric mean of consecutive sigmas, its noise from a Brownian tree.
