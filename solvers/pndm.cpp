@@ -11,6 +11,7 @@ PndmSolver::PndmSolver(Options options) : options_(options) {}
 
 SolverTraits PndmSolver::traits() const {
   SolverTraits t;
+  t.any_schedule = true;  // only alpha, sigma, lambda and the field f, g^2
   t.name = "pndm";
   t.order = 2;
   t.evals_per_step = 1;
