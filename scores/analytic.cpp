@@ -53,7 +53,9 @@ AlphaSigma alpha_sigma(const Schedule& schedule, double t, const char* who) {
     throw Error(msg.str());
   }
   const ScheduleAt at = schedule.at(t < 0.0 ? 0.0 : t);
-  // sigma^2 = 1 - alpha_bar = -expm1(log alpha_bar), free of cancellation near t = 0.
+  // VP: sigma^2 = 1 - alpha_bar = -expm1(log alpha_bar), free of cancellation near t = 0;
+  // other schedules give sigma itself without cancellation.
+  if (!schedule.variance_preserving()) return {at.alpha, at.sigma, at.sigma * at.sigma};
   return {at.alpha, at.sigma, -std::expm1(at.log_alpha_bar)};
 }
 

@@ -66,6 +66,9 @@ DdimSolver::DdimSolver(Options options) : options_(std::move(options)) {
 SolverTraits DdimSolver::traits() const {
   SolverTraits t;
   t.name = options_.name;
+  // The DDIM step and its eta noise are written in alpha, sigma and lambda (exact for every
+  // schedule); the DDPM beta variance 1 - alpha_bar_s/alpha_bar_t is VP's.
+  t.any_schedule = options_.noise != Noise::ddpm_beta;
   t.stochastic = stochastic();
   t.order = 1;  // ODE order at eta = 0, weak order otherwise
   t.evals_per_step = 1;

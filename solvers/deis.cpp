@@ -46,6 +46,7 @@ DeisSolver::DeisSolver(Options options) : options_(options) { check_options(opti
 
 SolverTraits DeisSolver::traits() const {
   SolverTraits t;
+  t.any_schedule = true;  // only alpha, sigma, lambda and the field f, g^2
   t.name = "deis";
   t.order = options_.order;
   t.evals_per_step = 1;

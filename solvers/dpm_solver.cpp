@@ -174,6 +174,7 @@ DpmSolver::DpmSolver(Options options) : options_(options), single_(options.algor
 
 SolverTraits DpmSolver::traits() const {
   SolverTraits t;
+  t.any_schedule = true;  // only alpha, sigma, lambda and the field f, g^2
   t.name = "dpm_solver";
   t.stochastic = false;
   t.order = options_.order;

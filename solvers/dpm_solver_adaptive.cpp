@@ -30,6 +30,7 @@ DpmSolverAdaptive::DpmSolverAdaptive(Options options)
 
 SolverTraits DpmSolverAdaptive::traits() const {
   SolverTraits t;
+  t.any_schedule = true;  // only alpha, sigma, lambda and the field f, g^2
   t.name = "dpm_solver_adaptive";
   t.stochastic = false;
   t.adaptive = true;

@@ -70,6 +70,7 @@ DpmppSolver::DpmppSolver(std::string name, double eta) : name_(std::move(name)),
 
 SolverTraits DpmppSolver::base_traits(double ode_order, int evals_per_step) const {
   SolverTraits t;
+  t.any_schedule = true;  // written in lambda, or in sigma/alpha and x/alpha
   t.name = name_;
   t.stochastic = stochastic();
   t.order = stochastic() ? 1 : ode_order;

@@ -8,6 +8,7 @@ namespace diffsde {
 
 SolverTraits EulerMaruyamaSolver::traits() const {
   SolverTraits t;
+  t.any_schedule = true;  // only alpha, sigma, lambda and the field f, g^2
   t.name = "euler_maruyama";
   t.stochastic = true;
   t.order = 1;         // weak

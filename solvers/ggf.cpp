@@ -32,6 +32,7 @@ GgfSolver::GgfSolver(GgfOptions options) : opt_(std::move(options)) { check_opti
 
 SolverTraits GgfSolver::traits() const {
   SolverTraits t;
+  t.any_schedule = true;  // only alpha, sigma, lambda and the field f, g^2
   t.name = "ggf";
   t.stochastic = true;
   t.adaptive = true;

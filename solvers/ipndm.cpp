@@ -20,6 +20,7 @@ IpndmSolver::IpndmSolver(Options options) : options_(options) { check_options(op
 
 SolverTraits IpndmSolver::traits() const {
   SolverTraits t;
+  t.any_schedule = true;  // only alpha, sigma, lambda and the field f, g^2
   t.name = "ipndm";
   t.order = options_.order;
   t.evals_per_step = 1;

@@ -64,6 +64,7 @@ void KDiffusionSolver::step(SolverContext& context, std::size_t /*i*/, double t0
 
 SolverTraits KDiffusionSolver::base_traits(bool stochastic) const {
   SolverTraits t;
+  t.any_schedule = true;  // written in lambda, or in sigma/alpha and x/alpha
   t.name = name_;
   t.stochastic = stochastic;
   // k-diffusion's samplers are written for decreasing sigma (churn, ancestral split, the

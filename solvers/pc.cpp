@@ -57,6 +57,7 @@ SolverTraits PcSolver::traits() const {
   const SolverTraits p = predictor_->traits();
   SolverTraits t;
   t.name = "pc";
+  // any_schedule stays false: the corrector's step size uses score-SDE's VP alpha_i = 1 - beta_i.
   t.stochastic = true;
   t.batch_coupled = p.batch_coupled || (options_.corrector == Corrector::langevin &&
                                         options_.step_size == StepSize::batch_norms);

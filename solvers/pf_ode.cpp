@@ -65,6 +65,7 @@ std::unique_ptr<Solver> PfOdeSolver::clone() const {
 
 SolverTraits PfOdeSolver::traits() const {
   SolverTraits t;
+  t.any_schedule = true;  // only alpha, sigma, lambda and the field f, g^2
   t.name = "pf_ode";
   t.stochastic = false;
   if (const OdeintStepperInfo* row = find_odeint_stepper(options_.stepper)) {

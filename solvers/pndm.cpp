@@ -68,6 +68,7 @@ void PndmSolver::prk_step(SolverContext& context, double t0, double t1, State& x
 
 SolverTraits PndmSolver::traits() const {
   SolverTraits t;
+  t.any_schedule = true;  // only alpha, sigma, lambda and the field f, g^2
   t.name = "pndm";
   t.order = 2;
   t.evals_per_step = 1;

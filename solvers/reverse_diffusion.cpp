@@ -20,6 +20,7 @@ ReverseDiffusionCoefficients reverse_diffusion_coefficients(const ScheduleAt& s0
 SolverTraits ReverseDiffusionSolver::traits() const {
   SolverTraits t;
   t.name = "reverse_diffusion";
+  // any_schedule stays false: b = 1 - alpha_bar(t0)/alpha_bar(t1) is the VP discretisation.
   t.stochastic = true;
   t.order = 1;         // weak
   t.strong_order = 1;  // additive noise

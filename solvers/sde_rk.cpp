@@ -24,6 +24,7 @@ void drift(SolverContext& context, const State& x, const ScheduleAt& s, State& e
 // ----------------------------------------------------------------------------------------
 SolverTraits StochasticHeunSolver::traits() const {
   SolverTraits t;
+  t.any_schedule = true;  // only alpha, sigma, lambda and the field f, g^2
   t.name = "stochastic_heun";
   t.stochastic = true;
   t.order = 1;         // weak
@@ -117,6 +118,7 @@ SraSolver::SraSolver(const std::string& tableau) : SraSolver(Options{tableau}) {
 
 SolverTraits SraSolver::traits() const {
   SolverTraits t;
+  t.any_schedule = true;  // only alpha, sigma, lambda and the field f, g^2
   t.name = "sra";
   t.stochastic = true;
   t.order = 2;  // weak (additive noise)

@@ -101,6 +101,7 @@ UniPcSolver::UniPcSolver(Options options) : options_(options) { check_options(op
 
 SolverTraits UniPcSolver::traits() const {
   SolverTraits t;
+  t.any_schedule = true;  // only alpha, sigma, lambda and the field f, g^2
   t.name = "unipc";
   // UniC raises UniP-p to order p + 1 (Theorem 3.1); lower_order_final ends with a
   // first-order step, whose O(h^2) local error caps the global order at 2.

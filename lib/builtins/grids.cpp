@@ -23,8 +23,8 @@ namespace {
 std::vector<ParamSpec> span_specs(bool uses_t_last) {
   return {{"t_start", ParamType::number, 1.0,
            "first time (the noise end when sampling); when not given and the schedule ends "
-           "before 1 (vp_cosine), the schedule's t_max"},
-          {"t_end", ParamType::number, 1e-3, "last time; 0 is allowed"},
+           "before 1 (vp_cosine) or after 1 (edm: sigma_max), the schedule's t_max"},
+          {"t_end", ParamType::number, 1e-3, "last time; 0 is allowed; when not given on edm, sigma_min"},
           {"steps", ParamType::integer, 50, "number of intervals (the grid has steps+1 times)"},
           {"t_last", ParamType::number, 1e-3,
            uses_t_last ? "when t_end is 0: the rule spaces steps-1 intervals down to t_last, "
@@ -36,8 +36,12 @@ std::vector<ParamSpec> span_specs(bool uses_t_last) {
 GridSpan read_span(const Params& p, bool uses_t_last, const BuildContext& context) {
   GridSpan span;
   span.t_start = p.number("t_start");
+  // Defaults follow the schedule's range: t_max (below 1 for vp_cosine, sigma_max for edm)
+  // and, for edm whose t is sigma, t_end = sigma_min.
   if (!p.given("t_start") && context.schedule) span.t_start = std::min(span.t_start, context.schedule->t_max());
+  if (!p.given("t_start") && context.schedule && context.schedule->t_max() > 1) span.t_start = context.schedule->t_max();
   span.t_end = p.number("t_end");
+  if (!p.given("t_end") && context.schedule) span.t_end = std::max(span.t_end, context.schedule->t_min());
   const long steps = p.integer("steps");
   if (steps < 1) p.fail("steps", "must be >= 1, got " + std::to_string(steps));
   if (steps > 100000000L) p.fail("steps", "must be <= 100000000, got " + std::to_string(steps));

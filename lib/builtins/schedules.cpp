@@ -134,6 +134,64 @@ void register_schedules(Registry<Schedule>& registry) {
          }
          return std::make_unique<VpDiscreteSchedule>(std::move(betas));
        }});
+
+  // Schedules that are not variance-preserving (alpha^2 + sigma^2 != 1): only solvers with
+  // SolverTraits::any_schedule run on them (docs/math.md, "General (alpha, sigma)").
+  const auto sigma_range = [](const Params& p) {
+    const double sigma_min = p.number("sigma_min"), sigma_max = p.number("sigma_max");
+    if (!(sigma_min > 0) || !std::isfinite(sigma_min))
+      p.fail("sigma_min", "must be a finite number > 0, got " + format_double(sigma_min));
+    if (!(sigma_max > sigma_min) || !std::isfinite(sigma_max))
+      p.fail("sigma_max", "must be finite and > sigma_min = " + format_double(sigma_min) + ", got " +
+                              format_double(sigma_max));
+    return std::make_pair(sigma_min, sigma_max);
+  };
+
+  registry.add({"ve",
+                "Score-SDE VE-SDE: alpha = 1, sigma(t) = sigma_min (sigma_max/sigma_min)^t on [0, 1] "
+                "(Song et al. 2021)",
+                {{"sigma_min", ParamType::number, 0.01, "sigma(0)"},
+                 {"sigma_max", ParamType::number, 50.0, "sigma(1); the initial noise has this std"}},
+                [sigma_range](const Params& p, const BuildContext&) -> std::unique_ptr<Schedule> {
+                  const auto [sigma_min, sigma_max] = sigma_range(p);
+                  return std::make_unique<VeSchedule>(sigma_min, sigma_max);
+                }});
+
+  registry.add({"subvp",
+                "Score-SDE sub-VP SDE: alpha as vp_linear, sigma = 1 - alpha^2 (Song et al. 2021)",
+                {{"beta0", ParamType::number, 0.1, "beta(0)"},
+                 {"beta1", ParamType::number, 20.0, "beta(1)"}},
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Schedule> {
+                  const double beta0 = p.number("beta0"), beta1 = p.number("beta1");
+                  if (!(beta0 > 0) || !std::isfinite(beta0))
+                    p.fail("beta0", "must be a finite number > 0, got " + format_double(beta0));
+                  if (!(beta1 >= beta0) || !std::isfinite(beta1))
+                    p.fail("beta1", "must be finite and >= beta0 = " + format_double(beta0) + ", got " +
+                                        format_double(beta1));
+                  return std::make_unique<SubVpSchedule>(beta0, beta1);
+                }});
+
+  registry.add({"edm",
+                "EDM: alpha = 1, sigma = t, t (the noise level) in [0, sigma_max]; grids run from "
+                "sigma_max down to sigma_min by default (Karras et al. 2022)",
+                {{"sigma_min", ParamType::number, 0.002, "default end of the grids (t_end)"},
+                 {"sigma_max", ParamType::number, 80.0,
+                  "largest t = sigma; default start of the grids; the initial noise has this std"}},
+                [sigma_range](const Params& p, const BuildContext&) -> std::unique_ptr<Schedule> {
+                  const auto [sigma_min, sigma_max] = sigma_range(p);
+                  return std::make_unique<EdmSchedule>(sigma_min, sigma_max);
+                }});
+
+  registry.add({"flow",
+                "Rectified flow / flow matching: alpha = 1 - s, sigma = s, s = shift t / (1 + (shift - 1) t) "
+                "on [0, 1] (SD3, Flux); alpha = 0 at t = 1, so grids start below 1",
+                {{"shift", ParamType::number, 1.0, "time shift of SD3 / Flux; > 0 (1: none)"}},
+                [](const Params& p, const BuildContext&) -> std::unique_ptr<Schedule> {
+                  const double shift = p.number("shift");
+                  if (!(shift > 0) || !std::isfinite(shift))
+                    p.fail("shift", "must be a finite number > 0, got " + format_double(shift));
+                  return std::make_unique<FlowSchedule>(shift);
+                }});
 }
 
 }  // namespace builtin

@@ -71,6 +71,9 @@ void check_solver_grid(const SolverTraits& traits, const Schedule& schedule,
       if (!(times[i + 1] < times[i]))  // a NaN time fails too
         throw Error(traits.name + (traits.stochastic ? " with noise" : "") +
                     " runs backwards in time: the grid must decrease (" + interval(i) + ")");
+  if (!traits.any_schedule && !schedule.variance_preserving())
+    throw Error(traits.name + " assumes a variance-preserving schedule (alpha^2 + sigma^2 = 1) and does not run on "
+                "the " + schedule.name() + " schedule; see docs/math.md for the solvers that run on every schedule");
   if (n < 2) return;
   // sigma is nondecreasing and alpha nonincreasing in t (log alpha_bar = -int_0^t beta,
   // beta >= 0), so the earliest step start decides for sigma and the latest for alpha: one
@@ -88,9 +91,12 @@ void check_solver_grid(const SolverTraits& traits, const Schedule& schedule,
     for (std::size_t i = 0; i + 1 < n; ++i)
       if (schedule.alpha(times[i]) == 0)
         throw Error(traits.name + " cannot start a step at t = " + format_double(times[i]) + " (" + interval(i) +
-                    "): alpha = 0 there (zero terminal SNR), no solver can step from lambda = -inf; start the "
-                    "grid below the schedule's last step, or give the schedule `final_alpha_bar` (diffusers "
-                    "uses 2^-24)");
+                    (schedule.variance_preserving()
+                         ? "): alpha = 0 there (zero terminal SNR), no solver can step from lambda = -inf; start "
+                           "the grid below the schedule's last step, or give the schedule `final_alpha_bar` "
+                           "(diffusers uses 2^-24)"
+                         : "): alpha = 0 there (" + schedule.name() +
+                               "), no solver can step from lambda = -inf; start the grid below it (t_start)"));
   if (!traits.needs_positive_sigma_at_step_start) return;
   if (!nan && schedule.sigma(earliest) > 0) return;
   for (std::size_t i = 0; i + 1 < n; ++i) {

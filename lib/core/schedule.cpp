@@ -66,6 +66,8 @@ ScheduleAt Schedule::at(double t) const {
   s.sigma = std::sqrt(-std::expm1(s.log_alpha_bar));
   s.lambda = lambda_of_log_alpha_bar(s.log_alpha_bar);
   s.beta = beta(t);
+  s.f = -0.5 * s.beta;
+  s.g2 = s.beta;
   return s;
 }
 
@@ -352,6 +354,214 @@ double VpDiscreteSchedule::t_of_log_alpha_bar(double l) const {
     return (static_cast<double>(N) - std::exp(0.5 * (l - v))) / static_cast<double>(N);
   const double slope = std::log1p(-betas_[static_cast<std::size_t>(n)]);
   return (static_cast<double>(n) + (l - v) / slope) / static_cast<double>(N);
+}
+
+// ---------------------------------------------------------------------------
+// VE-SDE (Song et al. 2021, eq. 31 and appendix C): sigma(t) = sigma_min r^t,
+// r = sigma_max/sigma_min, alpha = 1. Then f = 0 and g^2 = d sigma^2/dt = 2 sigma^2 log r;
+// lambda = -log sigma is linear in t. Times below 0 are treated as 0.
+
+namespace {
+
+[[noreturn]] void throw_constant_alpha(const std::string& name) {
+  throw Error(name + ": alpha = 1 at every t, so log alpha_bar does not determine t (use t_of_lambda)");
+}
+
+}  // namespace
+
+VeSchedule::VeSchedule(double sigma_min, double sigma_max) : sigma_min_(sigma_min), sigma_max_(sigma_max) {
+  if (!(sigma_min > 0) || !std::isfinite(sigma_min))
+    throw Error("ve: sigma_min must be a finite number > 0, got " + format_double(sigma_min));
+  if (!(sigma_max > sigma_min) || !std::isfinite(sigma_max))
+    throw Error("ve: sigma_max must be finite and > sigma_min, got " + format_double(sigma_max));
+  log_sigma_min_ = std::log(sigma_min);
+  log_ratio_ = std::log(sigma_max / sigma_min);
+}
+
+double VeSchedule::beta(double /*t*/) const { return 0.0; }
+double VeSchedule::log_alpha_bar(double /*t*/) const { return 0.0; }
+double VeSchedule::t_of_log_alpha_bar(double /*l*/) const { throw_constant_alpha(name()); }
+double VeSchedule::sigma(double t) const { return std::exp(log_sigma_min_ + std::max(t, 0.0) * log_ratio_); }
+double VeSchedule::lambda(double t) const { return -(log_sigma_min_ + std::max(t, 0.0) * log_ratio_); }
+double VeSchedule::t_of_lambda(double lambda) const {
+  if (std::isnan(lambda)) return lambda;
+  return std::max((-lambda - log_sigma_min_) / log_ratio_, 0.0);
+}
+double VeSchedule::g2(double t) const {
+  const double s = sigma(t);
+  return 2.0 * s * s * log_ratio_;
+}
+
+ScheduleAt VeSchedule::at(double t) const {
+  ScheduleAt s;
+  s.t = t;
+  s.log_alpha_bar = 0;
+  s.alpha = 1;
+  s.lambda = lambda(t);
+  s.sigma = std::exp(-s.lambda);
+  s.beta = 0;
+  s.f = 0;
+  s.g2 = 2.0 * s.sigma * s.sigma * log_ratio_;
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// Sub-VP SDE (Song et al. 2021, eq. 29): with l = log alpha_bar of vp_linear,
+// alpha = e^(l/2), sigma = 1 - e^l = -expm1(l), f = -beta/2 and
+// g^2 = beta (1 - e^(2l)) = d sigma^2/dt + beta sigma^2.
+// lambda = l/2 - log(-expm1(l)). Its inverse: r = alpha solves e^lambda r^2 + r - e^lambda = 0,
+//   r = 2 e^lambda / (1 + sqrt(1 + 4 e^(2 lambda)))       (lambda <= 0)
+//     = 2 / (e^-lambda + sqrt(e^(-2 lambda) + 4))          (lambda > 0),
+// and near r = 1 the form 1 - r = r e^-lambda / (1 + r) keeps l = 2 log r accurate.
+
+SubVpSchedule::SubVpSchedule(double beta0, double beta1) : vp_(beta0, beta1) {}
+
+double SubVpSchedule::sigma(double t) const { return -std::expm1(vp_.log_alpha_bar(t)); }
+
+namespace {
+
+double subvp_lambda(double l) {
+  if (std::isnan(l)) return l;
+  if (l >= 0) return kInf;
+  return 0.5 * l - std::log(-std::expm1(l));
+}
+
+}  // namespace
+
+double SubVpSchedule::lambda(double t) const { return subvp_lambda(vp_.log_alpha_bar(t)); }
+
+double SubVpSchedule::t_of_lambda(double lambda) const {
+  if (std::isnan(lambda)) return lambda;
+  double l;
+  if (lambda > 0) {
+    const double e = std::exp(-lambda);
+    const double r = 2.0 / (e + std::sqrt(e * e + 4.0));
+    l = 2.0 * std::log1p(-(r * e / (1.0 + r)));
+  } else {
+    const double e = std::exp(lambda);
+    l = 2.0 * std::log(2.0 * e / (1.0 + std::sqrt(1.0 + 4.0 * e * e)));
+  }
+  return vp_.t_of_log_alpha_bar(l);
+}
+
+double SubVpSchedule::g2(double t) const { return vp_.beta(t) * -std::expm1(2.0 * vp_.log_alpha_bar(t)); }
+
+ScheduleAt SubVpSchedule::at(double t) const {
+  ScheduleAt s;
+  s.t = t;
+  s.log_alpha_bar = vp_.log_alpha_bar(t);
+  s.alpha = std::exp(0.5 * s.log_alpha_bar);
+  s.sigma = -std::expm1(s.log_alpha_bar);
+  s.lambda = subvp_lambda(s.log_alpha_bar);
+  s.beta = vp_.beta(t);
+  s.f = -0.5 * s.beta;
+  s.g2 = s.beta * -std::expm1(2.0 * s.log_alpha_bar);
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// EDM (Karras et al. 2022, Table 1): alpha = 1, sigma = t, so f = 0, g^2 = 2 t and
+// lambda = -log t. Times below 0 are treated as 0.
+
+EdmSchedule::EdmSchedule(double sigma_min, double sigma_max) : sigma_min_(sigma_min), sigma_max_(sigma_max) {
+  if (!(sigma_min > 0) || !std::isfinite(sigma_min))
+    throw Error("edm: sigma_min must be a finite number > 0, got " + format_double(sigma_min));
+  if (!(sigma_max > sigma_min) || !std::isfinite(sigma_max))
+    throw Error("edm: sigma_max must be finite and > sigma_min, got " + format_double(sigma_max));
+}
+
+double EdmSchedule::beta(double /*t*/) const { return 0.0; }
+double EdmSchedule::log_alpha_bar(double /*t*/) const { return 0.0; }
+double EdmSchedule::t_of_log_alpha_bar(double /*l*/) const { throw_constant_alpha(name()); }
+double EdmSchedule::sigma(double t) const { return std::max(t, 0.0); }
+double EdmSchedule::lambda(double t) const {
+  if (std::isnan(t)) return t;
+  return -std::log(std::max(t, 0.0));
+}
+double EdmSchedule::t_of_lambda(double lambda) const { return std::exp(-lambda); }
+double EdmSchedule::g2(double t) const { return 2.0 * std::max(t, 0.0); }
+
+ScheduleAt EdmSchedule::at(double t) const {
+  ScheduleAt s;
+  s.t = t;
+  s.log_alpha_bar = 0;
+  s.alpha = 1;
+  s.sigma = sigma(t);
+  s.lambda = lambda(t);
+  s.beta = 0;
+  s.f = 0;
+  s.g2 = 2.0 * s.sigma;
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// Flow matching with the SD3 shift (Esser et al. 2024, eq. 23): s = shift t / D,
+// D = 1 + (shift - 1) t, alpha = 1 - s = (1 - t)/D, sigma = s. Then
+//   lambda = log((1 - t)/(shift t)),     t(lambda) = 1/(1 + shift e^lambda),
+//   f = d log alpha/dt = -shift / ((1 - t) D),   g^2 = 2 shift^2 t / ((1 - t) D^2)
+// (shift = 1: f = -1/(1 - t), g^2 = 2t/(1 - t)). 1 - t is exact for t in [1/2, 1], so
+// alpha and lambda keep full relative accuracy near t = 1. Times are clamped to [0, 1].
+
+FlowSchedule::FlowSchedule(double shift) : shift_(shift) {
+  if (!(shift > 0) || !std::isfinite(shift))
+    throw Error("flow: shift must be a finite number > 0, got " + format_double(shift));
+}
+
+namespace {
+
+double clamp01(double t) { return std::isnan(t) ? t : std::clamp(t, 0.0, 1.0); }
+
+}  // namespace
+
+double FlowSchedule::beta(double t) const {
+  t = clamp01(t);
+  return 2.0 * shift_ / ((1.0 - t) * (1.0 + (shift_ - 1.0) * t));
+}
+double FlowSchedule::log_alpha_bar(double t) const {
+  t = clamp01(t);
+  return 2.0 * (std::log1p(-t) - std::log1p((shift_ - 1.0) * t));
+}
+double FlowSchedule::t_of_log_alpha_bar(double l) const {
+  if (std::isnan(l)) return l;
+  l = std::min(l, 0.0);
+  const double a = std::exp(0.5 * l);
+  return -std::expm1(0.5 * l) / (1.0 + a * (shift_ - 1.0));
+}
+double FlowSchedule::sigma(double t) const {
+  t = clamp01(t);
+  return shift_ * t / (1.0 + (shift_ - 1.0) * t);
+}
+double FlowSchedule::lambda(double t) const {
+  t = clamp01(t);
+  return std::log1p(-t) - std::log(shift_ * t);
+}
+double FlowSchedule::t_of_lambda(double lambda) const {
+  if (std::isnan(lambda)) return lambda;
+  if (lambda > 0) {
+    const double e = std::exp(-lambda);
+    return e / (e + shift_);
+  }
+  return 1.0 / (1.0 + shift_ * std::exp(lambda));
+}
+double FlowSchedule::g2(double t) const {
+  t = clamp01(t);
+  const double d = 1.0 + (shift_ - 1.0) * t;
+  return 2.0 * shift_ * shift_ * t / ((1.0 - t) * d * d);
+}
+
+ScheduleAt FlowSchedule::at(double t) const {
+  ScheduleAt s;
+  s.t = t;
+  const double u = clamp01(t);
+  const double d = 1.0 + (shift_ - 1.0) * u;
+  s.alpha = (1.0 - u) / d;
+  s.sigma = shift_ * u / d;
+  s.log_alpha_bar = log_alpha_bar(u);
+  s.lambda = lambda(u);
+  s.f = -shift_ / ((1.0 - u) * d);
+  s.beta = -2.0 * s.f;
+  s.g2 = 2.0 * shift_ * shift_ * u / ((1.0 - u) * d * d);
+  return s;
 }
 
 }  // namespace diffsde

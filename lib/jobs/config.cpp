@@ -77,6 +77,11 @@ SampleJob build_sample_job(const SampleConfig& config) {
   job.model = problem.model;
   job.solver = solver_registry().create(config.solver, "solver", context);
   job.x = problem_initial_state(config, job.model->dim(), config.seed);
+  // Initial noise (not a given init) at the prior's scale: sigma(t_start) on ve and edm.
+  if (config.init.empty() && !job.times.empty()) {
+    const double scale = job.schedule->prior_std(job.times.front());
+    if (scale != 1) job.x *= scale;
+  }
   job.noise = make_problem_noise(config, "philox", config.seed, std::min(job.times.front(), job.times.back()),
                                  std::max(job.times.front(), job.times.back()));
   // The solver against the grid and the noise before any step, as a sweep checks its cells:

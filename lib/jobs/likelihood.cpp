@@ -338,6 +338,11 @@ LikelihoodResult pf_ode_likelihood(const Model& model, const Schedule& schedule,
     throw Error("likelihood: model '" + model.name() +
                 "' has no Jacobian-vector product (eps_jvp); the finite-difference fallback "
                 "(jvp: finite_difference) can stand in for it");
+  // The prior at t_max is VP's N(0, I) (and the bits-per-dim conversion assumes VP data
+  // scaling): likelihoods on the other schedules are not implemented yet.
+  if (!schedule.variance_preserving())
+    throw Error("likelihood: needs a variance-preserving schedule (vp_linear, vp_cosine, vp_discrete); the " +
+                schedule.name() + " schedule is not supported yet");
   const double t_max = options.t_max > 0 ? options.t_max : schedule.t_max();
   if (!(t_max > options.t_min) || t_max > schedule.t_max())
     throw Error("likelihood: need t_min < t_max <= the schedule's t_max = " +

@@ -269,6 +269,9 @@ LikelihoodJob build_likelihood_job(const LikelihoodConfig& config) {
   const Problem problem = build_problem(spec);
   job.schedule = problem.schedule;
   job.model = problem.base_model;  // the conditioning is bound to the data rows later
+  if (!job.schedule->variance_preserving())
+    throw ConfigError("schedule", "likelihoods need a variance-preserving schedule (vp_linear, vp_cosine, "
+                                  "vp_discrete); " + job.schedule->name() + " is not supported yet");
   if (config.method == LikelihoodMethod::pf_ode) {
     const LikelihoodOptions& o = config.pf_ode;
     if (o.t_max > job.schedule->t_max())

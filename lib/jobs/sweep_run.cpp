@@ -82,9 +82,12 @@ void parallel_for(std::size_t n, int threads, const std::function<void(std::size
 // ---------------------------------------------------------------------------
 // Running cells and references.
 
-State sweep_initial_state(const Sweep& sweep, std::uint64_t seed) {
+State sweep_initial_state(const Sweep& sweep, std::uint64_t seed, double t_start) {
   if (sweep.init) return *sweep.init;
-  return initial_noise(seed, 0, sweep.batch, sweep.model->dim());
+  State x = initial_noise(seed, 0, sweep.batch, sweep.model->dim());
+  const double scale = sweep.schedule->prior_std(t_start);
+  if (scale != 1) x *= scale;
+  return x;
 }
 
 namespace sweep_internal {
@@ -108,7 +111,7 @@ State run_reference(const Sweep& sweep, ReferenceKind kind, std::uint64_t seed, 
   grid["t_end"] = t_end;
   const std::vector<double> times =
       grid_registry().create(grid, join_path(ref->path, "grid"), context)->times(*sweep.schedule);
-  State x = sweep_initial_state(sweep, seed);
+  State x = sweep_initial_state(sweep, seed, times.front());
   const long chunks = (sweep.batch + kReferenceChunk - 1) / kReferenceChunk;
   std::vector<long> my_chunks;
   for (long c = 0; c < chunks; ++c)
@@ -155,7 +158,7 @@ ordered_json run_cell(const Sweep& sweep, const SweepCell& cell, const State* re
   line["order"] = cell.order;
   line["strong_order"] = std::isfinite(cell.strong_order) ? ordered_json(cell.strong_order) : ordered_json(nullptr);
 
-  State x = sweep_initial_state(sweep, cell.seed);
+  State x = sweep_initial_state(sweep, cell.seed, cell.times.front());
   auto solver = solver_registry().create(cell.solver_config, "solver", context);
   auto noise = make_noise(sweep, cell.seed, 0);
   Summary summary;

@@ -73,6 +73,9 @@ double discretized_gaussian_log_prob(int level, double mean, double sd) {
 }
 
 VlbChain vlb_chain(const Schedule& schedule, long steps, VlbVariance variance) {
+  if (!schedule.variance_preserving())
+    throw Error("vlb: the DDPM bound is written for variance-preserving schedules; " + schedule.name() +
+                " is not supported");
   const auto* discrete = dynamic_cast<const VpDiscreteSchedule*>(&schedule);
   if (steps == 0 && discrete != nullptr) steps = discrete->num_steps();
   if (steps < 1)

@@ -137,6 +137,9 @@ Setup parse(const json& config, const std::string& base_dir) {
 
   s.schedule_spec = p.value("schedule");
   s.schedule = schedule_registry().create(s.schedule_spec, "schedule", ctx);
+  if (!s.schedule->variance_preserving())
+    p.fail("schedule", "training is written for variance-preserving schedules; " + s.schedule->name() +
+                           " is not supported yet");
   s.data_spec = p.value("data");
   ctx.schedule = s.schedule;
   s.data = data_registry().create(s.data_spec, "data", ctx);

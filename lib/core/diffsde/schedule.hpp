@@ -1,8 +1,12 @@
-// Noise schedules of the VP-SDE dx = -beta/2 x dt + sqrt(beta) dW.
+// Noise schedules of Gaussian diffusions x_t = alpha(t) x0 + sigma(t) eps, with the
+// forward SDE dx = f(t) x dt + g(t) dW, f = d log alpha/dt, g^2 = d sigma^2/dt - 2 f sigma^2
+// (docs/math.md, "General (alpha, sigma)").
 //
-// Every quantity derives from log_alpha_bar(t) = -int_0^t beta, computed in
-// forms free of cancellation (expm1/log1p), so that t near 0 (sigma -> 0) and
-// t near 1 (alpha -> 0) stay accurate to rounding.
+// The base class's defaults are the VP-SDE (alpha^2 + sigma^2 = 1): every quantity derives
+// from log_alpha_bar(t) = -int_0^t beta, computed in forms free of cancellation
+// (expm1/log1p), so that t near 0 (sigma -> 0) and t near 1 (alpha -> 0) stay accurate to
+// rounding, and f = -beta/2, g^2 = beta. The other schedules (ve, subvp, edm, flow)
+// override sigma, lambda, t_of_lambda, g2 and at with their own cancellation-free forms.
 #pragma once
 
 #include <memory>
@@ -18,7 +22,9 @@ struct ScheduleAt {
   double alpha = 1;          // sqrt(alpha_bar): signal scale
   double sigma = 0;          // sqrt(1 - alpha_bar): noise scale
   double lambda = 0;         // log(alpha / sigma): half log-SNR (+inf at t = 0)
-  double beta = 0;           // beta(t)
+  double beta = 0;           // beta(t) = -d/dt log alpha_bar = -2 f
+  double f = 0;              // d log alpha / dt: drift coefficient of the forward SDE
+  double g2 = 0;             // d sigma^2/dt - 2 f sigma^2: its squared diffusion coefficient
 };
 
 class Schedule {
@@ -27,24 +33,38 @@ class Schedule {
 
   // Registered name ("vp_linear", ...).
   virtual std::string name() const = 0;
-  // beta(t) = -d/dt log alpha_bar(t).
+  // beta(t) = -d/dt log alpha_bar(t) = -2 f(t) (0 where alpha is constant: ve, edm).
   virtual double beta(double t) const = 0;
-  // log alpha_bar(t) = -int_0^t beta(s) ds; 0 at t = 0.
+  // log alpha_bar(t) = 2 log alpha(t) (VP: -int_0^t beta(s) ds); 0 at t = 0.
   virtual double log_alpha_bar(double t) const = 0;
   // Inverse of log_alpha_bar on [0, t_max()]: the t with log_alpha_bar(t) == l, for l <= 0.
+  // Schedules whose alpha is constant (ve, edm) throw Error.
   virtual double t_of_log_alpha_bar(double l) const = 0;
   // Largest usable time (1 for most schedules; the cosine schedule stops where beta
-  // reaches its cap).
+  // reaches its cap; edm's t is sigma, up to sigma_max).
   virtual double t_max() const { return 1.0; }
+  // Smallest time a grid should end at by default: 0 (the data) except for edm, whose t is
+  // sigma and whose grids end at sigma_min.
+  virtual double t_min() const { return 0.0; }
+  // alpha^2 + sigma^2 = 1 (the VP schedules). Solvers whose formulas assume it
+  // (SolverTraits::any_schedule false) run only on these.
+  virtual bool variance_preserving() const { return true; }
+  // Standard deviation of the noise a sample starts from at t (1 for VP, sub-VP and flow;
+  // sigma(t) for ve and edm, as in score-SDE and k-diffusion).
+  virtual double prior_std(double /*t*/) const { return 1.0; }
 
   double alpha_bar(double t) const;
   double alpha(double t) const;
-  double sigma(double t) const;
-  double lambda(double t) const;
-  // Inverse of lambda(t): the t with lambda(t) == lambda.
-  double t_of_lambda(double lambda) const;
+  virtual double sigma(double t) const;
+  virtual double lambda(double t) const;
+  // Inverse of lambda(t): the t with lambda(t) == lambda (lambda = -inf gives the time
+  // where alpha = 0, lambda = +inf the time where sigma = 0, where they exist).
+  virtual double t_of_lambda(double lambda) const;
+  // The forward SDE's f(t) = d log alpha/dt and g(t)^2.
+  double f(double t) const { return -0.5 * beta(t); }
+  virtual double g2(double t) const { return beta(t); }
   // Everything at once, each from one evaluation of log_alpha_bar.
-  ScheduleAt at(double t) const;
+  virtual ScheduleAt at(double t) const;
 };
 
 // numpy.linspace(start, stop, num): start + i (stop - start)/(num - 1), the last value
@@ -140,6 +160,96 @@ class VpDiscreteSchedule final : public Schedule {
   std::vector<double> betas_;
   std::vector<double> log_alpha_bars_;
   bool zero_terminal_snr_ = false;
+};
+
+// Score-SDE's VE-SDE (Song et al. 2021, eq. 31): alpha = 1, sigma(t) = sigma_min
+// (sigma_max/sigma_min)^t on [0, 1], f = 0, g^2 = 2 sigma^2 log(sigma_max/sigma_min).
+// sigma(0) = sigma_min > 0: lambda is finite at both ends.
+class VeSchedule final : public Schedule {
+ public:
+  explicit VeSchedule(double sigma_min = 0.01, double sigma_max = 50.0);
+  std::string name() const override { return "ve"; }
+  double beta(double t) const override;
+  double log_alpha_bar(double t) const override;
+  double t_of_log_alpha_bar(double l) const override;
+  bool variance_preserving() const override { return false; }
+  double prior_std(double t) const override { return sigma(t); }
+  double sigma(double t) const override;
+  double lambda(double t) const override;
+  double t_of_lambda(double lambda) const override;
+  double g2(double t) const override;
+  ScheduleAt at(double t) const override;
+
+ private:
+  double sigma_min_, sigma_max_, log_sigma_min_, log_ratio_;
+};
+
+// Score-SDE's sub-VP SDE (Song et al. 2021, eq. 29): alpha as vp_linear,
+// alpha = exp(-int_0^t beta / 2), and sigma = 1 - alpha^2 (variance (1 - e^(-int beta))^2);
+// f = -beta/2, g^2 = beta (1 - e^(-2 int_0^t beta)).
+class SubVpSchedule final : public Schedule {
+ public:
+  explicit SubVpSchedule(double beta0 = 0.1, double beta1 = 20.0);
+  std::string name() const override { return "subvp"; }
+  double beta(double t) const override { return vp_.beta(t); }
+  double log_alpha_bar(double t) const override { return vp_.log_alpha_bar(t); }
+  double t_of_log_alpha_bar(double l) const override { return vp_.t_of_log_alpha_bar(l); }
+  bool variance_preserving() const override { return false; }
+  double sigma(double t) const override;
+  double lambda(double t) const override;
+  double t_of_lambda(double lambda) const override;
+  double g2(double t) const override;
+  ScheduleAt at(double t) const override;
+
+ private:
+  VpLinearSchedule vp_;
+};
+
+// EDM (Karras et al. 2022): alpha = 1, sigma = t, so t is the noise level itself and runs
+// over [0, sigma_max]; t_max() = sigma_max and grids end by default at t_min() = sigma_min.
+// f = 0, g^2 = 2 t; lambda = -log t.
+class EdmSchedule final : public Schedule {
+ public:
+  explicit EdmSchedule(double sigma_min = 0.002, double sigma_max = 80.0);
+  std::string name() const override { return "edm"; }
+  double beta(double t) const override;
+  double log_alpha_bar(double t) const override;
+  double t_of_log_alpha_bar(double l) const override;
+  double t_max() const override { return sigma_max_; }
+  double t_min() const override { return sigma_min_; }
+  bool variance_preserving() const override { return false; }
+  double prior_std(double t) const override { return sigma(t); }
+  double sigma(double t) const override;
+  double lambda(double t) const override;
+  double t_of_lambda(double lambda) const override;
+  double g2(double t) const override;
+  ScheduleAt at(double t) const override;
+
+ private:
+  double sigma_min_, sigma_max_;
+};
+
+// Rectified flow / flow matching (Liu et al. 2022; Lipman et al. 2023; SD3, Esser et al.
+// 2024): alpha = 1 - s, sigma = s with the shifted time s = shift t / (1 + (shift - 1) t)
+// on [0, 1]. At t = 1, alpha = 0 and lambda = -inf: no solver can start a step there
+// (check_solver_grid), so grids on flow start below 1 (t_start).
+class FlowSchedule final : public Schedule {
+ public:
+  explicit FlowSchedule(double shift = 1.0);
+  std::string name() const override { return "flow"; }
+  double beta(double t) const override;
+  double log_alpha_bar(double t) const override;
+  double t_of_log_alpha_bar(double l) const override;
+  bool variance_preserving() const override { return false; }
+  double sigma(double t) const override;
+  double lambda(double t) const override;
+  double t_of_lambda(double lambda) const override;
+  double g2(double t) const override;
+  ScheduleAt at(double t) const override;
+  double shift() const { return shift_; }
+
+ private:
+  double shift_;
 };
 
 }  // namespace diffsde

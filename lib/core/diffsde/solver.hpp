@@ -58,6 +58,11 @@ struct SolverTraits {
   // Evaluates eps/sigma, lambda or x0 at the start of every step, so no interval may start
   // where sigma = 0 (t = 0). Intervals may end there.
   bool needs_positive_sigma_at_step_start = false;
+  // Exact for every Gaussian schedule x_t = alpha x0 + sigma eps (it uses only alpha,
+  // sigma, lambda and the field's f and g^2). Solvers whose formulas assume
+  // alpha^2 + sigma^2 = 1 leave it false and are refused on the other schedules
+  // (Schedule::variance_preserving) by check_solver_grid, before any step.
+  bool any_schedule = false;
 };
 
 // What a solver may use during a run. Counts model evaluations and accepted/rejected

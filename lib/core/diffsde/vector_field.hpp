@@ -2,8 +2,9 @@
 // reverse SDE or the probability-flow ODE in t takes its coefficients from here, so a new
 // family of schedules changes f and g^2 in this one place.
 //
-// The forward SDE is dx = f(t) x dt + g(t) dW; for the VP-SDE f = -beta/2 and
-// g^2 = beta (Song et al. 2021, eq. 11). With the score written through the noise
+// The forward SDE is dx = f(t) x dt + g(t) dW with f = d log alpha/dt and
+// g^2 = d sigma^2/dt - 2 f sigma^2, from the schedule (ScheduleAt::f, g2); for the VP-SDE
+// f = -beta/2 and g^2 = beta (Song et al. 2021, eq. 11). With the score written through the noise
 // prediction, s = -eps / sigma:
 //   reverse SDE (t decreasing):  dx = [f x + (g^2 / sigma) eps] dt + g dW_bar
 //   probability-flow ODE:        dx/dt = f x + (g^2 / (2 sigma)) eps
@@ -36,8 +37,8 @@ struct FieldAt {
 inline FieldAt field_at(const ScheduleAt& s) {
   FieldAt c;
   c.t = s.t;
-  c.f = -0.5 * s.beta;
-  c.g2 = s.beta;
+  c.f = s.f;
+  c.g2 = s.g2;
   c.sigma = s.sigma;
   return c;
 }
@@ -46,7 +47,7 @@ inline FieldAt field_at(const Schedule& schedule, double t) { return field_at(sc
 // The diffusion coefficient g(t) alone, for solvers that need it at points where they need
 // nothing else (it skips the alpha, sigma and lambda of Schedule::at): the same value as
 // field_at(schedule, t).g().
-inline double field_g(const Schedule& schedule, double t) { return std::sqrt(schedule.beta(t)); }
+inline double field_g(const Schedule& schedule, double t) { return std::sqrt(schedule.g2(t)); }
 
 // The reverse SDE's drift f x + (g^2 / sigma) eps, as an expression of x and eps.
 template <class X, class E>

@@ -144,8 +144,9 @@ nlohmann::json default_sweep_config();
 // files.
 Sweep parse_sweep(const nlohmann::json& config, const std::string& base_dir = "");
 
-// x_T of a seed (problem.init, or standard normals from the init stream).
-State sweep_initial_state(const Sweep& sweep, std::uint64_t seed);
+// x_T of a seed (problem.init, or standard normals from the init stream scaled by the
+// schedule's prior_std at t_start: sigma(t_start) on ve and edm, 1 otherwise).
+State sweep_initial_state(const Sweep& sweep, std::uint64_t seed, double t_start);
 
 // Runs one cell; `reference` is the matching reference solve (null: none). Returns its
 // results line (an object); a run that breaks down gives status "failed" and the error.
