@@ -842,7 +842,7 @@ TEST_CASE("A sweep runs a diffusers grid with the network at diffusers' timestep
     REQUIRE(sweep.cells.size() == 1);
     const SweepCell& cell = sweep.cells.front();
     REQUIRE(cell.model != nullptr);
-    State x = sweep_initial_state(sweep, cell.seed);
+    State x = sweep_initial_state(sweep, cell.seed, cell.times.front());
     auto solver = solver_registry().create(json{{"name", "dpm2"}}, "solver");
     integrate(*solver, *sweep.schedule, *cell.model, cell.times, x, nullptr);
 
