@@ -289,9 +289,7 @@ DiffusersGrid::Table DiffusersGrid::table(const Schedule& schedule) const {
 std::vector<double> DiffusersGrid::times(const Schedule& schedule) const { return table(schedule).times; }
 
 std::vector<double> DiffusersGrid::model_times(const Schedule& schedule) const {
-  Table tab = table(schedule);
-  if (tab.model_times == tab.times) return {};
-  return std::move(tab.model_times);
+  return table(schedule).model_times;
 }
 
 }  // namespace diffsde

@@ -69,10 +69,6 @@ SampleJob build_sample_job(const SampleConfig& config) {
   } catch (const ConfigError& e) {
     throw e.prefixed("grid");
   }
-  // On diffusers' grid every evaluation between its nodes (the inner stages of dpm2, heun's
-  // churn, singlestep methods) runs at the timestep diffusers gives that noise level, even
-  // where the nodes' network times are their own times.
-  if (model_times.empty() && dynamic_cast<const DiffusersGrid*>(job.grid.get()) != nullptr) model_times = job.times;
   retime_problem(config, problem, job.times, model_times);
   job.model = problem.model;
   job.solver = solver_registry().create(config.solver, "solver", context);

@@ -363,6 +363,14 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     if (on[0] == "use_beta_sigmas") return "beta";
     return "lu_lambdas";
   };
+  // The sigma rule of a class whose exponential and beta sigmas are not translated yet.
+  const auto spaced_or_karras = [&]() {
+    const std::string rule = sigma_rule();
+    if (rule == "exponential" || rule == "beta")
+      r.fail(rule == "exponential" ? "use_exponential_sigmas" : "use_beta_sigmas",
+             "is not translated for " + cls + " yet; use_karras_sigmas is");
+    return rule;
+  };
   const auto thresholding = [&]() {
     if (!r.boolean("thresholding", false)) return;
     out.thresholding = {{"ratio", r.number("dynamic_thresholding_ratio", 0.995)},
@@ -585,10 +593,7 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     // (sigma_min), a Karras grid with a repeated sigma_min whose zero-length step the grid
     // leaves out.
     grid["family"] = "dpm_solver";
-    const std::string rule = sigma_rule();
-    if (rule == "exponential" || rule == "beta")
-      r.fail(rule == "exponential" ? "use_exponential_sigmas" : "use_beta_sigmas",
-             "is not translated for DEISMultistepScheduler yet; use_karras_sigmas is");
+    const std::string rule = spaced_or_karras();
     if (rule != "timesteps") grid["sigmas"] = rule;
     grid["final_sigmas_type"] = "sigma_min";
     r.require("use_flow_sigmas", false, "flow-matching sigmas are not supported yet");
@@ -643,10 +648,7 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     // k-diffusion's DPM-Solver++ SDE (r = 1/2) on Euler's timesteps and sigmas, its second
     // evaluation at the geometric mean of consecutive sigmas, its noise from a Brownian tree.
     grid["family"] = "euler";
-    const std::string rule = sigma_rule();
-    if (rule == "exponential" || rule == "beta")
-      r.fail(rule == "exponential" ? "use_exponential_sigmas" : "use_beta_sigmas",
-             "is not translated for DPMSolverSDEScheduler yet; use_karras_sigmas is");
+    const std::string rule = spaced_or_karras();
     if (rule != "timesteps") grid["sigmas"] = rule;
     r.require("noise_sampler_seed", nullptr,
               "torchsde's Brownian tree is not reproduced; diffsde's brownian_tree noise is seeded by the config's "
@@ -659,13 +661,10 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
              cls == "KDPM2AncestralDiscreteScheduler" || cls == "LMSDiscreteScheduler") {
     // Euler's timesteps and sigmas, ending at sigma 0.
     grid["family"] = "euler";
-    const std::string rule = sigma_rule();
+    const std::string rule = cls == "LMSDiscreteScheduler" ? spaced_or_karras() : sigma_rule();
     // KDPM2's set_timesteps rounds the timesteps of its Karras sigmas (not the others').
     if (rule == "karras" && (cls == "KDPM2DiscreteScheduler" || cls == "KDPM2AncestralDiscreteScheduler"))
       grid["round_timesteps"] = true;
-    if ((rule == "exponential" || rule == "beta") && cls == "LMSDiscreteScheduler")
-      r.fail(rule == "exponential" ? "use_exponential_sigmas" : "use_beta_sigmas",
-             "is not translated for LMSDiscreteScheduler yet; use_karras_sigmas is");
     if (rule != "timesteps") grid["sigmas"] = rule;
     if (cls == "HeunDiscreteScheduler") {
       if (r.boolean("clip_sample", false))

@@ -284,10 +284,8 @@ struct Parser {
     try {
       const auto made = grid_registry().create(object, grid.path, context);
       times = made->times(*sweep.schedule);
-      // As `diffsde sample`: on diffusers' grid the network runs at diffusers' timesteps, at
-      // the nodes and between them.
-      std::vector<double> model_times = made->model_times(*sweep.schedule);
-      if (model_times.empty() && dynamic_cast<const DiffusersGrid*>(made.get()) != nullptr) model_times = times;
+      // As `diffsde sample`: the network where the grid calls it (RetimedModel).
+      const std::vector<double> model_times = made->model_times(*sweep.schedule);
       if (!model_times.empty()) {
         Problem retimed = problem_built;
         retime_problem(problem_spec, retimed, times, model_times);

@@ -18,9 +18,10 @@ class Grid {
   // checked against the schedule's range [0, t_max]. Throws ConfigError (path
   // relative to the grid object, e.g. "t_start") when they do not fit.
   virtual std::vector<double> times(const Schedule& schedule) const = 0;
-  // The times at which the network is evaluated at each of times()' nodes, where they
-  // differ from the nodes (diffusers evaluates its network at rounded or interpolated
-  // timesteps while its steps use other noise levels); empty when they are the nodes.
+  // The times at which the network is evaluated at each of times()' nodes, for a grid that
+  // calls the network at other times than its steps' noise levels (diffusers' rounded or
+  // interpolated timesteps, and its fractional timesteps between the nodes: RetimedModel);
+  // empty when the network runs at the solver's own times.
   virtual std::vector<double> model_times(const Schedule& /*schedule*/) const { return {}; }
 };
 
@@ -118,7 +119,8 @@ class DiscreteUniformGrid final : public Grid {
 //               in sigma (or Karras, exponential, beta sigmas, timesteps not rounded).
 // Timestep n is the schedule's time (n + 1)/N; a fractional timestep tau is (tau + 1)/N.
 // times() are the times whose noise level sigma/alpha is each step's sigma;
-// model_times() the timesteps' times where they differ.
+// model_times() the timesteps' times, always (also where they are the nodes), so that a
+// run evaluates the network between the nodes at diffusers' fractional timesteps too.
 struct DiffusersGridOptions {
   int steps = 50;                        // num_inference_steps
   std::string family = "dpm_solver";     // ddim | dpm_solver | euler
