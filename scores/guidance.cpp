@@ -97,7 +97,7 @@ bool GuidanceOptions::is_valid(std::string* error, std::string* option) const {
     return fail("interval", "must be [t_lo, t_hi] with t_lo <= t_hi, got [" + format_double(t_lo) + ", " +
                                 format_double(t_hi) + "]");
   if (!(rescale >= 0 && rescale <= 1)) return fail("rescale", "must be between 0 and 1, got " + format_double(rescale));
-  if (space == Prediction::score) return fail("space", "must be eps, x0 or v");
+  if (space == Prediction::score) return fail("space", "must be eps, x0, v or velocity");
   return true;
 }
 
@@ -214,9 +214,12 @@ void GuidedModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& ro
     if (options_.space == Prediction::x0) {
       x0_from_eps(x, ec, at.alpha, at.sigma, ec);
       x0_from_eps(x, eu, at.alpha, at.sigma, eu);
-    } else {
+    } else if (options_.space == Prediction::v) {
       v_from_eps(x, ec, at.alpha, at.sigma, ec);
       v_from_eps(x, eu, at.alpha, at.sigma, eu);
+    } else {
+      velocity_from_eps(x, ec, at.alpha, at.sigma, ec);
+      velocity_from_eps(x, eu, at.alpha, at.sigma, eu);
     }
   }
   out = eu + s * (ec - eu);
@@ -229,6 +232,7 @@ void GuidedModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& ro
   }
   if (options_.space == Prediction::x0) eps_from_x0(x, out, at.alpha, at.sigma, out);
   if (options_.space == Prediction::v) eps_from_v(x, out, at.alpha, at.sigma, out);
+  if (options_.space == Prediction::velocity) eps_from_velocity(x, out, at.alpha, at.sigma, out);
 }
 
 void GuidedModel::eps_jvp(const ConstStateRef& x, double t, const ConstStateRef& v, StateRef eps_out,

@@ -34,12 +34,13 @@ std::vector<std::pair<double, double>> vp_points() {
 }  // namespace
 
 TEST_CASE("prediction names convert both ways", "[parameterization]") {
-  for (auto p : {Prediction::eps, Prediction::x0, Prediction::v, Prediction::score})
+  for (auto p : {Prediction::eps, Prediction::x0, Prediction::v, Prediction::score, Prediction::velocity})
     CHECK(diffsde::prediction_from_string(diffsde::to_string(p)) == p);
   CHECK(diffsde::to_string(Prediction::x0) == "x0");
   CHECK_THROWS_AS(diffsde::prediction_from_string("noise"), diffsde::Error);
   CHECK_THROWS_WITH(diffsde::prediction_from_string("EPS"),
-                    Catch::Contains("unknown prediction 'EPS'") && Catch::Contains("eps, x0, v, score"));
+                    Catch::Contains("unknown prediction 'EPS'") && Catch::Contains("eps, x0, v, score, velocity"));
+  CHECK(diffsde::to_string(Prediction::velocity) == "velocity");
 }
 
 TEST_CASE("converters give hand-computed values", "[parameterization]") {
@@ -156,4 +157,38 @@ TEST_CASE("converters reject bad input", "[parameterization]") {
   // eps from a score is fine at sigma = 0 (t = 0): eps = 0.
   diffsde::eps_from_score(x, 0.0, out);
   CHECK(out.abs().maxCoeff() == 0.0);
+}
+
+TEST_CASE("velocity = eps - x0 converts exactly on any (alpha, sigma), alpha = 0 included", "[parameterization]") {
+  // Data and noise given, x and the velocity built from them by hand.
+  const State x0 = random_state(3, 4, 21), eps = random_state(3, 4, 22);
+  const State velocity = eps - x0;
+  // Flow (alpha = 1 - s, sigma = s), VE-like (alpha = 1, sigma > 1), VP and sub-VP points.
+  for (auto [alpha, sigma] : std::vector<std::pair<double, double>>{
+           {0.75, 0.25}, {1e-6, 1 - 1e-6}, {1.0, 30.0}, {0.6, 0.8}, {0.9, 0.19}, {0.999, 1e-4}}) {
+    INFO("alpha = " << alpha << ", sigma = " << sigma);
+    const State x = alpha * x0 + sigma * eps;
+    State out(3, 4);
+    diffsde::eps_from_velocity(x, velocity, alpha, sigma, out);
+    CHECK(max_abs_diff(out, eps) < 1e-12 * (1 + 1 / (alpha + sigma)));
+    diffsde::velocity_from_eps(x, eps, alpha, sigma, out);
+    CHECK(max_abs_diff(out, velocity) < 1e-12 * (1 + sigma / alpha));
+    // Through to_eps, in place.
+    out = velocity;
+    diffsde::to_eps(Prediction::velocity, x, out, alpha, sigma, out);
+    CHECK(max_abs_diff(out, eps) < 1e-12 * (1 + 1 / (alpha + sigma)));
+  }
+  // Pure noise (alpha = 0, flow at t = 1): x = eps, and the velocity does not matter.
+  const State x = eps;
+  State out(3, 4);
+  diffsde::eps_from_velocity(x, velocity, 0.0, 1.0, out);
+  CHECK(max_abs_diff(out, eps) == 0);
+  // The flow identity eps = x + (1 - s) velocity, hand-computed at s = 0.25.
+  State xs(1, 1), vs(1, 1), e(1, 1);
+  xs << 2.0;
+  vs << 0.5;
+  diffsde::eps_from_velocity(xs, vs, 0.75, 0.25, e);
+  CHECK(e(0, 0) == 2.0 + 0.75 * 0.5);
+  CHECK_THROWS_WITH(diffsde::eps_from_velocity(xs, vs, 0.0, 0.0, e), Catch::Contains("alpha + sigma"));
+  CHECK_THROWS_WITH(diffsde::velocity_from_eps(xs, vs, 0.0, 1.0, e), Catch::Contains("alpha"));
 }

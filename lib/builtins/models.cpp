@@ -183,7 +183,7 @@ void register_models(Registry<Model>& registry) {
                 make_gmm});
 
   registry.add({"torchscript",
-                "A TorchScript network file predicting eps, x0 or v from (x (B, *shape), t (B,)) and "
+                "A TorchScript network file predicting eps, x0, v or velocity (or EDM's F) from (x (B, *shape), t (B,)) and "
                 "its declared inputs; needs the LibTorch build",
                 {{"path", ParamType::string, nullptr, "the TorchScript file (.pt)"},
                  {"shape", ParamType::numbers, nullptr,
@@ -198,8 +198,14 @@ void register_models(Registry<Model>& registry) {
                  {"discrete_steps", ParamType::integer, nullptr,
                   "N for discrete time input; unset: the vp_discrete schedule's N, else metadata"},
                  {"prediction", ParamType::string, nullptr,
-                  "what the network predicts (converted to eps); unset: metadata, else eps",
-                  {"eps", "x0", "v"}},
+                  "what the network predicts (converted to eps): eps, x0, v (alpha eps - sigma x0) or "
+                  "velocity (eps - x0, flow matching); unset: metadata, else eps",
+                  {"eps", "x0", "v", "velocity"}},
+                 {"preconditioning", ParamType::string, "none",
+                  "edm: the network is EDM's F, called on c_in x with time c_noise = log(sigma)/4 and "
+                  "combined as D = c_skip x + c_out F (prediction v: c_out negated)",
+                  {"none", "edm"}},
+                 {"sigma_data", ParamType::number, 0.5, "EDM preconditioning's data standard deviation"},
                  {"max_batch", ParamType::integer, 0,
                   "evaluate larger batches in chunks of this many rows (0: whole batch)"},
                  {"threads", ParamType::integer, 0,

@@ -73,7 +73,8 @@ Prediction prediction_from_string(const std::string& s) {
   if (s == "x0") return Prediction::x0;
   if (s == "v") return Prediction::v;
   if (s == "score") return Prediction::score;
-  throw Error("unknown prediction '" + s + "'; known: eps, x0, v, score");
+  if (s == "velocity") return Prediction::velocity;
+  throw Error("unknown prediction '" + s + "'; known: eps, x0, v, score, velocity");
 }
 
 std::string to_string(Prediction p) {
@@ -82,6 +83,7 @@ std::string to_string(Prediction p) {
     case Prediction::x0: return "x0";
     case Prediction::v: return "v";
     case Prediction::score: return "score";
+    case Prediction::velocity: return "velocity";
   }
   throw Error("invalid Prediction value " + std::to_string(static_cast<int>(p)));
 }
@@ -146,6 +148,31 @@ void eps_from_v(const ConstStateRef& x, const ConstStateRef& v, double alpha, do
   eps = sigma * x + alpha * v;
 }
 
+void velocity_from_eps(const ConstStateRef& x, const ConstStateRef& eps, double alpha, double sigma,
+                       StateRef velocity) {
+  const char* what = "velocity_from_eps";
+  check_same_shape(what, eps, "eps", x.rows(), x.cols());
+  check_out_shape(what, velocity, "velocity", x.rows(), x.cols());
+  check_positive(what, "alpha", alpha);
+  check_nonnegative(what, "sigma", sigma);
+  // eps - x0 with x0 = (x - sigma eps) / alpha, in one expression (velocity may alias).
+  const double inv_alpha = 1.0 / alpha;
+  velocity = eps - (x - sigma * eps) * inv_alpha;
+}
+
+void eps_from_velocity(const ConstStateRef& x, const ConstStateRef& velocity, double alpha, double sigma,
+                       StateRef eps) {
+  const char* what = "eps_from_velocity";
+  check_same_shape(what, velocity, "velocity", x.rows(), x.cols());
+  check_out_shape(what, eps, "eps", x.rows(), x.cols());
+  check_nonnegative(what, "alpha", alpha);
+  check_nonnegative(what, "sigma", sigma);
+  check_positive(what, "alpha + sigma", alpha + sigma);
+  // x = alpha x0 + sigma eps and x0 = eps - velocity give x + alpha velocity = (alpha + sigma) eps.
+  const double inv = 1.0 / (alpha + sigma);
+  eps = (x + alpha * velocity) * inv;
+}
+
 void to_eps(Prediction kind, const ConstStateRef& x, const ConstStateRef& pred, double alpha,
             double sigma, StateRef eps) {
   // Each branch is coefficient-wise (see the top of this file), so eps may be pred.
@@ -157,6 +184,7 @@ void to_eps(Prediction kind, const ConstStateRef& x, const ConstStateRef& pred, 
       return;
     case Prediction::x0: eps_from_x0(x, pred, alpha, sigma, eps); return;
     case Prediction::v: eps_from_v(x, pred, alpha, sigma, eps); return;
+    case Prediction::velocity: eps_from_velocity(x, pred, alpha, sigma, eps); return;
     case Prediction::score:
       check_same_shape("to_eps", pred, "pred", x.rows(), x.cols());
       eps_from_score(pred, sigma, eps);

@@ -29,6 +29,8 @@ const std::vector<std::string> kBetaKeys = {"num_train_timesteps", "beta_start",
 const std::vector<std::string> kKarrasBetaKeys = {"num_train_timesteps", "beta_start", "beta_end", "beta_schedule",
                                                   "trained_betas", "prediction_type", "timestep_spacing",
                                                   "steps_offset"};
+const std::vector<std::string> kEdmKeys = {"sigma_min", "sigma_max", "sigma_data", "sigma_schedule",
+                                           "num_train_timesteps", "prediction_type", "rho", "final_sigmas_type"};
 const std::vector<std::string> kMetaKeys = {"_class_name", "_diffusers_version", "_use_default_values"};
 
 std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
@@ -86,6 +88,11 @@ const std::map<std::string, std::vector<std::string>>& class_keys() {
       {"LMSDiscreteScheduler",
        kKarrasBetaKeys + std::vector<std::string>{"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"}},
       {"PNDMScheduler", kBetaKeys + std::vector<std::string>{"skip_prk_steps", "set_alpha_to_one"}},
+      {"EDMEulerScheduler", kEdmKeys},
+      {"EDMDPMSolverMultistepScheduler",
+       kEdmKeys + std::vector<std::string>{"solver_order", "thresholding", "dynamic_thresholding_ratio",
+                                           "sample_max_value", "algorithm_type", "solver_type", "lower_order_final",
+                                           "euler_at_final"}},
       {"UniPCMultistepScheduler",
        kBetaKeys + std::vector<std::string>{"solver_order", "thresholding", "dynamic_thresholding_ratio",
                                             "sample_max_value", "predict_x0", "solver_type", "lower_order_final",
@@ -205,11 +212,98 @@ void apply_model_settings(const SchedulerTranslation& t, const std::string& path
                                                                  " but the scheduler config's prediction_type means \"" +
                                                                  t.prediction + "\"");
     m["prediction"] = t.prediction;
-    if (!m.contains("time_input")) m["time_input"] = "discrete";
+    if (t.preconditioning.is_object()) {
+      for (const auto& [key, value] : t.preconditioning.items()) {
+        if (m.contains(key) && m.at(key) != value)
+          throw ConfigError(join_path(path, "model." + key), "is " + m.at(key).dump() + " but the scheduler config "
+                                                             "means " + value.dump());
+        m[key] = value;
+      }
+    } else if (!m.contains("time_input")) {
+      m["time_input"] = "discrete";
+    }
   } else if (t.prediction != "eps") {
     throw ConfigError(join_path(path, "scheduler_config.prediction_type"),
                       "the model predicts eps; prediction_type " + t.prediction + " applies to network models");
   }
+}
+
+// diffusers' EDM classes (EDMEulerScheduler, EDMDPMSolverMultistepScheduler): the edm
+// schedule (alpha = 1, sigma = t), the Karras sigmas (ramp linspace(0, 1, steps), then a
+// final sigma of 0 or sigma_min) or the exponential ones (uniform in log sigma, which is
+// lambda on edm), EDM's preconditioning of the network, and Euler or DPM-Solver++
+// multistep on them.
+void translate_edm(const Reader& r, const std::string& cls, long steps, SchedulerTranslation& out) {
+  const double sigma_min = r.number("sigma_min", 0.002), sigma_max = r.number("sigma_max", 80.0);
+  if (!(sigma_min > 0) || !std::isfinite(sigma_min)) r.fail("sigma_min", "must be finite and > 0");
+  if (!(sigma_max > sigma_min) || !std::isfinite(sigma_max))
+    r.fail("sigma_max", "must be finite and > sigma_min = " + format_double(sigma_min));
+  const double sigma_data = r.number("sigma_data", 0.5);
+  if (!(sigma_data > 0) || !std::isfinite(sigma_data)) r.fail("sigma_data", "must be finite and > 0");
+  const double rho = r.number("rho", 7.0);
+  if (!(rho > 0) || !std::isfinite(rho)) r.fail("rho", "must be finite and > 0");
+  if (r.integer("num_train_timesteps", 1000) < 1) r.fail("num_train_timesteps", "must be >= 1");
+  const std::string rule = r.choice("sigma_schedule", "karras", {"karras", "exponential"}, "known: karras, exponential");
+  const std::string final_type = r.choice("final_sigmas_type", "zero", {"zero", "sigma_min"}, "known: zero, sigma_min");
+  // EDM's "epsilon" is its network output F as it is, "v_prediction" F with c_out negated.
+  const std::string prediction = r.choice("prediction_type", "epsilon", {"epsilon", "v_prediction"},
+                                          "diffusers' EDM classes take epsilon or v_prediction");
+  out.prediction = prediction == "epsilon" ? "eps" : "v";
+  out.preconditioning = {{"preconditioning", "edm"}, {"sigma_data", sigma_data}};
+
+  out.schedule = {{"name", "edm"}, {"sigma_min", sigma_min}, {"sigma_max", sigma_max}};
+  // diffusers' steps sigmas, then the final one. To 0: the rule's steps - 1 intervals down
+  // to sigma_min (t_last), then a step to 0. To sigma_min: that final step has length zero
+  // and changes nothing, so the grid ends at sigma_min.
+  json& grid = out.grid;
+  grid = {{"name", rule == "karras" ? "karras" : "logSNR"}, {"t_start", sigma_max}};
+  if (rule == "karras") grid["rho"] = rho;
+  if (final_type == "zero") {
+    grid["t_end"] = 0.0;
+    grid["t_last"] = sigma_min;
+    grid["steps"] = steps;
+  } else {
+    if (steps < 2)
+      throw ConfigError("steps", "must be >= 2 with final_sigmas_type sigma_min (one step from sigma_max to sigma_min)");
+    grid["t_end"] = sigma_min;
+    grid["steps"] = steps - 1;
+  }
+
+  if (cls == "EDMEulerScheduler") {
+    out.solver = {{"name", "euler"}};
+    return;
+  }
+  const long order = r.integer("solver_order", 2);
+  if (order < 1 || order > 3) r.fail("solver_order", "must be 1, 2 or 3");
+  // diffusers reads algorithm_type deis as dpmsolver++, and solver_type logrho, bh1 and bh2
+  // as midpoint.
+  std::string algorithm = r.choice("algorithm_type", "dpmsolver++", {"dpmsolver++", "sde-dpmsolver++", "deis"},
+                                   "known: dpmsolver++, sde-dpmsolver++ (deis is read as dpmsolver++)");
+  if (algorithm == "deis") algorithm = "dpmsolver++";
+  std::string solver_type = r.choice("solver_type", "midpoint", {"midpoint", "heun", "logrho", "bh1", "bh2"},
+                                     "known: midpoint, heun (logrho, bh1, bh2 are read as midpoint)");
+  if (solver_type != "heun") solver_type = "midpoint";
+  const bool sde = algorithm == "sde-dpmsolver++";
+  if (sde && order == 3) r.fail("solver_order", "diffusers' third-order update has no sde-dpmsolver++ form; use 1 or 2");
+  if (solver_type == "heun" && order == 3)
+    r.fail("solver_type", "heun at solver_order 3 is not translated yet; use midpoint, or solver_order 2");
+  // Each step's order as diffusers' step() chooses it; the final step is first order when it
+  // goes to sigma 0. A final step of length zero (sigma_min) is left out, and its entry too.
+  const bool lower_order_final = r.boolean("lower_order_final", true);
+  const bool euler_at_final = r.boolean("euler_at_final", false);
+  json orders = multistep_orders(steps, order, lower_order_final, euler_at_final || final_type == "zero");
+  if (final_type == "sigma_min") orders.erase(orders.size() - 1);
+  if (sde || solver_type == "heun") {
+    out.solver = {{"name", "dpmpp_2m_sde"}, {"eta", sde ? 1.0 : 0.0}, {"solver_type", solver_type},
+                  {"orders", orders}};
+  } else {
+    out.solver = {{"name", "dpm_solver"}, {"order", order}, {"method", "multistep"}, {"algorithm", "dpmsolver++"},
+                  {"orders", orders}};
+    if (order == 3) out.solver["coefficients"] = "published";
+  }
+  if (r.boolean("thresholding", false))
+    out.thresholding = {{"ratio", r.number("dynamic_thresholding_ratio", 0.995)},
+                        {"max", r.number("sample_max_value", 1.0)}};
 }
 
 }  // namespace
@@ -288,6 +382,11 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
   for (const auto& key : out.dropped) kept.erase(key);
   const Reader r(kept, path, cls);
   if (steps < 1) throw ConfigError("steps", "must be >= 1 (diffusers' num_inference_steps)");
+
+  if (cls == "EDMEulerScheduler" || cls == "EDMDPMSolverMultistepScheduler") {
+    translate_edm(r, cls, steps, out);
+    return out;
+  }
 
   // The schedule: vp_discrete with diffusers' betas.
   json& sch = out.schedule;

@@ -112,9 +112,9 @@ GuidanceOptions guidance_options(const json& g, const std::string& path) {
   }
   if (g.contains("space")) {
     const json& s = g.at("space");
-    const std::vector<std::string> known = {"eps", "x0", "v"};
+    const std::vector<std::string> known = {"eps", "x0", "v", "velocity"};
     if (!s.is_string() || std::find(known.begin(), known.end(), s.get<std::string>()) == known.end())
-      throw ConfigError(join_path(path, "space"), "expected one of eps, x0, v" +
+      throw ConfigError(join_path(path, "space"), "expected one of eps, x0, v, velocity" +
                                                       (s.is_string() ? did_you_mean(s.get<std::string>(), known) : ""));
     o.space = prediction_from_string(s.get<std::string>());
   }

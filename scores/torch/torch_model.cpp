@@ -16,6 +16,7 @@
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
 #include "diffsde/metrics.hpp"
+#include "diffsde/prediction_model.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/scores/torch_model.hpp"
 #include "diffsde/scores/torch_util.hpp"
@@ -276,7 +277,7 @@ TorchScriptModel::TorchScriptModel(std::shared_ptr<const Schedule> schedule, Tor
   if (options.prediction.empty()) options.prediction = meta_string("prediction");
   if (options.prediction.empty()) options.prediction = "eps";
   m.prediction = prediction_from_string(options.prediction);
-  if (m.prediction == Prediction::score) throw Error("prediction must be eps, x0 or v");
+  if (m.prediction == Prediction::score) throw Error("prediction must be eps, x0, v or velocity");
   m.discrete = options.time_input == "discrete";
   if (m.discrete && options.discrete_steps <= 0) {
     if (const auto* d = dynamic_cast<const VpDiscreteSchedule*>(m.schedule.get()))
@@ -364,7 +365,9 @@ void TorchScriptModel::eps_jvp_rows(const ConstStateRef& x, double t, const Mode
   torch::AutoGradMode grad_mode(true);
   const Eigen::Index count = x.rows();
   const Eigen::Index chunk = m.options.max_batch > 0 ? m.options.max_batch : std::max<Eigen::Index>(count, 1);
-  const ScheduleAt s = m.schedule->at(t);
+  // The step's coefficients, for an output that is not eps (t may be any network time
+  // otherwise, e.g. EDM's c_noise, outside the schedule's range).
+  const ScheduleAt s = m.prediction != Prediction::eps ? m.schedule->at(t) : ScheduleAt{};
   for (Eigen::Index r0 = 0; r0 < count; r0 += chunk) {
     const Eigen::Index n = std::min(chunk, count - r0);
     torch::Tensor xt;
@@ -373,6 +376,7 @@ void TorchScriptModel::eps_jvp_rows(const ConstStateRef& x, double t, const Mode
     torch::Tensor e = y;
     if (m.prediction == Prediction::x0) e = (xt - s.alpha * y) / s.sigma;
     if (m.prediction == Prediction::v) e = s.sigma * xt + s.alpha * y;
+    if (m.prediction == Prediction::velocity) e = (xt + s.alpha * y) / (s.alpha + s.sigma);
     torch::Tensor vt = torch::from_blob(const_cast<double*>(v.data()), {v.rows(), v.cols()}, torch::kFloat64);
     if (v.outerStride() != v.cols()) throw Error("eps_jvp: v must have contiguous rows");
     vt = vt.narrow(0, r0, n).reshape(xt.sizes()).to(m.device, m.dtype);
@@ -489,7 +493,33 @@ std::unique_ptr<Model> make_torchscript_model(const Params& p, const BuildContex
   if (p.integer("threads") < 0) p.fail("threads", "must be >= 0");
   o.threads = static_cast<int>(p.integer("threads"));
   if (p.has("inputs")) o.inputs = input_specs_from_json(p.value("inputs"), p.path_of("inputs"));
+  // EDM's preconditioning: the network predicts EDM's F from (c_in x, c_noise); the sign of
+  // c_out follows `prediction` (eps: EDM's denoiser, v: the v-prediction denoiser).
+  const bool edm = p.string("preconditioning") == "edm";
+  EdmPreconditioning edm_options;
+  if (edm) {
+    if (o.prediction == "v") {
+      edm_options.output_sign = -1.0;
+    } else if (!o.prediction.empty() && o.prediction != "eps") {
+      p.fail("prediction", "with EDM preconditioning the network's output is F, combined as EDM's denoiser "
+                           "(\"eps\", the default) or as the v-prediction denoiser (\"v\"); got \"" +
+                               o.prediction + "\"");
+    }
+    o.prediction = "eps";
+    if (!o.time_input.empty() && o.time_input != "continuous")
+      p.fail("time_input", "with EDM preconditioning the network takes c_noise = log(sigma)/4 as its time; "
+                           "discrete time input does not apply");
+    o.time_input = "continuous";
+    edm_options.sigma_data = p.number("sigma_data");
+    if (!(edm_options.sigma_data > 0) || !std::isfinite(edm_options.sigma_data))
+      p.fail("sigma_data", "must be finite and > 0");
+  } else if (p.given("sigma_data")) {
+    p.fail("sigma_data", "applies with \"preconditioning\": \"edm\" only");
+  }
   try {
+    if (edm)
+      return with_edm_preconditioning(std::make_shared<TorchScriptModel>(ctx.schedule, std::move(o)), ctx.schedule,
+                                      edm_options);
     return std::make_unique<TorchScriptModel>(ctx.schedule, std::move(o));
   } catch (const IoError&) {
     throw;

@@ -136,6 +136,113 @@ TEST_CASE("x0 and v predictions are converted to eps", "[torch]") {
   }
 }
 
+namespace {
+
+// The model the registry makes from `params` on `schedule`.
+std::unique_ptr<Model> torch_model_on(std::shared_ptr<const Schedule> schedule, const json& params) {
+  enable_torch_models();
+  BuildContext ctx;
+  ctx.schedule = std::move(schedule);
+  json object = params;
+  object["name"] = "torchscript";
+  return model_registry().create(object, "model", ctx);
+}
+
+}  // namespace
+
+TEST_CASE("A flow-matching network's velocity (eps - x0) is converted to eps", "[torch]") {
+  // forward returns the exact velocity eps - x0 of N(kMu, diag(kSd^2)) data on flow with
+  // shift 1 (alpha = 1 - t, sigma = t).
+  TempDir dir;
+  torch::jit::Module m("FlowVelocity");
+  m.register_buffer("mu", torch::tensor(kMu, torch::kFloat64).reshape({1, 3}));
+  m.register_buffer("sd", torch::tensor(kSd, torch::kFloat64).reshape({1, 3}));
+  m.define(R"(
+def forward(self, x, t):
+    s = t.unsqueeze(1)
+    a = 1 - s
+    e = s * (x - a * self.mu) / (a * a * self.sd * self.sd + s * s)
+    return e - (x - s * e) / a
+)");
+  save_torchscript(m, dir.file("flow.pt"), json{{"prediction", "velocity"}, {"shape", {3}}});
+  auto flow = std::make_shared<FlowSchedule>(1.0);
+  const GaussianModel exact(flow, Eigen::Map<const Eigen::VectorXd>(kMu.data(), 3),
+                            Eigen::Map<const Eigen::VectorXd>(kSd.data(), 3));
+  // From the file's metadata and from the config.
+  for (const json& params : {json{{"path", dir.file("flow.pt")}, {"dtype", "float64"}},
+                             json{{"path", dir.file("flow.pt")}, {"dtype", "float64"}, {"prediction", "velocity"}}}) {
+    const auto model = torch_model_on(flow, params);
+    const State x = batch(5, 3);
+    State a(5, 3), b(5, 3), ja(5, 3), jb(5, 3), ea(5, 3);
+    const State v = batch(5, 4);
+    for (double t : {0.02, 0.5, 0.97}) {
+      INFO("t = " << t);
+      model->eps(x, t, a);
+      exact.eps(x, t, b);
+      CHECK(test::max_abs_diff(a, b) < 1e-10);
+      model->eps_jvp(x, t, v, ea, ja);
+      exact.eps_jvp(x, t, v, b, jb);
+      CHECK(test::max_abs_diff(ja, jb) < 1e-9);
+    }
+  }
+}
+
+TEST_CASE("An EDM-preconditioned network gives the exact eps on the edm schedule", "[torch]") {
+  // forward(x, c) is EDM's exact F for N(kMu, diag(kSd^2)) data with sigma_data 0.5: it
+  // receives c_in x and c_noise = log(sigma)/4 (Karras et al. 2022, Table 1).
+  TempDir dir;
+  torch::jit::Module m("EdmF");
+  m.register_buffer("mu", torch::tensor(kMu, torch::kFloat64).reshape({1, 3}));
+  m.register_buffer("sd", torch::tensor(kSd, torch::kFloat64).reshape({1, 3}));
+  m.define(R"(
+def forward(self, x, c):
+    s = torch.exp(4 * c).unsqueeze(1)
+    q = s * s + 0.25
+    xt = x * torch.sqrt(q)
+    e = s * (xt - self.mu) / (self.sd * self.sd + s * s)
+    return ((xt - s * e) - 0.25 / q * xt) / (s * 0.5 / torch.sqrt(q))
+)");
+  save_torchscript(m, dir.file("edm.pt"), json::object());
+  auto edm = std::make_shared<EdmSchedule>(0.002, 80.0);
+  const GaussianModel exact(edm, Eigen::Map<const Eigen::VectorXd>(kMu.data(), 3),
+                            Eigen::Map<const Eigen::VectorXd>(kSd.data(), 3));
+  const json params = {{"path", dir.file("edm.pt")}, {"shape", {3}}, {"dtype", "float64"}, {"preconditioning", "edm"}};
+  const auto model = torch_model_on(edm, params);
+  const State x = batch(5, 6);
+  const State v = batch(5, 7);
+  State a(5, 3), b(5, 3), ja(5, 3), jb(5, 3);
+  for (double t : {0.002, 0.7, 20.0, 80.0}) {
+    INFO("t = " << t);
+    const State xs = x * (1 + t);
+    model->eps(xs, t, a);
+    exact.eps(xs, t, b);
+    CHECK(test::max_abs_diff(a, b) < 1e-10);
+    model->eps_jvp(xs, t, v, a, ja);
+    exact.eps_jvp(xs, t, v, b, jb);
+    CHECK(test::max_abs_diff(ja, jb) < 1e-9);
+  }
+  // The v-prediction denoiser negates c_out: the same module read as "v" is off.
+  json as_v = params;
+  as_v["prediction"] = "v";
+  torch_model_on(edm, as_v)->eps(x, 0.7, a);
+  exact.eps(x, 0.7, b);
+  CHECK(test::max_abs_diff(a, b) > 1e-3);
+  // Settings that do not go with the preconditioning, at their JSON paths.
+  json bad = params;
+  bad["prediction"] = "x0";
+  CHECK(test::config_error_path([&] { torch_model_on(edm, bad); }) == "model.prediction");
+  bad = params;
+  bad["time_input"] = "discrete";
+  CHECK(test::config_error_path([&] { torch_model_on(edm, bad); }) == "model.time_input");
+  bad = params;
+  bad["sigma_data"] = -1.0;
+  CHECK(test::config_error_path([&] { torch_model_on(edm, bad); }) == "model.sigma_data");
+  bad = params;
+  bad.erase("preconditioning");
+  bad["sigma_data"] = 0.5;
+  CHECK(test::config_error_path([&] { torch_model_on(edm, bad); }) == "model.sigma_data");
+}
+
 TEST_CASE("A network evaluated at another time converts its output at the step's time", "[torch]") {
   // eps_rows_retimed(x, t, t_net): the network runs at t_net (diffusers' rounded timestep)
   // and an x0 or v output becomes eps with the coefficients at t, as diffusers converts.

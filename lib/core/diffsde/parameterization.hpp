@@ -1,6 +1,8 @@
-// Converters between the model outputs in use: noise eps, data x0, velocity v, score.
-//   x = alpha x0 + sigma eps,  score = -eps / sigma,  v = alpha eps - sigma x0,
-// with alpha^2 + sigma^2 = 1 on a VP schedule.
+// Converters between the model outputs in use: noise eps, data x0, the VP velocity v, the
+// flow-matching velocity, score:
+//   x = alpha x0 + sigma eps,  score = -eps / sigma,  v = alpha eps - sigma x0 (alpha^2 +
+//   sigma^2 = 1 on a VP schedule),  velocity = eps - x0 (rectified flow's target: dx/dsigma
+//   along alpha = 1 - sigma, whatever the time shift; defined on every schedule).
 #pragma once
 
 #include <string>
@@ -9,9 +11,9 @@
 
 namespace diffsde {
 
-enum class Prediction { eps, x0, v, score };
+enum class Prediction { eps, x0, v, score, velocity };
 
-// "eps" | "x0" | "v" | "score"; throws Error on anything else.
+// "eps" | "x0" | "v" | "score" | "velocity"; throws Error on anything else.
 Prediction prediction_from_string(const std::string& s);
 std::string to_string(Prediction p);
 
@@ -31,6 +33,13 @@ void v_from_eps(const ConstStateRef& x, const ConstStateRef& eps, double alpha, 
 // eps = sigma x + alpha v
 void eps_from_v(const ConstStateRef& x, const ConstStateRef& v, double alpha, double sigma,
                 StateRef eps);
+// velocity = eps - x0 = ((alpha + sigma) eps - x) / alpha
+void velocity_from_eps(const ConstStateRef& x, const ConstStateRef& eps, double alpha, double sigma,
+                       StateRef velocity);
+// eps = (x + alpha velocity) / (alpha + sigma): exact on every schedule, alpha = 0 included
+// (flow: eps = x + (1 - sigma) velocity).
+void eps_from_velocity(const ConstStateRef& x, const ConstStateRef& velocity, double alpha, double sigma,
+                       StateRef eps);
 // Converts a prediction of kind `kind` to eps in place-safe fashion (out may alias pred).
 void to_eps(Prediction kind, const ConstStateRef& x, const ConstStateRef& pred, double alpha,
             double sigma, StateRef eps);

@@ -25,8 +25,11 @@ struct SchedulerTranslation {
   nlohmann::json schedule, grid, solver;
   // {"ratio", "max"} when the config asks for dynamic thresholding; null otherwise.
   nlohmann::json thresholding;
-  // diffusers' prediction_type as diffsde's model "prediction" (eps, x0, v).
+  // diffusers' prediction_type as diffsde's model "prediction" (eps, x0, v, velocity).
   std::string prediction = "eps";
+  // EDM's preconditioning (the EDM classes): {"preconditioning": "edm", "sigma_data": sd}
+  // for a network model; null otherwise.
+  nlohmann::json preconditioning;
   // The noise source the class's sampler needs (DPMSolverSDEScheduler: a Brownian tree);
   // null when any will do.
   nlohmann::json noise;

@@ -91,7 +91,7 @@ class RetimedModel final : public Model {
 // et al. 2024, diffusers' guidance_rescale phi):
 //   g = guided, c = conditional; g <- phi g std(c) / std(g) + (1 - phi) g
 // with std the unbiased standard deviation over each sample's values. The combination (and
-// the rescale) is made in the prediction space `space` (eps, x0 or v): for plain guidance
+// the rescale) is made in the prediction space `space` (eps, x0, v or velocity): for plain guidance
 // the three agree to rounding (x0 and v are affine in eps at fixed x and t), the rescale
 // does not.
 struct GuidanceOptions {
@@ -113,7 +113,7 @@ struct GuidanceOptions {
 class GuidedModel final : public Model {
  public:
   // cond and uncond are checked against model->inputs() (same names, types and shapes,
-  // 1 or batch rows); Error naming the input otherwise. schedule: for the x0 and v spaces.
+  // 1 or batch rows); Error naming the input otherwise. schedule: for the x0, v and velocity spaces.
   GuidedModel(std::shared_ptr<const Model> model, std::shared_ptr<const Schedule> schedule,
               std::shared_ptr<const Conditioning> cond, std::shared_ptr<const Conditioning> uncond,
               GuidanceOptions options, long batch, std::uint64_t first_sample = 0);
