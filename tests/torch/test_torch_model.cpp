@@ -329,6 +329,47 @@ def forward(self, x, t):
   }
 }
 
+TEST_CASE("An EDM network under an EDMEulerScheduler config matches the transcription of its step", "[torch]") {
+  // Any network F(c_in x, c_noise) will do: diffusers' EDMEulerScheduler preconditions its
+  // input and combines its output (precondition_inputs, precondition_noise,
+  // precondition_outputs), and the transcription below does it with the same function.
+  enable_torch_models();
+  TempDir dir;
+  torch::jit::Module m("AnyF");
+  m.define(R"(
+def forward(self, x, c):
+    return torch.tanh(x) * 0.7 + 0.2 * c.unsqueeze(1) * x - 0.1
+)");
+  save_torchscript(m, dir.file("f.pt"), json::object());
+  const auto net = [](const State& x, double c) { return State(x.tanh() * 0.7 + 0.2 * c * x - 0.1); };
+  const long steps = 9;
+  for (const std::string prediction : {"epsilon", "v_prediction"})
+    for (const double sigma_data : {0.5, 1.0}) {
+      const json sc = {{"_class_name", "EDMEulerScheduler"}, {"sigma_data", sigma_data}, {"sigma_max", 20.0},
+                       {"prediction_type", prediction}};
+      const json config = {{"scheduler_config", sc}, {"steps", steps}, {"batch", 4}, {"seed", 5},
+                           {"model", {{"name", "torchscript"}, {"path", dir.file("f.pt")}, {"shape", {3}},
+                                      {"dtype", "float64"}}}};
+      SampleJob job = build_sample_job(parse_sample_config(expand_scheduler_config(config, "")));
+      State x = job.x;
+      run_sample_job(job);
+      // set_timesteps: Karras sigmas over linspace(0, 1, steps), then 0.
+      std::vector<double> sig;
+      const double lo = std::pow(0.002, 1 / 7.0), hi = std::pow(20.0, 1 / 7.0);
+      for (long i = 0; i < steps; ++i) sig.push_back(std::pow(hi + i / double(steps - 1) * (lo - hi), 7.0));
+      sig.push_back(0.0);
+      for (long i = 0; i < steps; ++i) {
+        const double s = sig[static_cast<std::size_t>(i)], q = s * s + sigma_data * sigma_data;
+        const State f = net(x / std::sqrt(q), 0.25 * std::log(s));
+        const double c_out = (prediction == "epsilon" ? 1 : -1) * s * sigma_data / std::sqrt(q);
+        const State d = sigma_data * sigma_data / q * x + c_out * f;
+        x = x + (x - d) / s * (sig[static_cast<std::size_t>(i) + 1] - s);
+      }
+      INFO(prediction << " sigma_data " << sigma_data);
+      CHECK(test::max_abs_diff(job.x, x) < 1e-10 * (1 + x.abs().maxCoeff()));
+    }
+}
+
 TEST_CASE("batches split by max_batch give the same eps", "[torch]") {
   TempDir dir;
   save_torchscript(gaussian_module(), dir.file("g.pt"), json::object());
