@@ -377,6 +377,16 @@ void GaussianModel::eps_jvp(const ConstStateRef& x, double t, const ConstStateRe
   jvp_out = v.rowwise() * g.coef;
 }
 
+void GaussianModel::x0_rows(const ConstStateRef& x, double t, const ModelRows& /*rows*/, StateRef out) const {
+  check_x("GaussianModel::x0_rows", x, dim());
+  check_out("GaussianModel::x0_rows", out.rows(), out.cols(), x);
+  const AlphaSigma as = alpha_sigma(*schedule_, t, "GaussianModel::x0_rows");
+  for (Eigen::Index j = 0; j < mean_.size(); ++j) {
+    const double sd2 = std_(j) * std_(j), var = as.alpha * as.alpha * sd2 + as.sigma2;
+    out.col(j) = mean_(j) + (as.alpha * sd2 / var) * (x.col(j) - as.alpha * mean_(j));
+  }
+}
+
 void GaussianModel::score(const ConstStateRef& x, double t, StateRef out) const {
   check_x("GaussianModel::score", x, dim());
   check_out("GaussianModel::score", out.rows(), out.cols(), x);
@@ -519,6 +529,25 @@ void GmmModel::by_class(const ModelRows& rows, long n, F&& f) const {
       if (label(r) == c) index.push_back(r);
     f(model_of(c), &index);
   }
+}
+
+void GmmModel::x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
+  check_x("GmmModel::x0_rows", x, dim());
+  check_out("GmmModel::x0_rows", out.rows(), out.cols(), x);
+  const ScheduleAt at = schedule_->at(t < 0.0 ? 0.0 : t);
+  if (at.alpha > 0) {
+    eps_rows(x, t, rows, out);
+    out = (x - at.sigma * out) / at.alpha;
+    return;
+  }
+  by_class(rows, static_cast<long>(x.rows()), [&](const GmmModel& m, const std::vector<Eigen::Index>* index) {
+    const Eigen::RowVectorXd mean = m.data_mean().transpose();
+    if (index == nullptr) {
+      out.rowwise() = mean.array();
+      return;
+    }
+    for (Eigen::Index r : *index) out.row(r) = mean.array();
+  });
 }
 
 void GmmModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {

@@ -69,6 +69,10 @@ ModelRows ConditionedModel::bound(const ModelRows& rows) const { return bind_row
 
 void ConditionedModel::eps(const ConstStateRef& x, double t, StateRef out) const { eps_rows(x, t, ModelRows{}, out); }
 
+void ConditionedModel::x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
+  model_->x0_rows(x, t, bound(rows), out);
+}
+
 void ConditionedModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
   model_->eps_rows(x, t, bound(rows), out);
 }
@@ -175,6 +179,17 @@ std::shared_ptr<const Conditioning> GuidedModel::stacked(long first, long count)
 }
 
 void GuidedModel::eps(const ConstStateRef& x, double t, StateRef out) const { eps_rows(x, t, ModelRows{}, out); }
+
+void GuidedModel::x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
+  if (!active(t)) {
+    model_->x0_rows(x, t, rows_of(*cond_, rows), out);
+    return;
+  }
+  State xc(x.rows(), x.cols());
+  model_->x0_rows(x, t, rows_of(*cond_, rows), xc);
+  unconditional_model().x0_rows(x, t, rows_of(*uncond_, rows), out);
+  out = out + options_.scale * (xc - out);
+}
 
 void GuidedModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
   const double s = options_.scale;
@@ -325,6 +340,12 @@ void ThresholdedModel::apply(const ConstStateRef& x, double t, StateRef eps) con
 void ThresholdedModel::eps(const ConstStateRef& x, double t, StateRef out) const {
   model_->eps(x, t, out);
   apply(x, t, out);
+}
+
+void ThresholdedModel::x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
+  model_->x0_rows(x, t, rows, out);
+  // Rows of a StateRef are contiguous (row-major, unit inner stride).
+  for (Eigen::Index r = 0; r < out.rows(); ++r) threshold_x0(options_, &out(r, 0), static_cast<long>(out.cols()));
 }
 
 void ThresholdedModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {

@@ -75,6 +75,8 @@ SolverTraits DdimSolver::traits() const {
   // With noise it samples the reverse process; at eta = 0 it also runs forwards (inversion).
   t.needs_decreasing_grid = t.stochastic;
   t.needs_positive_sigma_at_step_start = true;  // x0 from eps at the start
+  // From alpha = 0 it steps with the model's own x0 and eps = x / sigma (step()).
+  t.starts_from_pure_noise = true;
   if (t.stochastic)
     t.noise_use =
         std::string("one standard-normal draw of shape batch x dim per step whose noise scale is > 0 ") +
@@ -86,7 +88,7 @@ SolverTraits DdimSolver::traits() const {
 void DdimSolver::init(SolverContext& /*context*/, const State& x, const std::vector<double>& /*times*/) {
   eps_.resize(x.rows(), x.cols());
   if (stochastic()) z_.resize(x.rows(), x.cols());
-  if (options_.clip_x0) x0_.resize(x.rows(), x.cols());
+  x0_.resize(x.rows(), x.cols());
 }
 
 void DdimSolver::step(SolverContext& context, std::size_t /*i*/, double t0, double t1, State& x) {
@@ -99,14 +101,24 @@ void DdimSolver::step(SolverContext& context, std::size_t /*i*/, double t0, doub
     noise = t.sigma == 0 && options_.final_noise ? std::sqrt(-std::expm1(s.log_alpha_bar - t.log_alpha_bar))
                                                  : ddpm_beta_noise(s, t);
 
-  context.eps(x, t0, eps_);
-  if (options_.clip_x0) {
-    // x0 form: clamp the data prediction, take eps consistent with it, then step.
-    x0_ = ((x - s.sigma * eps_) / s.alpha).cwiseMax(options_.clip_x0->first).cwiseMin(options_.clip_x0->second);
-    if (options_.clipped_model_output) eps_ = (x - s.alpha * x0_) / s.sigma;
+  if (s.alpha == 0) {
+    // From pure noise (lambda = -inf): x = sigma eps there, so eps = x / sigma, and x0 is the
+    // model's own prediction; the step is the x0 form (dir = sigma_t sqrt(1 - u), the noise
+    // eta sigma_t, since e^(lambda_s - lambda_t) = 0).
+    context.x0(x, t0, x0_);
+    if (options_.clip_x0) x0_ = x0_.cwiseMax(options_.clip_x0->first).cwiseMin(options_.clip_x0->second);
+    eps_ = x / s.sigma;
     x = t.alpha * x0_ + c.dir * eps_;
   } else {
-    x = c.x * x + c.eps * eps_;
+    context.eps(x, t0, eps_);
+    if (options_.clip_x0) {
+      // x0 form: clamp the data prediction, take eps consistent with it, then step.
+      x0_ = ((x - s.sigma * eps_) / s.alpha).cwiseMax(options_.clip_x0->first).cwiseMin(options_.clip_x0->second);
+      if (options_.clipped_model_output) eps_ = (x - s.alpha * x0_) / s.sigma;
+      x = t.alpha * x0_ + c.dir * eps_;
+    } else {
+      x = c.x * x + c.eps * eps_;
+    }
   }
   if (noise > 0) {
     context.noise().normal(z_);

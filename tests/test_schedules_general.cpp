@@ -17,6 +17,7 @@
 #include "diffsde/error.hpp"
 #include "diffsde/grid.hpp"
 #include "diffsde/noise.hpp"
+#include "diffsde/prediction_model.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/scores/analytic.hpp"
@@ -423,19 +424,98 @@ TEST_CASE("VP-only solvers are refused on the other schedules, by name, before a
   CHECK(path == "solver");
 }
 
-TEST_CASE("A flow grid that starts at t = 1 (alpha = 0) is refused before any step") {
-  auto flow = std::make_shared<FlowSchedule>(1.0);
-  GaussianModel model(flow, kMu, kSd);
-  for (const char* name : {"ddim", "euler", "pf_ode", "euler_maruyama"}) {
-    auto solver = solver_registry().create(json{{"name", name}}, "solver");
-    State x = test::standard_normal_rows(2, 2, 1);
-    PhiloxNoise noise(1);
-    const std::string msg =
-        error_of([&] { integrate(*solver, *flow, model, {1.0, 0.5, 0.1}, x, &noise); });
-    INFO(name << ": " << msg);
-    CHECK(msg.find("alpha = 0") != std::string::npos);
-    CHECK(msg.find("flow") != std::string::npos);
+TEST_CASE("From pure noise (flow at t = 1): ddim steps with the model's own x0; eps models and other solvers are refused") {
+  for (double shift : {1.0, 3.0}) {
+    auto flow = std::make_shared<FlowSchedule>(shift);
+    GaussianModel model(flow, kMu, kSd);
+    REQUIRE(model.has_data_prediction());
+    INFO("shift " << shift);
+    // The exact PF-ODE flow from pure noise: z = x(1) is the invariant, x(t) = alpha mu + sd_t z.
+    const State z = test::standard_normal_rows(32, 2, 4);
+    const double t_end = 0.05;
+    State exact(32, 2);
+    for (int j = 0; j < 2; ++j) exact.col(j) = flow->at(t_end).alpha * kMu(j) + marginal_std(*flow, j, t_end) * z.col(j);
+    std::vector<double> hs, errors;
+    for (int steps : {20, 40, 80, 160}) {
+      State x = z;
+      integrate(*solver_registry().create(json{{"name", "ddim"}}, "solver"), *flow, model,
+                TimeUniformGrid({1.0, t_end, steps}).times(*flow), x, nullptr);
+      hs.push_back(1.0 / steps);
+      errors.push_back((x - exact).abs().maxCoeff());
+    }
+    INFO("errors " << errors[0] << " " << errors[3]);
+    CHECK(errors[3] < 0.05);
+    CHECK(test::log_log_slope(hs, errors) > 0.8);
+    // One step from pure noise to the data: the posterior mean at alpha = 0, the data mean.
+    State x = z;
+    integrate(*solver_registry().create(json{{"name", "ddim"}}, "solver"), *flow, model, {1.0, 0.0}, x, nullptr);
+    for (int j = 0; j < 2; ++j) CHECK((x.col(j) - kMu(j)).abs().maxCoeff() < 1e-15);
   }
+
+  // A velocity network: the first step is rectified flow's Euler step x + (s1 - 1) v, where
+  // (alpha = 0, sigma = 1) v = eps - x0 = x - x0, written here with x0 the data mean.
+  auto flow = std::make_shared<FlowSchedule>(1.0);
+  const GaussianModel exact_model(flow, kMu, kSd);
+  const auto velocity_net = make_model(2, [&](const ConstStateRef& x, double t, StateRef out) {
+    State x0(x.rows(), 2);
+    exact_model.x0_rows(x, t, ModelRows{}, x0);
+    State eps(x.rows(), 2);
+    for (int j = 0; j < 2; ++j) eps.col(j) = (x.col(j) - (1 - t) * x0.col(j)) / t;  // x = (1 - t) x0 + t eps
+    out = eps - x0;
+  });
+  const auto velocity_model = with_prediction(velocity_net, flow, Prediction::velocity);
+  const State z = test::standard_normal_rows(8, 2, 6);
+  State x = z;
+  integrate(*solver_registry().create(json{{"name", "ddim"}}, "solver"), *flow, *velocity_model, {1.0, 0.7}, x,
+            nullptr);
+  State by_hand = z;
+  for (int j = 0; j < 2; ++j) by_hand.col(j) = z.col(j) + (0.7 - 1.0) * (z.col(j) - kMu(j));
+  CHECK((x - by_hand).abs().maxCoeff() < 1e-14);
+
+  // With noise (eta = 1), started from pure noise, the reverse process keeps the exact
+  // marginal N(alpha mu, sd_t^2) per axis (to the discretisation).
+  {
+    const long n = 20000;
+    State xs = test::standard_normal_rows(n, 2, 8);
+    PhiloxNoise noise(3);
+    integrate(*solver_registry().create(json{{"name", "ddim"}, {"eta", 1.0}}, "solver"), *flow, exact_model,
+              TimeUniformGrid({1.0, 0.4, 200}).times(*flow), xs, &noise);
+    for (int j = 0; j < 2; ++j) {
+      const double sd = marginal_std(*flow, j, 0.4), mean = xs.col(j).mean();
+      CHECK(std::fabs(mean - 0.6 * kMu(j)) < 5 * sd / std::sqrt(double(n)));
+      CHECK(std::sqrt((xs.col(j) - mean).square().mean()) == Approx(sd).epsilon(0.03));
+    }
+  }
+
+  // An eps model (eps = x / sigma there, nothing of x0), and solvers that cannot take the
+  // step, are refused before any evaluation; so is alpha = 0 anywhere but the first time.
+  const auto eps_only = make_model(2, [&](const ConstStateRef& x, double t, StateRef out) { exact_model.eps(x, t, out); });
+  int can = 0;
+  for (const json& config : test::all_solver_variants()) {
+    auto solver = solver_registry().create(config, "solver");
+    const SolverTraits traits = solver->traits();
+    if (!traits.any_schedule) continue;  // refused on flow for that first
+    INFO(config.dump());
+    State y = test::standard_normal_rows(2, 2, 1);
+    const State before = y;
+    BrownianTreeNoise noise(1, 0.0, 1.0, 8);
+    const std::string msg = error_of([&] { integrate(*solver, *flow, *eps_only, {1.0, 0.5, 0.1}, y, &noise); });
+    CHECK(msg.find("alpha = 0 there (flow)") != std::string::npos);
+    CHECK(msg.find(traits.starts_from_pure_noise ? "needs a model that predicts x0 itself"
+                                                 : "cannot take a first step from pure noise") != std::string::npos);
+    CHECK((y == before).all());
+    if (!traits.starts_from_pure_noise) {
+      const std::string with_x0 =
+          error_of([&] { integrate(*solver, *flow, exact_model, {1.0, 0.5, 0.1}, y, &noise); });
+      CHECK(with_x0.find("cannot take a first step from pure noise") != std::string::npos);
+    } else {
+      ++can;
+      if (!traits.needs_decreasing_grid)
+        CHECK_THROWS_WITH(check_solver_grid(traits, *flow, {0.2, 1.0, 0.5}, &exact_model),
+                          Catch::Contains("only a grid's first time may be"));
+    }
+  }
+  CHECK(can >= 2);  // ddim and ddpm
 }
 
 TEST_CASE("Schedule parameters are validated with their JSON paths") {

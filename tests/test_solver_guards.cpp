@@ -166,10 +166,13 @@ TEST_CASE("No solver starts a step where alpha = 0 (a zero-terminal-SNR schedule
     const SolverTraits traits = solver_registry().create(config, "solver")->traits();
     INFO(config.dump());
     const CountingModel model;
+    // An eps model says nothing of x0 there: refused for every solver, naming why.
     CHECK_THROWS_WITH(run(config, zero_snr, model, {1.0, 0.6, 0.2}, 1),
                       Catch::StartsWith(traits.name) &&
                           Catch::Contains("(interval 0 from t = 1 to t = 0.6): alpha = 0 there (zero terminal SNR), "
-                                          "no solver can step from lambda = -inf") &&
+                                          "lambda = -inf") &&
+                          Catch::Contains(traits.starts_from_pure_noise ? "needs a model that predicts x0 itself"
+                                                                        : "cannot take a first step from pure noise") &&
                           Catch::Contains("final_alpha_bar"));
     CHECK(model.calls.load() == 0);
     // Below the last step, or with final_alpha_bar, the grid is accepted; so is a grid
@@ -180,6 +183,7 @@ TEST_CASE("No solver starts a step where alpha = 0 (a zero-terminal-SNR schedule
     // The offending interval is named wherever it is.
     if (!traits.needs_decreasing_grid)
       CHECK_THROWS_WITH(check_solver_grid(traits, zero_snr, {0.2, 0.6, 1.0, 0.9}),
-                        Catch::Contains("interval 2 from t = 1 to t = 0.9"));
+                        Catch::Contains("interval 2 from t = 1 to t = 0.9") &&
+                            Catch::Contains("only a grid's first time may be"));
   }
 }

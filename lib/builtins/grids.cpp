@@ -29,7 +29,7 @@ std::vector<ParamSpec> span_specs(bool uses_t_last) {
           {"t_last", ParamType::number, 1e-3,
            uses_t_last ? "when t_end is 0: the rule spaces steps-1 intervals down to t_last, "
                          "then one final step goes to 0"
-                       : "ignored by this grid (used by logSNR and karras when t_end is 0)"}};
+                       : "ignored by this grid (used by logSNR, karras and shift when t_end is 0)"}};
 }
 
 // Reads and checks the span; errors get the grid object's full path.
@@ -82,6 +82,18 @@ void register_grids(Registry<Grid>& registry) {
                   const double rho = p.number("rho");
                   if (!(rho > 0)) p.fail("rho", "must be > 0, got " + format_double(rho));
                   return std::make_unique<KarrasGrid>(read_span(p, true, context), rho);
+                }});
+
+  auto shift_specs = span_specs(true);
+  shift_specs.push_back({"shift", ParamType::number, 1.0,
+                         "t = shift u / (1 + (shift - 1) u) with u uniform (SD3 uses 3); > 1 crowds times near t = 1"});
+  registry.add({"shift",
+                "flow matching's resolution shift: uniform in u, t = shift u / (1 + (shift - 1) u) (SD3, Flux; "
+                "diffusers' flow-matching sigmas)",
+                shift_specs, [](const Params& p, const BuildContext& context) -> std::unique_ptr<Grid> {
+                  const double shift = p.number("shift");
+                  if (!(shift > 0) || !std::isfinite(shift)) p.fail("shift", "must be finite and > 0, got " + format_double(shift));
+                  return std::make_unique<ShiftGrid>(read_span(p, true, context), shift);
                 }});
 
   registry.add({"discrete_uniform",

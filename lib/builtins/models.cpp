@@ -195,6 +195,9 @@ void register_models(Registry<Model>& registry) {
                   "what the network takes as t: continuous t, or the discrete index t N - 1 of a "
                   "DDPM-trained network; unset: metadata, else continuous",
                   {"continuous", "discrete"}},
+                 {"time_scale", ParamType::number, 1.0,
+                  "continuous time input: the network takes t time_scale (diffusers' flow-matching networks "
+                  "take sigma times num_train_timesteps)"},
                  {"discrete_steps", ParamType::integer, nullptr,
                   "N for discrete time input; unset: the vp_discrete schedule's N, else metadata"},
                  {"prediction", ParamType::string, nullptr,

@@ -61,6 +61,11 @@ bool DriverOptions::is_valid(std::string* error) const {
 
 void check_solver_grid(const SolverTraits& traits, const Schedule& schedule,
                        const std::vector<double>& times) {
+  check_solver_grid(traits, schedule, times, nullptr);
+}
+
+void check_solver_grid(const SolverTraits& traits, const Schedule& schedule, const std::vector<double>& times,
+                       const Model* model) {
   const std::size_t n = times.size();
   const auto interval = [&](std::size_t i) {
     return "interval " + std::to_string(i) + " from t = " + format_double(times[i]) +
@@ -86,17 +91,33 @@ void check_solver_grid(const SolverTraits& traits, const Schedule& schedule,
     earliest = std::min(earliest, times[i]);
     latest = std::max(latest, times[i]);
   }
-  // A step from alpha = 0 (zero terminal SNR, lambda = -inf) is refused for every solver.
+  // A step from alpha = 0 (lambda = -inf, pure noise): only the first, by a solver that
+  // can take it, with a model that predicts x0 itself.
   if (nan || schedule.alpha(latest) == 0)
-    for (std::size_t i = 0; i + 1 < n; ++i)
-      if (schedule.alpha(times[i]) == 0)
-        throw Error(traits.name + " cannot start a step at t = " + format_double(times[i]) + " (" + interval(i) +
-                    (schedule.variance_preserving()
-                         ? "): alpha = 0 there (zero terminal SNR), no solver can step from lambda = -inf; start "
-                           "the grid below the schedule's last step, or give the schedule `final_alpha_bar` "
-                           "(diffusers uses 2^-24)"
-                         : "): alpha = 0 there (" + schedule.name() +
-                               "), no solver can step from lambda = -inf; start the grid below it (t_start)"));
+    for (std::size_t i = 0; i + 1 < n; ++i) {
+      if (schedule.alpha(times[i]) != 0) continue;
+      const bool model_can = model != nullptr && model->has_data_prediction();
+      if (i == 0 && traits.starts_from_pure_noise && model_can) continue;
+      const std::string where = traits.name + " cannot start a step at t = " + format_double(times[i]) + " (" +
+                                interval(i) + "): alpha = 0 there (" +
+                                (schedule.variance_preserving() ? std::string("zero terminal SNR")
+                                                                : schedule.name()) +
+                                "), lambda = -inf, ";
+      const std::string otherwise =
+          schedule.variance_preserving()
+              ? "start the grid below the schedule's last step, or give the schedule `final_alpha_bar` (diffusers "
+                "uses 2^-24)"
+              : "start the grid below it (t_start)";
+      if (i > 0)
+        throw Error(where + "which only a grid's first time may be; " + otherwise);
+      if (!traits.starts_from_pure_noise)
+        throw Error(where + "and it cannot take a first step from pure noise (ddim and ddpm can, with a model that "
+                            "predicts x0, v or velocity); " + otherwise);
+      throw Error(where + "where eps = x / sigma says nothing about x0: a first step from pure noise needs a model "
+                          "that predicts x0 itself (prediction x0, v or velocity, or an analytic model), and " +
+                  (model == nullptr ? std::string("none was given") : "model '" + model->name() + "' does not") +
+                  "; " + otherwise);
+    }
   if (!traits.needs_positive_sigma_at_step_start) return;
   if (!nan && schedule.sigma(earliest) > 0) return;
   for (std::size_t i = 0; i + 1 < n; ++i) {
@@ -444,7 +465,7 @@ Summary Integrator::run(const Schedule& schedule, const Model& model,
                 model.name() + "' has dimension " + std::to_string(model.dim()));
   if (traits.stochastic && noise == nullptr)
     throw Error("integrate: solver '" + traits.name + "' is stochastic and needs a noise source");
-  check_solver_grid(traits, schedule, times);
+  check_solver_grid(traits, schedule, times, &model);
 
   Summary summary;
   summary.solver = traits.name;

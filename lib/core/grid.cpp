@@ -110,6 +110,15 @@ std::vector<double> TimeQuadraticGrid::times(const Schedule& schedule) const {
       [a, b](double u) { return b + (a - b) * u * u; });
 }
 
+std::vector<double> ShiftGrid::times(const Schedule& schedule) const {
+  if (!(shift_ > 0) || !std::isfinite(shift_))
+    throw ConfigError("shift", "must be a finite number > 0, got " + format_double(shift_));
+  const double s = shift_;
+  return spaced_grid(
+      span_, schedule, true, [s](double t) { return t / (s - (s - 1) * t); },
+      [s](double u) { return s * u / (1 + (s - 1) * u); });
+}
+
 std::vector<double> LogSnrGrid::times(const Schedule& schedule) const {
   // Uniform in lambda = log(alpha/sigma) (Lu et al. 2022, DPM-Solver, sec. 3.3).
   return spaced_grid(

@@ -80,6 +80,12 @@ class PredictionModel final : public Model {
     convert(x, t, out);
   }
   long network_rows(long rows, double t) const override { return raw_->network_rows(rows, t); }
+  bool has_data_prediction() const override { return predicts_data(kind_); }
+  void x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override {
+    raw_->eps_rows(x, t, rows, out);
+    const ScheduleAt s = schedule_->at(t);
+    to_x0(kind_, x, out, s.alpha, s.sigma, out);
+  }
 
  private:
   void convert(const ConstStateRef& x, double t, StateRef out) const {

@@ -173,6 +173,42 @@ void eps_from_velocity(const ConstStateRef& x, const ConstStateRef& velocity, do
   eps = (x + alpha * velocity) * inv;
 }
 
+void to_x0(Prediction kind, const ConstStateRef& x, const ConstStateRef& pred, double alpha, double sigma,
+           StateRef x0) {
+  const char* what = "to_x0";
+  check_same_shape(what, pred, "pred", x.rows(), x.cols());
+  check_out_shape(what, x0, "x0", x.rows(), x.cols());
+  check_nonnegative(what, "alpha", alpha);
+  check_nonnegative(what, "sigma", sigma);
+  switch (kind) {
+    case Prediction::x0:
+      if (x0.data() != pred.data() || x0.outerStride() != pred.outerStride()) x0 = pred;
+      return;
+    case Prediction::v: {
+      // x = alpha x0 + sigma eps and v = alpha eps - sigma x0 give alpha x - sigma v =
+      // (alpha^2 + sigma^2) x0 (= x0 on a VP schedule).
+      const double norm = alpha * alpha + sigma * sigma;
+      check_positive(what, "alpha^2 + sigma^2", norm);
+      x0 = (alpha * x - sigma * pred) * (1.0 / norm);
+      return;
+    }
+    case Prediction::velocity: {
+      // x = alpha x0 + sigma eps and velocity = eps - x0 give x - sigma velocity = (alpha + sigma) x0.
+      check_positive(what, "alpha + sigma", alpha + sigma);
+      x0 = (x - sigma * pred) * (1.0 / (alpha + sigma));
+      return;
+    }
+    case Prediction::eps:
+    case Prediction::score:
+      throw Error("to_x0: an " + to_string(kind) + " prediction gives x0 only through (x - sigma eps) / alpha");
+  }
+  throw Error("to_x0: invalid Prediction value " + std::to_string(static_cast<int>(kind)));
+}
+
+bool predicts_data(Prediction kind) {
+  return kind == Prediction::x0 || kind == Prediction::v || kind == Prediction::velocity;
+}
+
 void to_eps(Prediction kind, const ConstStateRef& x, const ConstStateRef& pred, double alpha,
             double sigma, StateRef eps) {
   // Each branch is coefficient-wise (see the top of this file), so eps may be pred.

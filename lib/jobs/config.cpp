@@ -84,7 +84,7 @@ SampleJob build_sample_job(const SampleConfig& config) {
   // the guards its traits declare and its own checks in init, on one row.
   SolverContext probe(*job.schedule, *job.model, job.noise.get());
   try {
-    check_solver_grid(job.solver->traits(), *job.schedule, job.times);
+    check_solver_grid(job.solver->traits(), *job.schedule, job.times, job.model.get());
     job.solver->init(probe, State::Zero(1, job.model->dim()), job.times);
   } catch (const ConfigError&) {
     throw;

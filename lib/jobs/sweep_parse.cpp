@@ -410,7 +410,7 @@ struct Parser {
     SolverContext ctx(*sweep.schedule, *sweep.model, noise.get());
     const State x = State::Zero(1, sweep.model->dim());
     try {
-      check_solver_grid(solver.traits(), *sweep.schedule, times);
+      check_solver_grid(solver.traits(), *sweep.schedule, times, sweep.model.get());
       solver.init(ctx, x, times);
     } catch (const Error& e) {
       throw ConfigError(solver_path, "on " + where + ": " + e.what());

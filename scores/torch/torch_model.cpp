@@ -58,6 +58,9 @@ struct TorchScriptModel::Impl {
   // Checks a call's x and inputs: x's columns, every required input given with its
   // declared type and enough rows.
   void check_call(const ConstStateRef& x, const ModelRows& rows) const;
+  // The network's output for every row of x at network time t_net, in chunks of
+  // max_batch rows, into out (float64).
+  void output(const ConstStateRef& x, double t_net, const ModelRows& rows, StateRef out) const;
   // Reads forward's schema and checks the declared inputs against it (Error naming the
   // file and the argument). `source`: where the inputs were declared, for the messages.
   void match_schema(const std::string& source);
@@ -243,7 +246,8 @@ void TorchScriptModel::Impl::dry_run() const {
   const State x = State::Zero(1, dim);
   const double t = 0.5;
   torch::NoGradGuard no_grad;
-  forward(x, 0, 1, discrete ? t * options.discrete_steps - 1.0 : t, rows, false, nullptr, /*dry_run=*/true);
+  forward(x, 0, 1, discrete ? t * options.discrete_steps - 1.0 : t * options.time_scale, rows, false, nullptr,
+          /*dry_run=*/true);
   // Benchmarks count the sampling calls alone.
   forward_ns = 0;
   forward_calls = 0;
@@ -279,6 +283,8 @@ TorchScriptModel::TorchScriptModel(std::shared_ptr<const Schedule> schedule, Tor
   m.prediction = prediction_from_string(options.prediction);
   if (m.prediction == Prediction::score) throw Error("prediction must be eps, x0, v or velocity");
   m.discrete = options.time_input == "discrete";
+  if (m.discrete && options.time_scale != 1.0)
+    throw Error(options.path + ": time_scale applies to continuous time input (discrete input takes t N - 1)");
   if (m.discrete && options.discrete_steps <= 0) {
     if (const auto* d = dynamic_cast<const VpDiscreteSchedule*>(m.schedule.get()))
       options.discrete_steps = d->num_steps();
@@ -318,7 +324,7 @@ double TorchScriptModel::forward_seconds() const { return static_cast<double>(im
 long TorchScriptModel::forward_calls() const { return impl_->forward_calls.load(); }
 
 double TorchScriptModel::network_time(double t) const {
-  return impl_->discrete ? t * impl_->options.discrete_steps - 1.0 : t;
+  return impl_->discrete ? t * impl_->options.discrete_steps - 1.0 : t * impl_->options.time_scale;
 }
 
 std::vector<InputSpec> TorchScriptModel::inputs() const { return impl_->options.inputs; }
@@ -329,21 +335,35 @@ void TorchScriptModel::eps_rows(const ConstStateRef& x, double t, const ModelRow
   eps_rows_retimed(x, t, t, rows, out);
 }
 
+void TorchScriptModel::Impl::output(const ConstStateRef& x, double t_net, const ModelRows& rows, StateRef out) const {
+  check_call(x, rows);
+  torch::NoGradGuard no_grad;
+  const Eigen::Index count = x.rows();
+  const Eigen::Index chunk = options.max_batch > 0 ? options.max_batch : std::max<Eigen::Index>(count, 1);
+  for (Eigen::Index r0 = 0; r0 < count; r0 += chunk) {
+    const Eigen::Index n = std::min(chunk, count - r0);
+    const torch::Tensor y = forward(x, r0, n, t_net, rows, false).to(torch::kCPU, torch::kFloat64).contiguous();
+    const double* src = y.data_ptr<double>();
+    for (Eigen::Index r = 0; r < n; ++r)
+      std::memcpy(&out(r0 + r, 0), src + r * dim, sizeof(double) * static_cast<std::size_t>(dim));
+  }
+}
+
+bool TorchScriptModel::has_data_prediction() const { return predicts_data(impl_->prediction); }
+
+void TorchScriptModel::x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
+  const Impl& m = *impl_;
+  if (!predicts_data(m.prediction))
+    m.fail("predicts " + to_string(m.prediction) + ", which gives no data prediction x0 of its own");
+  m.output(x, network_time(t), rows, out);
+  const ScheduleAt s = m.schedule->at(t);
+  to_x0(m.prediction, x, out, s.alpha, s.sigma, out);
+}
+
 void TorchScriptModel::eps_rows_retimed(const ConstStateRef& x, double t, double t_network, const ModelRows& rows,
                                         StateRef out) const {
   const Impl& m = *impl_;
-  m.check_call(x, rows);
-  torch::NoGradGuard no_grad;
-  const Eigen::Index count = x.rows();
-  const Eigen::Index chunk = m.options.max_batch > 0 ? m.options.max_batch : std::max<Eigen::Index>(count, 1);
-  const double t_net = network_time(t_network);
-  for (Eigen::Index r0 = 0; r0 < count; r0 += chunk) {
-    const Eigen::Index n = std::min(chunk, count - r0);
-    const torch::Tensor y = m.forward(x, r0, n, t_net, rows, false).to(torch::kCPU, torch::kFloat64).contiguous();
-    const double* src = y.data_ptr<double>();
-    for (Eigen::Index r = 0; r < n; ++r)
-      std::memcpy(&out(r0 + r, 0), src + r * m.dim, sizeof(double) * static_cast<std::size_t>(m.dim));
-  }
+  m.output(x, network_time(t_network), rows, out);
   if (m.prediction != Prediction::eps) {
     const ScheduleAt s = m.schedule->at(t);
     to_eps(m.prediction, x, out, s.alpha, s.sigma, out);
@@ -488,6 +508,8 @@ std::unique_ptr<Model> make_torchscript_model(const Params& p, const BuildContex
     o.discrete_steps = static_cast<int>(p.integer("discrete_steps"));
   }
   if (p.has("prediction")) o.prediction = p.string("prediction");
+  o.time_scale = p.number("time_scale");
+  if (!(o.time_scale > 0) || !std::isfinite(o.time_scale)) p.fail("time_scale", "must be finite and > 0");
   if (p.integer("max_batch") < 0) p.fail("max_batch", "must be >= 0 (0: whole batch)");
   o.max_batch = static_cast<int>(p.integer("max_batch"));
   if (p.integer("threads") < 0) p.fail("threads", "must be >= 0");

@@ -113,11 +113,15 @@ struct DriverOptions {
 
 // Checks `times` against the grid requirements the solver declares in its traits
 // (SolverTraits::needs_decreasing_grid, needs_positive_sigma_at_step_start) and throws Error
-// naming the solver and the first interval that breaks one; for every solver it also refuses
-// a step that starts where alpha = 0 (lambda = -inf, e.g. a zero-terminal-SNR schedule at
-// t = 1). integrate() calls it once per run, before the solver's init() and any step; a
-// validator calls it to refuse a grid before running anything. Costs a comparison per grid
-// time, one alpha(t) and one sigma(t); allocates only to throw.
+// naming the solver and the first interval that breaks one; it also refuses a step that
+// starts where alpha = 0 (lambda = -inf, e.g. flow at t = 1, a zero-terminal-SNR schedule's
+// last step) unless it is the grid's first, the solver declares starts_from_pure_noise and
+// `model` predicts x0 itself (Model::has_data_prediction; without a model: refused).
+// integrate() calls it once per run, before the solver's init() and any step; a validator
+// calls it to refuse a grid before running anything. Costs a comparison per grid time, one
+// alpha(t) and one sigma(t); allocates only to throw.
+void check_solver_grid(const SolverTraits& traits, const Schedule& schedule, const std::vector<double>& times,
+                       const Model* model);
 void check_solver_grid(const SolverTraits& traits, const Schedule& schedule,
                        const std::vector<double>& times);
 

@@ -66,6 +66,22 @@ class LogSnrGrid final : public Grid {
   GridSpan span_;
 };
 
+// Flow matching's resolution shift (SD3, Esser et al. 2024; diffusers' flow-matching
+// schedulers): uniform in u, with t = shift u / (1 + (shift - 1) u), i.e. u = t / (shift -
+// (shift - 1) t); shift > 1 crowds the times towards t = 1 (the noise). As logSNR and
+// karras: when t_end is 0, steps-1 intervals run to t_last and a final one to 0 (the way
+// diffusers' flow-matching sigmas end). On the flow schedule with shift 1, t is sigma.
+class ShiftGrid final : public Grid {
+ public:
+  ShiftGrid(GridSpan span, double shift) : span_(span), shift_(shift) {}
+  std::string name() const override { return "shift"; }
+  std::vector<double> times(const Schedule& schedule) const override;
+
+ private:
+  GridSpan span_;
+  double shift_;
+};
+
 // Quadratic in t, denser near t_end: t(u) = t_end + (t_start - t_end) u^2, u uniform
 // (the DDIM paper's "quadratic" skip).
 class TimeQuadraticGrid final : public Grid {

@@ -47,6 +47,14 @@ class Model {
                                 StateRef out) const {
     eps_rows(x, t_network, rows, out);
   }
+  // The data prediction x0(x, t) straight from the model, for a first step from pure noise
+  // (alpha = 0, lambda = -inf: there x = sigma eps, so eps carries nothing about x0, while
+  // an x0, v or velocity output still does). True when x0_rows is implemented; only then is
+  // it called. The default throws Error naming the model.
+  virtual bool has_data_prediction() const { return false; }
+  virtual void x0_rows(const ConstStateRef& /*x*/, double /*t*/, const ModelRows& /*rows*/, StateRef /*out*/) const {
+    throw Error("model '" + name() + "' predicts eps and has no data prediction x0 of its own (x0_rows)");
+  }
   // Network rows one evaluation of `rows` rows at t costs (a guided model evaluates each
   // row twice), for the run summary.
   virtual long network_rows(long rows, double /*t*/) const { return rows; }

@@ -40,6 +40,12 @@ void velocity_from_eps(const ConstStateRef& x, const ConstStateRef& eps, double 
 // (flow: eps = x + (1 - sigma) velocity).
 void eps_from_velocity(const ConstStateRef& x, const ConstStateRef& velocity, double alpha, double sigma,
                        StateRef eps);
+// The data prediction x0 from an x0, v or velocity prediction, exact where alpha = 0 (pure
+// noise); x0 may alias pred. Throws Error for eps and score (whose x0 needs alpha > 0).
+void to_x0(Prediction kind, const ConstStateRef& x, const ConstStateRef& pred, double alpha, double sigma,
+           StateRef x0);
+// x0, v and velocity predictions carry x0 where alpha = 0; eps and score do not.
+bool predicts_data(Prediction kind);
 // Converts a prediction of kind `kind` to eps in place-safe fashion (out may alias pred).
 void to_eps(Prediction kind, const ConstStateRef& x, const ConstStateRef& pred, double alpha,
             double sigma, StateRef eps);

@@ -63,6 +63,11 @@ struct SolverTraits {
   // alpha^2 + sigma^2 = 1 leave it false and are refused on the other schedules
   // (Schedule::variance_preserving) by check_solver_grid, before any step.
   bool any_schedule = false;
+  // Can take its first step from alpha = 0 (lambda = -inf: pure noise, flow at t = 1, a
+  // zero-terminal-SNR schedule's last step) with a model that predicts x0 itself
+  // (Model::has_data_prediction), through SolverContext::x0. check_solver_grid refuses a
+  // grid that starts there otherwise, and any later grid time where alpha = 0.
+  bool starts_from_pure_noise = false;
 };
 
 // What a solver may use during a run. Counts model evaluations and accepted/rejected
@@ -94,6 +99,15 @@ class SolverContext {
     ++nfe_;
     network_rows_ += model_.network_rows(static_cast<long>(x.rows()), t);
     if (capture_ != nullptr) capture(row, x, t, out);
+  }
+
+  // The model's own data prediction x0(x, t) (Model::x0_rows), for a first step from pure
+  // noise (alpha = 0, SolverTraits::starts_from_pure_noise); one function evaluation.
+  void x0(const ConstStateRef& x, double t, StateRef out) {
+    model_.x0_rows(x, t, rows_, out);
+    ++nfe_;
+    network_rows_ += model_.network_rows(static_cast<long>(x.rows()), t);
+    if (capture_ != nullptr) capture_x0(0, t, out);
   }
 
   // The denoised prediction, for observers (Observer::wants_denoised): after
@@ -137,6 +151,18 @@ class SolverContext {
       captured_[k] = 1;
       --uncaptured_;
       capture_->row(static_cast<Eigen::Index>(k)) = (x.row(r) - s.sigma * eps.row(r)) / s.alpha;
+    }
+  }
+
+  void capture_x0(long row0, double t, const ConstStateRef& x0) {
+    if (uncaptured_ == 0) return;
+    if (std::isnan(denoised_t_)) denoised_t_ = t;
+    for (Eigen::Index r = 0; r < x0.rows(); ++r) {
+      const auto k = static_cast<std::size_t>(row0 + r);
+      if (k >= captured_.size() || captured_[k]) continue;
+      captured_[k] = 1;
+      --uncaptured_;
+      capture_->row(static_cast<Eigen::Index>(k)) = x0.row(r);
     }
   }
 

@@ -24,6 +24,10 @@ class GaussianModel final : public AnalyticModel {
                StateRef jvp_out) const override;
   void log_density(const ConstStateRef& x, double t, Eigen::Ref<BatchVector> out) const override;
   void score(const ConstStateRef& x, double t, StateRef out) const override;
+  // The posterior mean E[x0 | x_t] = mean + alpha std^2 (x - alpha mean) / var_t, exact at
+  // alpha = 0 (pure noise) too, where it is the data mean.
+  bool has_data_prediction() const override { return true; }
+  void x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
   Eigen::VectorXd data_mean() const override { return mean_; }
   Eigen::MatrixXd data_covariance() const override;
   State sample_data(long n, std::uint64_t seed, std::uint64_t first_sample = 0) const override;
@@ -71,6 +75,10 @@ class GmmModel final : public AnalyticModel {
                     StateRef eps_out, StateRef jvp_out) const override;
   void log_density_rows(const ConstStateRef& x, double t, const ModelRows& rows,
                         Eigen::Ref<BatchVector> out) const override;
+  // E[x0 | x_t]: (x - sigma eps) / alpha, and at alpha = 0 (pure noise, where x_t says
+  // nothing of x0) the data mean, per row's class.
+  bool has_data_prediction() const override { return true; }
+  void x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
   const std::vector<std::vector<int>>& classes() const { return classes_; }
   // Class c's law as a mixture of its own (c in 0 .. classes().size() - 1).
   const GmmModel& class_model(int c) const;

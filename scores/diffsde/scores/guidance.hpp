@@ -44,6 +44,8 @@ class ConditionedModel final : public Model {
                StateRef jvp_out) const override;
   void eps_jvp_rows(const ConstStateRef& x, double t, const ModelRows& rows, const ConstStateRef& v,
                     StateRef eps_out, StateRef jvp_out) const override;
+  bool has_data_prediction() const override { return model_->has_data_prediction(); }
+  void x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
 
   const Model& model() const { return *model_; }
   const Conditioning& conditioning() const { return *cond_; }
@@ -137,6 +139,11 @@ class GuidedModel final : public Model {
                StateRef jvp_out) const override;
   void eps_jvp_rows(const ConstStateRef& x, double t, const ModelRows& rows, const ConstStateRef& v,
                     StateRef eps_out, StateRef jvp_out) const override;
+  // Without rescale: x0 = x0_u + s (x0_c - x0_u), the same combination (x0 is affine in eps).
+  bool has_data_prediction() const override {
+    return model_->has_data_prediction() && unconditional_model().has_data_prediction() && options_.rescale == 0;
+  }
+  void x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
 
   const Model& model() const { return *model_; }
   // The unconditional model: model() itself, or the second model given.
@@ -192,6 +199,9 @@ class ThresholdedModel final : public Model {
   void eps(const ConstStateRef& x, double t, StateRef out) const override;
   void eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
   long network_rows(long rows, double t) const override { return model_->network_rows(rows, t); }
+  // The model's own x0, thresholded.
+  bool has_data_prediction() const override { return model_->has_data_prediction(); }
+  void x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
 
   const Model& model() const { return *model_; }
   const ThresholdOptions& options() const { return options_; }

@@ -29,6 +29,7 @@ struct TorchModelOptions {
   std::string dtype = "float32";     // "float32" | "float64": the network's dtype
   std::string time_input;            // "continuous" (t) | "discrete" (t N - 1); "": metadata
   int discrete_steps = 0;            // N for discrete time input; 0: schedule or metadata
+  double time_scale = 1.0;           // continuous time input: the network takes t time_scale
   std::string prediction;            // "eps" | "x0" | "v"; "": metadata, else eps
   int max_batch = 0;                 // split larger batches into chunks (0: never)
   int threads = 0;                   // LibTorch intra-op threads (0: leave as is)
@@ -64,6 +65,9 @@ class TorchScriptModel final : public Model {
   void eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
   void eps_rows_retimed(const ConstStateRef& x, double t, double t_network, const ModelRows& rows,
                         StateRef out) const override;
+  // x0, v and velocity networks: their output as x0, exact at alpha = 0 (pure noise).
+  bool has_data_prediction() const override;
+  void x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
   // J v by automatic differentiation (two reverse passes), in the network's dtype.
   bool has_jvp() const override;
   void eps_jvp(const ConstStateRef& x, double t, const ConstStateRef& v, StateRef eps_out,
@@ -75,7 +79,7 @@ class TorchScriptModel final : public Model {
   const TorchModelOptions& options() const;
   // The file's "diffsde.json" metadata (null when it has none).
   const nlohmann::json& metadata() const;
-  // The network's input time for model time t: t, or t N - 1 for discrete input.
+  // The network's input time for model time t: t time_scale, or t N - 1 for discrete input.
   double network_time(double t) const;
   // Seconds spent inside forward() and evaluations made, for benchmarks.
   double forward_seconds() const;
