@@ -129,6 +129,23 @@ expect_error wrong_dim 2 "x3.npy" "$base"'}' "$work/x3.npy"
 expect_error off_grid 2 "row 0, column 0" "$base"',"data_kind":"image8"}'
 expect_error bad_json 2 "line 1, column" '{"schedule": {"name": "vp_linear",}}'
 
+# The general schedules: flow must end below t = 1 (alpha = 0 there); the DDPM bound is VP-only.
+expect_error flow_t_max_default 2 "t_max: defaults to the schedule's t_max, 1" '{"schedule":{"name":"flow"},"model":'"$model"'}'
+expect_error flow_t_max_1 2 "t_max: is 1, where flow has alpha = 0" '{"schedule":{"name":"flow"},"model":'"$model"',"t_max":1}'
+expect_error vlb_ve 2 "schedule: method \"vlb\"" '{"schedule":{"name":"ve"},"model":'"$model"',"method":"vlb","vlb":{"steps":10}}'
+for sched in '{"name":"ve"}' '{"name":"subvp"}' '{"name":"edm"},"t_min":0.002' '{"name":"flow","shift":3},"t_max":0.999'; do
+  printf '{"schedule":%s,"model":%s}' "$sched" "$model" > "$work/general.json"
+  "$bin" likelihood "$work/general.json" --data "$work/x.npy" --out "$work/general.jsonl" > "$work/general.out" 2>&1
+  check "pf_ode on $sched: $(cat "$work/general.out")" $?
+  /usr/bin/python3 - "$work/general.jsonl" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):  # the prior's mismatch on these schedules is below 2e-2 nats here
+    r = json.loads(l)
+    assert abs(r["nll"] - r["exact_nll_t_min"]) < 2e-2, r
+PY
+  check "pf_ode on $sched: nll close to the exact NLL" $?
+done
+
 # Outputs that cannot be written are refused before the run.
 printf '%s' "$base"'}' > "$work/outs.json"
 "$bin" likelihood "$work/outs.json" --data "$work/x.npy" --out "$work/no_such_folder/o.jsonl" > "$work/outs.out" 2>&1

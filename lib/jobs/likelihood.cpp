@@ -259,6 +259,15 @@ double standard_normal_log_density(const double* x, int dim) {
   return -0.5 * (static_cast<double>(dim) * kLog2Pi + ss);
 }
 
+double prior_log_density(const double* x, int dim, double std) {
+  // N(0, I) in its own arithmetic, so that the schedules whose prior is standard (VP, sub-VP,
+  // flow) give the same bits as before the general prior.
+  if (std == 1.0) return standard_normal_log_density(x, dim);
+  double ss = 0.0;
+  for (int j = 0; j < dim; ++j) ss += (x[j] / std) * (x[j] / std);
+  return -0.5 * (static_cast<double>(dim) * kLog2Pi + ss) - static_cast<double>(dim) * std::log(std);
+}
+
 double dequantization_offset_nats(int dim, DataKind kind) {
   return kind == DataKind::image8 ? static_cast<double>(dim) * std::log(127.5) : 0.0;
 }
@@ -338,16 +347,22 @@ LikelihoodResult pf_ode_likelihood(const Model& model, const Schedule& schedule,
     throw Error("likelihood: model '" + model.name() +
                 "' has no Jacobian-vector product (eps_jvp); the finite-difference fallback "
                 "(jvp: finite_difference) can stand in for it");
-  // The prior at t_max is VP's N(0, I) (and the bits-per-dim conversion assumes VP data
-  // scaling): likelihoods on the other schedules are not implemented yet.
-  if (!schedule.variance_preserving())
-    throw Error("likelihood: needs a variance-preserving schedule (vp_linear, vp_cosine, vp_discrete); the " +
-                schedule.name() + " schedule is not supported yet");
   const double t_max = options.t_max > 0 ? options.t_max : schedule.t_max();
   if (!(t_max > options.t_min) || t_max > schedule.t_max())
     throw Error("likelihood: need t_min < t_max <= the schedule's t_max = " +
                 format_double(schedule.t_max()) + ", got t_min = " + format_double(options.t_min) +
                 " and t_max = " + format_double(t_max));
+  // f = d log alpha/dt diverges where alpha reaches 0 (flow at t = 1, a zero-terminal-SNR
+  // vp_discrete at t = 1): the ODE cannot be integrated up to there.
+  if (!(schedule.at(t_max).alpha > 0))
+    throw Error("likelihood: t_max must be below the time where alpha = 0 (the PF-ODE's f = d log alpha/dt "
+                "diverges there; " + schedule.name() + " has alpha(" + format_double(t_max) +
+                ") = 0): end below it, e.g. t_max = 0.999");
+  // The prior at t_max: N(0, prior_std(t_max)^2 I).
+  const double prior_std = schedule.prior_std(t_max);
+  if (!(prior_std > 0) || !std::isfinite(prior_std))
+    throw Error("likelihood: the " + schedule.name() + " schedule's prior standard deviation at t_max = " +
+                format_double(t_max) + " is " + format_double(prior_std));
 
   if (options.cond)
     for (const auto& in : options.cond->inputs())
@@ -399,7 +414,7 @@ LikelihoodResult pf_ode_likelihood(const Model& model, const Schedule& schedule,
                                "likelihood of data row " + std::to_string(r) + " (sample " +
                                    std::to_string(sample) + "): " + f.message);
         }
-        const double prior = standard_normal_log_density(y.data(), d);
+        const double prior = prior_log_density(y.data(), d, prior_std);
         for (int k = 0; k < m; ++k)
           result.probe_nll(r, k) = -(prior + y[static_cast<std::size_t>(d + k)]);
         const auto [nll, se] = mean_stderr(&result.probe_nll(r, 0), m);

@@ -269,9 +269,6 @@ LikelihoodJob build_likelihood_job(const LikelihoodConfig& config) {
   const Problem problem = build_problem(spec);
   job.schedule = problem.schedule;
   job.model = problem.base_model;  // the conditioning is bound to the data rows later
-  if (!job.schedule->variance_preserving())
-    throw ConfigError("schedule", "likelihoods need a variance-preserving schedule (vp_linear, vp_cosine, "
-                                  "vp_discrete); " + job.schedule->name() + " is not supported yet");
   if (config.method == LikelihoodMethod::pf_ode) {
     const LikelihoodOptions& o = config.pf_ode;
     if (o.t_max > job.schedule->t_max())
@@ -279,12 +276,22 @@ LikelihoodJob build_likelihood_job(const LikelihoodConfig& config) {
           "t_max", "must be <= the schedule's t_max = " + format_double(job.schedule->t_max()));
     const double t_max = o.t_max > 0 ? o.t_max : job.schedule->t_max();
     if (!(o.t_min < t_max)) throw ConfigError("t_min", "must be < t_max = " + format_double(t_max));
+    // The ODE's f = d log alpha/dt diverges where alpha = 0 (flow at t = 1).
+    if (!(job.schedule->at(t_max).alpha > 0))
+      throw ConfigError("t_max", std::string(config.pf_ode.t_max > 0 ? "is " : "defaults to the schedule's t_max, ") +
+                                     format_double(t_max) + ", where " + job.schedule->name() +
+                                     " has alpha = 0 and the probability-flow ODE's drift diverges; end "
+                                     "below it (e.g. \"t_max\": 0.999)");
     if (o.jvp == JvpMethod::model && !job.model->has_jvp())
       throw ConfigError("trace.jvp",
                         "model '" + job.model->name() +
                             "' has no Jacobian-vector product (eps_jvp); \"jvp\": "
                             "\"finite_difference\" uses central differences instead (approximate)");
   } else {
+    if (!job.schedule->variance_preserving())
+      throw ConfigError("schedule", "method \"vlb\" (the DDPM bound) needs a variance-preserving schedule "
+                                    "(vp_linear, vp_cosine, vp_discrete); " + job.schedule->name() +
+                                    " is not one (method \"pf_ode\" runs on every schedule)");
     const bool discrete = dynamic_cast<const VpDiscreteSchedule*>(job.schedule.get()) != nullptr;
     if (config.vlb.steps == 0 && !discrete)
       throw ConfigError("vlb.steps", "is required unless the schedule is vp_discrete (schedule '" +

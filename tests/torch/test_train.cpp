@@ -149,6 +149,13 @@ TEST_CASE("bad training configs name their JSON path", "[torch][train]") {
   c = small_config();
   c["task"] = "classifier";
   CHECK(error_path(c) == "data");
+  // Training is written for the VP schedules; the others are refused at `schedule`.
+  for (const char* name : {"ve", "subvp", "edm", "flow"}) {
+    INFO(name);
+    c = small_config();
+    c["schedule"] = {{"name", name}};
+    CHECK(error_path(c) == "schedule");
+  }
 
   TempDir dir;
   c = small_config();

@@ -3,18 +3,21 @@
 // products) or estimated by Hutchinson–Skilling probes with a standard error. See
 // docs/likelihood.md for the formulas.
 //
-// For data x at t_min the augmented ODE
-//   dx/dt = f(x, t) = -beta/2 x + beta / (2 sigma) eps(x, t),
-//   dD/dt = div f(x, t) = -beta/2 d + beta / (2 sigma) tr(d eps / d x),   D(t_min) = 0,
+// For data x at t_min the augmented ODE, on any schedule (f = d log alpha/dt and g^2 the
+// forward SDE's coefficients, score = -eps / sigma; VP: f = -beta/2, g^2 = beta),
+//   dx/dt = F(x, t) = f x - g^2/2 score = f x + g^2 / (2 sigma) eps(x, t),
+//   dD/dt = div F(x, t) = f d + g^2 / (2 sigma) tr(d eps / d x),   D(t_min) = 0,
 // runs forwards from t_min to t_max, and
-//   log p_{t_min}(x) = log N(x(t_max); 0, I) + D(t_max).
+//   log p_{t_min}(x) = log N(x(t_max); 0, prior_std(t_max)^2 I) + D(t_max)
+// (prior_std: 1 for VP, sub-VP and flow; sigma(t_max) for ve and edm). t_max must lie below
+// a time where alpha = 0 (flow's t = 1), where f diverges.
 //
 // Every sample is integrated as its own ODE with its own adaptive steps, its probes keyed
 // by (seed, sample index): a sample's result does not depend on the batch, the split of
 // the data into runs, or the thread count, bit for bit.
 //
 // Hutchinson: the K probes v_1..v_K of a sample are fixed for the whole trajectory and
-// share one ODE: its state is (x, D_1..D_K), dD_k/dt = -beta/2 d + beta/(2 sigma) v_k^T J v_k,
+// share one ODE: its state is (x, D_1..D_K), dD_k/dt = f d + g^2/(2 sigma) v_k^T J v_k,
 // and one right-hand side is one eps_jvp call on K rows (x repeated, one probe per row).
 // Each D_k(t_max) is an unbiased estimate of D(t_max) along the computed path, and the K of
 // them are independent given the path, so the spread of the K values gives an honest
@@ -99,7 +102,7 @@ struct LikelihoodResult {
   BatchVector nll_stderr;  // standard error of nll over the probes; 0 for the exact trace
   BatchVector bpd;         // bits per dimension (with the dequantization offset for image8)
   BatchVector bpd_stderr;
-  BatchVector prior_logp;  // log N(x(t_max); 0, I)
+  BatchVector prior_logp;  // log N(x(t_max); 0, prior_std(t_max)^2 I)
   BatchVector delta_logp;  // D(t_max), mean over probes
   State probe_nll;         // rows x K: the estimate of each probe (exact: rows x 1)
   State x;                 // the points whose density is computed (image8: dequantized)
@@ -119,6 +122,8 @@ LikelihoodResult pf_ode_likelihood(const Model& model, const Schedule& schedule,
 
 // log N(x; 0, I) of one row.
 double standard_normal_log_density(const double* x, int dim);
+// log N(x; 0, std^2 I) of one row (std == 1: standard_normal_log_density, bit for bit).
+double prior_log_density(const double* x, int dim, double std);
 
 // Bits per dimension of a negative log-likelihood in nats: nll / (d ln 2) for continuous
 // data; (nll + d ln 127.5) / (d ln 2) for image8 (the density of the dequantized data in
