@@ -121,5 +121,13 @@ grep -qF "x3.npy: has 3 values per row" "$work/d3.err"; check "decode names the 
 "$bin" decode "$work/ok.json" --latents "$work/no_such.npy" --out "$work/d4.npy" > /dev/null 2>&1
 [ $? -eq 2 ]; check "decode of a missing file exits 2" $?
 
+# The worked example of docs/encode.md: sample, then encode with --reconstruct.
+example="$(dirname "$0")/../configs/encode/gaussian.json"
+"$bin" sample "$example" --out "$work/ex.npy" > /dev/null 2>&1; check "docs example: sample" $?
+"$bin" encode "$example" --data "$work/ex.npy" --out "$work/ex_z.npy" --reconstruct > "$work/ex.out" 2>&1
+rc=$?; check "docs example: encode: $(cat "$work/ex.out")" $rc
+grep -q "reconstruction (data -> noise -> data, 50 NFE): max abs error 0.000439, rms error 9.69e-05" "$work/ex.out"
+check "docs example: the reconstruction line docs/encode.md shows: $(cat "$work/ex.out")" $?
+
 echo "encode CLI: $passes passed, $failures failed"
 [ "$failures" -eq 0 ]
