@@ -22,6 +22,8 @@ using Commands = std::vector<Command>;
 void add_list_command(CLI::App& app, Commands& commands);    // cmd_list.cpp
 void add_sample_command(CLI::App& app, Commands& commands);  // cmd_sample.cpp
 void add_likelihood_command(CLI::App& app, Commands& commands);  // cmd_likelihood.cpp
+void add_encode_command(CLI::App& app, Commands& commands);  // cmd_encode.cpp
+void add_decode_command(CLI::App& app, Commands& commands);  // cmd_encode.cpp
 void add_train_command(CLI::App& app, Commands& commands);   // cmd_train.cpp
 void add_sweep_command(CLI::App& app, Commands& commands);   // cmd_sweep.cpp
 void add_merge_command(CLI::App& app, Commands& commands);   // cmd_sweep.cpp

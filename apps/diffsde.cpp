@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
   add_list_command(app, commands);
   add_sample_command(app, commands);
   add_likelihood_command(app, commands);
+  add_encode_command(app, commands);
+  add_decode_command(app, commands);
   add_train_command(app, commands);
   add_sweep_command(app, commands);
   add_merge_command(app, commands);

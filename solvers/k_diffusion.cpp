@@ -67,9 +67,12 @@ SolverTraits KDiffusionSolver::base_traits(bool stochastic) const {
   t.any_schedule = true;  // written in lambda, or in sigma/alpha and x/alpha
   t.name = name_;
   t.stochastic = stochastic;
-  // k-diffusion's samplers are written for decreasing sigma (churn, ancestral split, the
-  // final step to 0), and x_ve = x / alpha with eps at the start of every step.
-  t.needs_decreasing_grid = true;
+  // With noise (churn, the ancestral split) they sample the reverse process, so sigma must
+  // decrease. Without it each step is a quadrature of dx_ve/dsigma_ve = eps in sigma_ve whose
+  // formulas hold for either sign of the step (only a step to sigma = 0 is special, and an
+  // increasing grid never ends there): they also run forwards, an ODE inversion. x_ve =
+  // x / alpha and eps are taken at the start of every step.
+  t.needs_decreasing_grid = stochastic;
   t.needs_positive_sigma_at_step_start = true;
   return t;
 }
