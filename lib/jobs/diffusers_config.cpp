@@ -89,6 +89,11 @@ const std::map<std::string, std::vector<std::string>>& class_keys() {
        kKarrasBetaKeys + std::vector<std::string>{"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"}},
       {"PNDMScheduler", kBetaKeys + std::vector<std::string>{"skip_prk_steps", "set_alpha_to_one"}},
       {"EDMEulerScheduler", kEdmKeys},
+      {"FlowMatchEulerDiscreteScheduler",
+       std::vector<std::string>{"num_train_timesteps", "shift", "use_dynamic_shifting", "base_shift", "max_shift",
+                                "base_image_seq_len", "max_image_seq_len", "invert_sigmas", "shift_terminal",
+                                "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "time_shift_type",
+                                "stochastic_sampling"}},
       {"EDMDPMSolverMultistepScheduler",
        kEdmKeys + std::vector<std::string>{"solver_order", "thresholding", "dynamic_thresholding_ratio",
                                            "sample_max_value", "algorithm_type", "solver_type", "lower_order_final",
@@ -212,8 +217,8 @@ void apply_model_settings(const SchedulerTranslation& t, const std::string& path
                                                                  " but the scheduler config's prediction_type means \"" +
                                                                  t.prediction + "\"");
     m["prediction"] = t.prediction;
-    if (t.preconditioning.is_object()) {
-      for (const auto& [key, value] : t.preconditioning.items()) {
+    if (t.network.is_object()) {
+      for (const auto& [key, value] : t.network.items()) {
         if (m.contains(key) && m.at(key) != value)
           throw ConfigError(join_path(path, "model." + key), "is " + m.at(key).dump() + " but the scheduler config "
                                                              "means " + value.dump());
@@ -222,7 +227,7 @@ void apply_model_settings(const SchedulerTranslation& t, const std::string& path
     } else if (!m.contains("time_input")) {
       m["time_input"] = "discrete";
     }
-  } else if (t.prediction != "eps") {
+  } else if (t.prediction != "eps" && t.prediction_given) {
     throw ConfigError(join_path(path, "scheduler_config.prediction_type"),
                       "the model predicts eps; prediction_type " + t.prediction + " applies to network models");
   }
@@ -249,7 +254,8 @@ void translate_edm(const Reader& r, const std::string& cls, long steps, Schedule
   const std::string prediction = r.choice("prediction_type", "epsilon", {"epsilon", "v_prediction"},
                                           "diffusers' EDM classes take epsilon or v_prediction");
   out.prediction = prediction == "epsilon" ? "eps" : "v";
-  out.preconditioning = {{"preconditioning", "edm"}, {"sigma_data", sigma_data}};
+  out.prediction_given = r.has("prediction_type");
+  out.network = {{"preconditioning", "edm"}, {"sigma_data", sigma_data}};
 
   out.schedule = {{"name", "edm"}, {"sigma_min", sigma_min}, {"sigma_max", sigma_max}};
   // diffusers' steps sigmas, then the final one. To 0: the rule's steps - 1 intervals down
@@ -306,6 +312,46 @@ void translate_edm(const Reader& r, const std::string& cls, long steps, Schedule
                         {"max", r.number("sample_max_value", 1.0)}};
 }
 
+// diffusers' FlowMatchEulerDiscreteScheduler (SD3, Flux): the flow schedule (alpha = 1 -
+// sigma, sigma = t), its sigmas as the shift grid (set_timesteps: u = linspace(1, u_last,
+// steps), t = shift(u), then 0; u_last is the last training sigma, shifted once already
+// unless the shift is dynamic), the velocity network at t num_train_timesteps, and ddim,
+// which is rectified flow's Euler step x + (sigma_next - sigma) velocity, from pure noise.
+void translate_flow_match(const Reader& r, long steps, double mu, SchedulerTranslation& out) {
+  const long n_train = r.integer("num_train_timesteps", 1000);
+  if (n_train < 2) r.fail("num_train_timesteps", "must be >= 2");
+  const double shift = r.number("shift", 1.0);
+  if (!(shift > 0) || !std::isfinite(shift)) r.fail("shift", "must be finite and > 0");
+  // The pipeline computes mu from these and the image size; the scheduler does not read them.
+  for (const char* key : {"base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len"}) r.number(key, 0);
+  for (const char* key : {"use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"})
+    r.require(key, false, "sigma rules on flow-matching sigmas are not translated yet");
+  r.require("invert_sigmas", false, "inverted sigmas are not translated");
+  r.require("shift_terminal", nullptr, "the stretch to a terminal shift is not translated yet");
+  r.require("stochastic_sampling", false, "stochastic sampling is not translated yet");
+  const std::string type = r.choice("time_shift_type", "exponential", {"exponential", "linear"},
+                                    "known: exponential, linear");
+  const auto shifted = [](double s, double u) { return s * u / (1 + (s - 1) * u); };
+  double s = shift, u_last = shifted(shift, 1.0 / static_cast<double>(n_train));
+  if (r.boolean("use_dynamic_shifting", false)) {
+    if (std::isnan(mu))
+      throw ConfigError("mu", "is required with use_dynamic_shifting: the value diffusers' pipelines pass to "
+                              "set_timesteps (Flux computes it from the image's sequence length)");
+    // time_shift(mu, 1, u) = e^mu / (e^mu + 1/u - 1) is the shift map with shift e^mu (linear: mu).
+    s = type == "exponential" ? std::exp(mu) : mu;
+    if (!(s > 0) || !std::isfinite(s)) throw ConfigError("mu", "gives the shift " + format_double(s) + "; it must be > 0");
+    u_last = 1.0 / static_cast<double>(n_train);
+  } else if (!std::isnan(mu)) {
+    throw ConfigError("mu", "applies with use_dynamic_shifting only");
+  }
+  out.schedule = {{"name", "flow"}};
+  out.grid = {{"name", "shift"}, {"shift", s},     {"t_start", 1.0},
+              {"t_end", 0.0},    {"steps", steps}, {"t_last", shifted(s, u_last)}};
+  out.solver = {{"name", "ddim"}};
+  out.prediction = "velocity";
+  out.network = {{"time_input", "continuous"}, {"time_scale", static_cast<double>(n_train)}};
+}
+
 }  // namespace
 
 namespace {
@@ -313,7 +359,7 @@ namespace {
 // The translation of "scheduler_config"'s value `v` (a file's path, relative to base_dir,
 // or the object) at JSON path `key`; errors name the file where one was read.
 SchedulerTranslation translate_given(const json& v, const std::string& base_dir, const std::string& key, long steps,
-                                     const std::string& cls) {
+                                     const std::string& cls, double mu = std::numeric_limits<double>::quiet_NaN()) {
   json sc;
   std::string file;
   if (v.is_string()) {
@@ -325,7 +371,7 @@ SchedulerTranslation translate_given(const json& v, const std::string& base_dir,
     throw ConfigError(key, "expected the path of a scheduler_config.json or the object itself");
   }
   try {
-    return translate_scheduler_config(sc, steps, key, cls);
+    return translate_scheduler_config(sc, steps, key, cls, mu);
   } catch (const ConfigError& e) {
     if (file.empty()) throw;
     throw ConfigError(e.path(), e.message() + " (in " + file + ")");
@@ -344,7 +390,7 @@ const std::vector<std::string>& diffusers_scheduler_classes() {
 }
 
 SchedulerTranslation translate_scheduler_config(const json& config, long steps, const std::string& path,
-                                                const std::string& class_override) {
+                                                const std::string& class_override, double mu) {
   if (!config.is_object()) throw ConfigError(path, "expected a scheduler config object, got " + json_type_name(config));
   std::string cls = class_override;
   if (cls.empty()) {
@@ -387,6 +433,11 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
     translate_edm(r, cls, steps, out);
     return out;
   }
+  if (cls == "FlowMatchEulerDiscreteScheduler") {
+    translate_flow_match(r, steps, mu, out);
+    return out;
+  }
+  if (!std::isnan(mu)) throw ConfigError("mu", "applies to FlowMatchEulerDiscreteScheduler's dynamic shifting only");
 
   // The schedule: vp_discrete with diffusers' betas.
   json& sch = out.schedule;
@@ -441,6 +492,7 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
   const std::string prediction = r.choice("prediction_type", "epsilon", {"epsilon", "sample", "v_prediction"},
                                           "known: epsilon, sample, v_prediction");
   out.prediction = prediction == "epsilon" ? "eps" : prediction == "sample" ? "x0" : "v";
+  out.prediction_given = r.has("prediction_type");
 
   // The grid.
   json& grid = out.grid;
@@ -804,7 +856,7 @@ SchedulerTranslation translate_scheduler_config(const json& config, long steps, 
 json expand_scheduler_config(const json& config, const std::string& base_dir, std::vector<std::string>* notes) {
   if (!config.is_object() || !config.contains("scheduler_config")) {
     if (config.is_object())
-      for (const char* key : {"steps", "scheduler_class"})
+      for (const char* key : {"steps", "scheduler_class", "mu"})
         if (config.contains(key))
           throw ConfigError(key, "belongs with \"scheduler_config\" (diffusers' num_inference_steps and class)");
     return config;
@@ -818,7 +870,14 @@ json expand_scheduler_config(const json& config, const std::string& base_dir, st
     cls = config.at("scheduler_class").get<std::string>();
   }
   if (steps < 1) throw ConfigError("steps", "must be >= 1 (diffusers' num_inference_steps), got " + std::to_string(steps));
-  const SchedulerTranslation t = translate_given(config.at("scheduler_config"), base_dir, "scheduler_config", steps, cls);
+  double mu = std::numeric_limits<double>::quiet_NaN();
+  if (config.contains("mu")) {
+    if (!config.at("mu").is_number()) throw ConfigError("mu", "expected a number (set_timesteps' mu)");
+    mu = config.at("mu").get<double>();
+    if (!std::isfinite(mu)) throw ConfigError("mu", "must be finite");
+  }
+  const SchedulerTranslation t =
+      translate_given(config.at("scheduler_config"), base_dir, "scheduler_config", steps, cls, mu);
   if (notes != nullptr)
     for (const auto& key : t.dropped)
       notes->push_back("scheduler_config." + key + " is not a setting of " + cls + ": dropped, as diffusers' "
@@ -826,6 +885,7 @@ json expand_scheduler_config(const json& config, const std::string& base_dir, st
   out.erase("scheduler_config");
   out.erase("steps");
   out.erase("scheduler_class");
+  out.erase("mu");
   if (!out.contains("schedule")) out["schedule"] = t.schedule;
   if (!out.contains("grid")) out["grid"] = t.grid;
   if (!out.contains("solver")) {

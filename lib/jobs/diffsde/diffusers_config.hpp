@@ -13,6 +13,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -27,9 +28,13 @@ struct SchedulerTranslation {
   nlohmann::json thresholding;
   // diffusers' prediction_type as diffsde's model "prediction" (eps, x0, v, velocity).
   std::string prediction = "eps";
-  // EDM's preconditioning (the EDM classes): {"preconditioning": "edm", "sigma_data": sd}
-  // for a network model; null otherwise.
-  nlohmann::json preconditioning;
+  // Whether the config names prediction_type (an analytic model predicts eps, and a config
+  // that says otherwise is refused); the flow-matching classes' velocity is implicit.
+  bool prediction_given = false;
+  // Further settings of a network model: EDM's {"preconditioning": "edm", "sigma_data": sd},
+  // flow matching's {"time_input": "continuous", "time_scale": N}; null otherwise (a
+  // network then takes diffusers' integer timesteps, "time_input": "discrete").
+  nlohmann::json network;
   // The noise source the class's sampler needs (DPMSolverSDEScheduler: a Brownian tree);
   // null when any will do.
   nlohmann::json noise;
@@ -40,8 +45,11 @@ struct SchedulerTranslation {
 // Translates one scheduler config (an object) for `steps` inference steps. `path` is the
 // JSON path of the config for errors ("scheduler_config"); `class_override`, when not
 // empty, replaces its _class_name.
+// `mu`: the value diffusers' pipelines pass to set_timesteps with use_dynamic_shifting
+// (Flux); NaN when not given.
 SchedulerTranslation translate_scheduler_config(const nlohmann::json& config, long steps, const std::string& path,
-                                                const std::string& class_override = "");
+                                                const std::string& class_override = "",
+                                                double mu = std::numeric_limits<double>::quiet_NaN());
 
 // A sample config with "scheduler_config" (a path, relative to base_dir, or an object) and
 // "steps" rewritten as the native config; any other config is returned unchanged.
