@@ -379,6 +379,14 @@ double RetimedModel::network_time(double t) const {
 
 void RetimedModel::eps(const ConstStateRef& x, double t, StateRef out) const { eps_rows(x, t, ModelRows{}, out); }
 
+void RetimedModel::x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
+  const double tn = network_time(t);
+  if (tn != t)
+    throw Error("model '" + name() + "': a data prediction at t = " + format_double(t) +
+                " where the network runs at another time (" + format_double(tn) + ") is not supported");
+  model_->x0_rows(x, t, rows, out);
+}
+
 void RetimedModel::eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const {
   const double tn = network_time(t);
   if (tn == t)

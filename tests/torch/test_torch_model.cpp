@@ -403,6 +403,78 @@ def forward(self, x, t):
   CHECK(test::max_abs_diff(job.x, x) < 1e-10 * (1 + x.abs().maxCoeff()));
 }
 
+TEST_CASE("A v-prediction network under a zero-terminal-SNR DDIMScheduler config starts from pure noise as diffusers does",
+          "[torch]") {
+  // rescale_betas_zero_snr with trailing spacing: the first timestep, 999, has alpha_bar = 0.
+  // diffusers' DDIM step there takes x0 = sqrt(ab) x - sqrt(1 - ab) v = -v and eps = x, which
+  // only a v (or x0) network gives; the network below is the exact v of N(kMu, diag(kSd^2))
+  // at its integer timestep, written without dividing by alpha.
+  enable_torch_models();
+  TempDir dir;
+  for (const bool clip : {false, true}) {
+    const json sc = {{"_class_name", "DDIMScheduler"}, {"beta_schedule", "scaled_linear"}, {"beta_start", 0.00085},
+                     {"beta_end", 0.012}, {"rescale_betas_zero_snr", true}, {"timestep_spacing", "trailing"},
+                     {"prediction_type", "v_prediction"}, {"clip_sample", clip}};
+    const long steps = 8;
+    auto schedule = schedule_registry().create(translate_scheduler_config(sc, steps, "scheduler_config").schedule,
+                                               "schedule");
+    const auto& d = dynamic_cast<const VpDiscreteSchedule&>(*schedule);
+    const test::RefTable tab = test::ref_table(d.betas());
+    REQUIRE(tab.alphas_cumprod.back() == 0.0);
+    const long N = d.num_steps();
+    torch::jit::Module m("StepV");
+    m.register_buffer("mu", torch::tensor(kMu, torch::kFloat64).reshape({1, 3}));
+    m.register_buffer("sd", torch::tensor(kSd, torch::kFloat64).reshape({1, 3}));
+    m.register_buffer("ab", torch::tensor(tab.alphas_cumprod, torch::kFloat64));
+    m.define(R"(
+def forward(self, x, t):
+    n = torch.round(t).long().clamp(0, )" + std::to_string(N - 1) + R"()
+    a = torch.sqrt(self.ab[n]).unsqueeze(1)
+    s = torch.sqrt(1.0 - self.ab[n]).unsqueeze(1)
+    var = a * a * self.sd * self.sd + s * s
+    e = s * (x - a * self.mu) / var
+    x0 = self.mu + a * self.sd * self.sd * (x - a * self.mu) / var
+    return a * e - s * x0
+)");
+    save_torchscript(m, dir.file("v.pt"), json::object());
+    const json config = {{"scheduler_config", sc}, {"steps", steps}, {"batch", 5}, {"seed", 4},
+                         {"model", {{"name", "torchscript"}, {"path", dir.file("v.pt")}, {"shape", {3}},
+                                    {"dtype", "float64"}}}};
+    SampleJob job = build_sample_job(parse_sample_config(expand_scheduler_config(config, "")));
+    REQUIRE(job.times.front() == 1.0);
+    State x = job.x;
+    run_sample_job(job);
+    // DDIMScheduler.step, eta 0: trailing timesteps round(arange(N, 0, -N/steps)) - 1.
+    const auto v_net = [&](const State& y, long tau) {
+      const double ab = tab.alphas_cumprod[static_cast<std::size_t>(tau)], a = std::sqrt(ab), sg = std::sqrt(1 - ab);
+      State out(y.rows(), 3);
+      for (long r = 0; r < y.rows(); ++r)
+        for (int c = 0; c < 3; ++c) {
+          const double var = a * a * kSd[c] * kSd[c] + sg * sg;
+          const double e = sg * (y(r, c) - a * kMu[c]) / var;
+          const double x0 = kMu[c] + a * kSd[c] * kSd[c] * (y(r, c) - a * kMu[c]) / var;
+          out(r, c) = a * e - sg * x0;
+        }
+      return out;
+    };
+    std::vector<long> taus;
+    for (double v : test::arange_float(static_cast<double>(N), 0, -static_cast<double>(N) / steps))
+      taus.push_back(static_cast<long>(test::rnd(v)) - 1);
+    for (std::size_t k = 0; k < taus.size(); ++k) {
+      const long tau = taus[k], prev = tau - N / steps;
+      const double ab = tab.alphas_cumprod[static_cast<std::size_t>(tau)];
+      const double ab_prev = prev >= 0 ? tab.alphas_cumprod[static_cast<std::size_t>(prev)] : 1.0;
+      const State v = v_net(x, tau);
+      State x0 = std::sqrt(ab) * x - std::sqrt(1 - ab) * v;
+      const State eps = std::sqrt(ab) * v + std::sqrt(1 - ab) * x;
+      if (clip) x0 = x0.cwiseMax(-1.0).cwiseMin(1.0);
+      x = std::sqrt(ab_prev) * x0 + std::sqrt(1 - ab_prev) * eps;
+    }
+    INFO("clip_sample " << clip);
+    CHECK(test::max_abs_diff(job.x, x) < 1e-10 * (1 + x.abs().maxCoeff()));
+  }
+}
+
 TEST_CASE("batches split by max_batch give the same eps", "[torch]") {
   TempDir dir;
   save_torchscript(gaussian_module(), dir.file("g.pt"), json::object());

@@ -76,6 +76,10 @@ class RetimedModel final : public Model {
   void eps(const ConstStateRef& x, double t, StateRef out) const override;
   void eps_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
   long network_rows(long rows, double t) const override { return model_->network_rows(rows, network_time(t)); }
+  // The model's own x0 where the network runs at the solver's time (a grid node whose
+  // network time is its own, as every node of the ddim family's grids); Error elsewhere.
+  bool has_data_prediction() const override { return model_->has_data_prediction(); }
+  void x0_rows(const ConstStateRef& x, double t, const ModelRows& rows, StateRef out) const override;
   // The time the network runs at for solver time t.
   double network_time(double t) const;
 
