@@ -18,6 +18,8 @@
 #include "diffsde/likelihood.hpp"
 #include "diffsde/likelihood_config.hpp"
 #include "diffsde/npy.hpp"
+#include "diffsde/progress.hpp"
+#include "diffsde/provenance.hpp"
 #include "diffsde/vlb.hpp"
 
 namespace diffsde::cli {
@@ -82,7 +84,7 @@ json numbers(const double* v, Eigen::Index n) {
 
 int run_likelihood(const std::string& config_path, const std::string& data_path,
                    const std::string& out_path, const std::string& summary_path, long first,
-                   long count) {
+                   long count, bool quiet) {
   const json config_json = read_json_file(config_path);
   LikelihoodJob job;
   try {
@@ -119,6 +121,8 @@ int run_likelihood(const std::string& config_path, const std::string& data_path,
             << data_path << " (dim " << dim << ") under " << job.model->name() << " on "
             << job.schedule->name() << "\n";
 
+  const json provenance = provenance_json(with_defaults(config_json),
+                                         config_input_files(config_json, parent_dir(config_path), {config_path, data_path}));
   std::ostringstream lines;
   json summary = {{"method", to_string(config.method)},
                   {"model", job.model->name()},
@@ -138,10 +142,14 @@ int run_likelihood(const std::string& config_path, const std::string& data_path,
     exact = -exact;
   }
 
+  ProgressReporter reporter("likelihood", progress_style(quiet), std::cerr);
+  const auto rows_text = [](long done, long rows) { return std::to_string(done) + "/" + std::to_string(rows) + " rows"; };
+  const auto report = [&](double fraction, long done, long rows) { reporter.update(fraction, rows_text(done, rows)); };
   if (config.method == LikelihoodMethod::pf_ode) {
     LikelihoodOptions o = config.pf_ode;
     o.first_sample = first_sample;
     o.cond = job.cond;
+    o.progress = report;
     const LikelihoodResult r = pf_ode_likelihood(*job.model, *job.schedule, data, o);
     BatchVector exact_t_min(data.rows());
     if (has_exact) {
@@ -172,6 +180,7 @@ int run_likelihood(const std::string& config_path, const std::string& data_path,
       lines << line.dump() << "\n";
     }
     seconds = r.seconds;
+    reporter.finish(rows_text(static_cast<long>(data.rows()), static_cast<long>(data.rows())));
     summary["solver"] = {{"stepper", to_string(o.ode.stepper)},
                          {"rtol", o.ode.rtol},
                          {"atol", o.ode.atol},
@@ -188,6 +197,7 @@ int run_likelihood(const std::string& config_path, const std::string& data_path,
     VlbOptions o = config.vlb;
     o.first_sample = first_sample;
     o.cond = job.cond;
+    o.progress = report;
     const VlbResult r = variational_bound(*job.model, *job.schedule, data, o);
     nll = r.total;
     se = r.total_stderr;
@@ -214,6 +224,7 @@ int run_likelihood(const std::string& config_path, const std::string& data_path,
       lines << line.dump() << "\n";
     }
     seconds = r.seconds;
+    reporter.finish(rows_text(static_cast<long>(data.rows()), static_cast<long>(data.rows())));
     summary["vlb"] = {{"steps", N},
                       {"variance", to_string(o.variance)},
                       {"draws", o.draws},
@@ -249,6 +260,7 @@ int run_likelihood(const std::string& config_path, const std::string& data_path,
   }
 
   write_file_atomic(out_path, lines.str());
+  summary["provenance"] = provenance;
   if (!summary_path.empty()) write_file_atomic(summary_path, summary.dump(2) + "\n");
 
   std::cout << std::setprecision(5) << "mean " << mean_bpd << " +- " << mean_bpd_se
@@ -275,6 +287,7 @@ void add_likelihood_command(CLI::App& app, Commands& commands) {
   struct Options {
     std::string config_path, data_path, out_path, summary_path;
     long first = 0, count = -1;
+    bool quiet = false;
   };
   auto o = std::make_shared<Options>();
   cmd->add_option("config", o->config_path, "Config file (JSON)")->required();
@@ -286,9 +299,11 @@ void add_likelihood_command(CLI::App& app, Commands& commands) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--count", o->count, "Number of rows (default: all from --first)")
       ->check(CLI::PositiveNumber);
+  cmd->add_flag("--quiet", o->quiet,
+                "No progress on stderr (otherwise a bar on a terminal, a line every 10 s in a log)");
   commands.push_back({cmd, [o] {
                         return run_likelihood(o->config_path, o->data_path, o->out_path,
-                                              o->summary_path, o->first, o->count);
+                                              o->summary_path, o->first, o->count, o->quiet);
                       }});
 }
 

@@ -15,6 +15,8 @@
 #include "diffsde/io.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/npy.hpp"
+#include "diffsde/progress.hpp"
+#include "diffsde/provenance.hpp"
 
 namespace diffsde::cli {
 
@@ -32,9 +34,13 @@ std::string format_vector(const json& v) {
 
 int run_sample(const std::string& config_path, const std::string& out_path,
                const std::string& summary_path, bool print_config, int threads,
-               std::string grid_path) {
+               std::string grid_path, bool quiet) {
   json config_json = config_path.empty() ? default_sample_config() : read_json_file(config_path);
   if (threads >= 0) config_json["threads"] = threads;
+  const std::string base_dir = config_path.empty() ? "" : parent_dir(config_path);
+  // The files the config names (before a scheduler config is expanded into native keys).
+  const std::vector<std::string> inputs =
+      config_input_files(config_json, base_dir, config_path.empty() ? std::vector<std::string>{} : std::vector<std::string>{config_path});
   // diffusers' scheduler_config becomes the native schedule, grid and solver.
   {
     std::vector<std::string> notes;
@@ -70,16 +76,30 @@ int run_sample(const std::string& config_path, const std::string& out_path,
                                                                                           : out_path) + ".png";
   }
   // Every output can be written: checked before the run, not found out after it.
-  for (const std::string& path : {out_path, summary_path, grid_path})
+  for (const std::string& path : {out_path, out_path.empty() ? out_path : out_path + ".json", summary_path, grid_path})
     if (!path.empty()) check_writable(path);
   std::cout << "sampling " << job.x.rows() << " x " << job.x.cols() << " with " << job.solver->traits().name
             << " on " << job.schedule->name() << ", " << job.grid->name() << " grid of "
             << job.times.size() - 1 << " steps from t = " << job.times.front()
             << " to t = " << job.times.back() << (config_path.empty() ? " (embedded default config)" : "")
             << (config.threads != 1 ? ", threads " + std::to_string(config.threads) : "") << "\n";
-  const Summary summary = run_sample_job(job);
-  const json s = summary_json(job, summary);
-  if (!out_path.empty()) write_npy(out_path, job.x);
+  ProgressReporter reporter("sampling", progress_style(quiet), std::cerr);
+  const auto steps_text = [](long done, long all) { return std::to_string(done) + "/" + std::to_string(all) + " steps"; };
+  // What produced the samples, hashed before the run (an input changed during it is not
+  // what ran).
+  const json provenance = provenance_json(with_defaults(config_json), inputs);
+  const Summary summary = run_sample_job(job, {}, [&](const Progress& p) {
+    reporter.update(p.steps > 0 ? static_cast<double>(p.step) / static_cast<double>(p.steps) : 1.0,
+                    steps_text(p.step, p.steps));
+    return true;
+  });
+  reporter.finish(steps_text(summary.steps, summary.steps));
+  json s = summary_json(job, summary);
+  s["provenance"] = provenance;
+  if (!out_path.empty()) {
+    write_npy(out_path, job.x);
+    write_npy_sidecar(out_path, provenance, {static_cast<long>(job.x.rows()), static_cast<long>(job.x.cols())});
+  }
   if (!summary_path.empty()) write_file_atomic(summary_path, s.dump(2) + "\n");
   if (!grid_path.empty()) write_png_grid(grid_path, job.x, shape);
 
@@ -102,7 +122,7 @@ int run_sample(const std::string& config_path, const std::string& out_path,
     std::cout << "mean exact data log-density of the samples: " << std::setprecision(4)
               << s["mean_log_density"].get<double>() << "\n";
   }
-  if (!out_path.empty()) std::cout << "wrote " << out_path << "\n";
+  if (!out_path.empty()) std::cout << "wrote " << out_path << "\nwrote " << out_path << ".json (its provenance)\n";
   if (!summary_path.empty()) std::cout << "wrote " << summary_path << "\n";
   if (!grid_path.empty()) std::cout << "wrote " << grid_path << " (a grid of the samples)\n";
   return 0;
@@ -114,7 +134,7 @@ void add_sample_command(CLI::App& app, Commands& commands) {
   auto* sample = app.add_subcommand("sample", "Sample from a JSON config (or the embedded default)");
   struct Options {
     std::string config_path, out_path, summary_path, grid_path;
-    bool print_config = false;
+    bool print_config = false, quiet = false;
     int threads = -1;  // -1: the config's
   };
   auto o = std::make_shared<Options>();
@@ -128,9 +148,11 @@ void add_sample_command(CLI::App& app, Commands& commands) {
                      "Threads to integrate the batch on (0: all cores); overrides the config's "
                      "`threads`. The samples do not depend on it")
       ->check(CLI::Range(0, DriverOptions::kMaxThreads));
+  sample->add_flag("--quiet", o->quiet,
+                   "No progress on stderr (otherwise a bar on a terminal, a line every 10 s in a log)");
   commands.push_back({sample, [o] {
                         return run_sample(o->config_path, o->out_path, o->summary_path,
-                                          o->print_config, o->threads, o->grid_path);
+                                          o->print_config, o->threads, o->grid_path, o->quiet);
                       }});
 }
 

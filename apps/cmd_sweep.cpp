@@ -199,7 +199,7 @@ int run_sweep_command(const SweepOptions& o) {
   options.next_task = [&mpi] { return mpi.next_task(); };
   if (o.threads > 1 && !mpi.threads_ok())
     throw ConfigError("--threads", "this MPI library cannot be called from several threads; use --threads 1 with mpirun");
-  options.progress = !o.quiet && ::isatty(STDERR_FILENO) != 0;
+  options.progress = progress_style(o.quiet);
   options.log = talk ? &std::cerr : nullptr;
 
   SweepRunSummary summary;

@@ -1,7 +1,5 @@
 // `diffsde train [CONFIG] --out model.pt [--print-config]`: trains a network (the
 // LibTorch build only; without it the command says so and exits 2).
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <iomanip>
@@ -14,6 +12,7 @@
 #include "commands.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
+#include "diffsde/progress.hpp"
 #include "diffsde/registry.hpp"
 #ifdef DIFFSDE_HAVE_TORCH
 #include "diffsde/scores/train.hpp"
@@ -25,21 +24,10 @@ namespace {
 
 using nlohmann::json;
 
-#ifdef DIFFSDE_HAVE_TORCH
-std::string clock_string(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "--:--";
-  const long s = std::lround(seconds);
-  std::ostringstream os;
-  os << std::setfill('0');
-  if (s >= 3600) os << s / 3600 << ":" << std::setw(2) << (s / 60) % 60 << ":" << std::setw(2) << s % 60;
-  else os << std::setw(2) << s / 60 << ":" << std::setw(2) << s % 60;
-  return os.str();
-}
-#endif
 
 struct Options {
   std::string config_path, out_path;
-  bool print_config = false;
+  bool print_config = false, quiet = false;
 };
 
 int run_train(const Options& o) {
@@ -55,25 +43,18 @@ int run_train(const Options& o) {
     return 0;
   }
   if (o.out_path.empty()) throw ConfigError("--out", "is required (where to write the model, e.g. model.pt)");
-  const bool tty = ::isatty(STDERR_FILENO) != 0;
   std::cout << "training " << (o.config_path.empty() ? "the embedded default config" : o.config_path) << " -> "
             << o.out_path << "\n" << std::flush;
-  auto progress = [tty](const TrainProgress& p) {
-    const double eta = p.samples_per_s > 0 && p.step > 0
-                           ? p.seconds / static_cast<double>(p.step) * static_cast<double>(p.steps - p.step)
-                           : std::nan("");
-    const int width = 24;
-    const int filled = static_cast<int>(width * static_cast<double>(p.step) / static_cast<double>(p.steps));
-    std::ostringstream line;
-    line << "step " << p.step << "/" << p.steps << " [" << std::string(static_cast<std::size_t>(filled), '#')
-         << std::string(static_cast<std::size_t>(width - filled), ' ') << "] loss " << std::setprecision(4)
-         << p.loss << "  " << std::setprecision(4) << p.samples_per_s << " samples/s  elapsed "
-         << clock_string(p.seconds) << "  ETA " << clock_string(eta);
-    if (tty) std::cerr << "\r" << line.str() << "\033[K" << std::flush;
-    else std::cerr << line.str() << "\n";
+  ProgressReporter reporter("training", progress_style(o.quiet), std::cerr);
+  auto progress = [&reporter](const TrainProgress& p) {
+    std::ostringstream counts;
+    counts << "step " << p.step << "/" << p.steps << ", loss " << std::setprecision(4) << p.loss << ", "
+           << std::setprecision(4) << p.samples_per_s << " samples/s";
+    // The fraction of this run's steps (a resumed run starts past 0).
+    reporter.update(p.steps > 0 ? static_cast<double>(p.step) / static_cast<double>(p.steps) : 1.0, counts.str());
   };
   const TrainResult r = train(config, o.config_path.empty() ? "" : parent_dir(o.config_path), o.out_path, progress);
-  if (tty) std::cerr << "\n";
+  reporter.finish("step " + std::to_string(r.steps) + "/" + std::to_string(r.steps));
   std::cout << "trained steps " << r.first_step << ".." << r.steps << " (" << r.parameters << " parameters) in "
             << std::setprecision(4) << r.seconds << " s, " << r.samples_per_s << " samples/s, final loss "
             << r.loss << "\n";
@@ -93,6 +74,8 @@ void add_train_command(CLI::App& app, Commands& commands) {
   train->add_option("config", o->config_path, "Config file (JSON); omitted: the embedded 2-D example");
   train->add_option("--out", o->out_path, "Write the model (TorchScript) here; its .state and loss curve beside it");
   train->add_flag("--print-config", o->print_config, "Print the config that would run, then exit");
+  train->add_flag("--quiet", o->quiet,
+                  "No progress on stderr (otherwise a bar on a terminal, a line every 10 s in a log)");
   commands.push_back({train, [o] { return run_train(*o); }});
 }
 

@@ -7,7 +7,7 @@ set -euo pipefail
 # reference BLAS and runs about 10x slower. python3-torch is for the interop test only.
 # gnuplot-nox draws the sweep reports' plots; Open MPI runs sweeps across ranks.
 packages=(g++ cmake make ccache libeigen3-dev libboost-dev nlohmann-json3-dev catch2
-          libcli11-dev librandom123-dev python3 zlib1g-dev libstb-dev
+          libcli11-dev librandom123-dev python3 zlib1g-dev libssl-dev libstb-dev
           libtorch-dev libopenblas0-openmp python3-torch dataset-fashion-mnist
           gnuplot-nox libopenmpi-dev openmpi-bin "$@")
 

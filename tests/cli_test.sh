@@ -28,6 +28,18 @@ for key in nfe steps seconds accepted rejected; do
 done
 grep -q '"nfe": 50' "$work/good_summary.json"; check "summary nfe is 50" $?
 
+# Provenance: the summary and the sidecar good.npy.json carry the build, the config with its
+# defaults filled in, and the config file's size and SHA-256 (checked against sha256sum).
+config_hash=$(sha256sum "$work/good.json" | cut -d' ' -f1)
+for f in good_summary.json good.npy.json; do
+  grep -q "\"sha256\": \"$config_hash\"" "$work/$f"; check "$f: the config file's sha256" $?
+  grep -q '"commit": "' "$work/$f"; check "$f: the build's commit" $?
+  grep -q '"t_last": 0.001' "$work/$f"; check "$f: the grid's defaults filled in" $?
+done
+grep -q '"shape": \[' "$work/good.npy.json"; check "the sidecar gives the shape" $?
+# A run shorter than 10 s in a log (stderr not a terminal) prints no progress line.
+! grep -q "^sampling:\|sampling \[" "$work/good.out"; check "no progress lines for a short run" $?
+
 # The same run again gives the same bytes (reproducible to the last bit).
 "$bin" sample "$work/good.json" --out "$work/good2.npy" > /dev/null 2>&1
 cmp -s "$work/good.npy" "$work/good2.npy"; check "two runs give identical samples" $?

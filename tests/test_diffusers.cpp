@@ -441,7 +441,13 @@ TEST_CASE("scheduler configs: what cannot be honoured is an error at the key", "
                     {"clip_sample", false}, {"beta_schedule", "scaled_linear"}, {"beta_start", 0.00085}, {"beta_end", 0.012}};
   const json n2 = expand_scheduler_config(base_config(ddim_zero, 10), "");
   CHECK_FALSE(n2["schedule"].contains("final_alpha_bar"));
-  CHECK_THROWS_WITH(build_sample_job(parse_sample_config(n2)), Catch::Contains("alpha = 0"));
+  // DDIM keeps alpha_bar = 0 and starts there, from pure noise, with the model's own x0 (the
+  // analytic mixture's posterior mean; an eps network is refused: tests/test_solver_guards.cpp).
+  SampleJob ddim_job = build_sample_job(parse_sample_config(n2));
+  CHECK(ddim_job.times.front() == 1.0);
+  CHECK(ddim_job.schedule->alpha(1.0) == 0.0);
+  run_sample_job(ddim_job);
+  CHECK(ddim_job.x.allFinite());
 }
 
 TEST_CASE("prediction_type: an analytic model's eps as x0, v or score, back to eps", "[diffusers]") {

@@ -94,9 +94,11 @@ SampleJob build_sample_job(const SampleConfig& config) {
   return job;
 }
 
-Summary run_sample_job(SampleJob& job, const std::vector<Observer*>& observers) {
+Summary run_sample_job(SampleJob& job, const std::vector<Observer*>& observers,
+                       const std::function<bool(const Progress&)>& progress) {
   DriverOptions options;
   options.threads = job.config.threads;
+  options.progress = progress;
   return integrate(*job.solver, *job.schedule, *job.model, job.times, job.x, job.noise.get(),
                    observers, options);
 }

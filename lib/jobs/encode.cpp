@@ -108,15 +108,30 @@ SampleJob build_decode_job(SampleConfig config, const State& latents, const std:
   return job;
 }
 
-EncodeResult run_encode_job(SampleJob& job, bool reconstruct, const std::vector<Observer*>& observers) {
+EncodeResult run_encode_job(SampleJob& job, bool reconstruct, const std::vector<Observer*>& observers,
+                            const std::function<bool(const Progress&)>& progress) {
   EncodeResult result;
   result.data = job.x;
   DriverOptions options;
   options.threads = job.config.threads;
+  const long passes = reconstruct ? 2 : 1;
+  if (progress)
+    options.progress = [&](const Progress& p) {
+      Progress q = p;
+      q.steps = passes * p.steps;
+      return progress(q);
+    };
   result.summary = encode(*job.solver, *job.schedule, *job.model, job.times, job.x, observers, options);
   result.latents = job.x;
   if (reconstruct) {
     result.reconstruction = job.x;
+    if (progress)
+      options.progress = [&](const Progress& p) {
+        Progress q = p;
+        q.step = p.steps + p.step;
+        q.steps = 2 * p.steps;
+        return progress(q);
+      };
     result.decode_summary = decode(*job.solver, *job.schedule, *job.model, job.times, result.reconstruction, {}, options);
     result.reconstructed = true;
     const State diff = (result.reconstruction - result.data).abs();

@@ -391,7 +391,8 @@ LikelihoodResult pf_ode_likelihood(const Model& model, const Schedule& schedule,
   result.rejected.assign(static_cast<std::size_t>(n), 0);
 
   std::atomic<Eigen::Index> next{0};
-  std::mutex failure_mutex;
+  std::mutex failure_mutex, progress_mutex;
+  long rows_done = 0;
   Eigen::Index failed_row = n;
   std::exception_ptr failure;
 
@@ -428,6 +429,11 @@ LikelihoodResult pf_ode_likelihood(const Model& model, const Schedule& schedule,
         result.nfe[static_cast<std::size_t>(r)] = rhs.nfe();
         result.accepted[static_cast<std::size_t>(r)] = counts.accepted;
         result.rejected[static_cast<std::size_t>(r)] = counts.rejected;
+        if (options.progress) {
+          const std::lock_guard<std::mutex> lock(progress_mutex);
+          ++rows_done;
+          options.progress(static_cast<double>(rows_done) / static_cast<double>(n), rows_done, static_cast<long>(n));
+        }
       } catch (...) {
         // Keep the failure of the lowest row, so that the error does not depend on threads.
         const std::lock_guard<std::mutex> lock(failure_mutex);

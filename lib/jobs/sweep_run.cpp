@@ -22,6 +22,7 @@
 #include "diffsde/grid.hpp"
 #include "diffsde/noise.hpp"
 #include "diffsde/problem.hpp"
+#include "diffsde/progress.hpp"
 #include "diffsde/solver.hpp"
 #include "diffsde/sweep.hpp"
 #include "sweep_internal.hpp"
@@ -101,7 +102,8 @@ std::unique_ptr<NoiseSource> make_noise(const Sweep& sweep, std::uint64_t seed, 
 }  // namespace sweep_internal
 
 State run_reference(const Sweep& sweep, ReferenceKind kind, std::uint64_t seed, double t_start, double t_end,
-                    int threads, int rank, int ranks, const Broadcast& broadcast) {
+                    int threads, int rank, int ranks, const Broadcast& broadcast,
+                    const std::function<void(long, long)>& progress) {
   if (ranks > 1 && !broadcast) throw Error("run_reference: several ranks need a broadcast");
   const auto& ref = kind == ReferenceKind::ode ? sweep.ode_reference : sweep.sde_reference;
   if (!ref) throw Error("run_reference: the sweep has no " + to_string(kind) + " reference");
@@ -114,8 +116,15 @@ State run_reference(const Sweep& sweep, ReferenceKind kind, std::uint64_t seed, 
   State x = sweep_initial_state(sweep, seed, times.front());
   const long chunks = (sweep.batch + kReferenceChunk - 1) / kReferenceChunk;
   std::vector<long> my_chunks;
+  long my_rows = 0;
   for (long c = 0; c < chunks; ++c)
-    if (c % ranks == rank) my_chunks.push_back(c);
+    if (c % ranks == rank) {
+      my_chunks.push_back(c);
+      my_rows += std::min(kReferenceChunk, sweep.batch - c * kReferenceChunk);
+    }
+  std::atomic<long> rows_done{0};
+  std::mutex progress_mutex;
+  if (progress) progress(0, my_rows);
   parallel_for(my_chunks.size(), threads, [&](std::size_t j) {
     const long r0 = my_chunks[j] * kReferenceChunk;
     const long rows = std::min(kReferenceChunk, sweep.batch - r0);
@@ -128,6 +137,10 @@ State run_reference(const Sweep& sweep, ReferenceKind kind, std::uint64_t seed, 
     if (kind == ReferenceKind::sde && summary.draws > 0)
       throw Error(ref->path + ": the stochastic reference drew independent normals instead of using the path");
     x.middleRows(r0, rows) = xc;
+    if (progress) {
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      progress(rows_done += rows, my_rows);
+    }
   });
   if (ranks > 1) {
     // Rows are contiguous (row-major), so a chunk is one block of doubles.
@@ -208,52 +221,6 @@ ordered_json run_cell(const Sweep& sweep, const SweepCell& cell, const State* re
 
 namespace {
 
-// "[#####.....] 37/96 cells, 0:12 elapsed, ETA 0:20" on stderr, redrawn in place. The bar
-// and the ETA go by the cells' estimated cost (SweepCell::cost, at least 1 per cell), not
-// their count, since the costliest cells run first.
-class ProgressBar {
- public:
-  ProgressBar(bool enabled, long total, double total_cost)
-      : enabled_(enabled && total > 0), total_(total), total_cost_(total_cost), start_(Clock::now()) {
-    draw();
-  }
-  void tick(double cost) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++done_;
-    done_cost_ += cost;
-    draw();
-    if (enabled_ && done_ == total_) std::cerr << "\n";
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  static std::string clock_text(double seconds) {
-    const long s = static_cast<long>(seconds + 0.5);
-    std::ostringstream os;
-    os << s / 60 << ":" << std::setw(2) << std::setfill('0') << s % 60;
-    return os.str();
-  }
-  void draw() const {
-    if (!enabled_) return;
-    const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
-    const int width = 30;
-    const double fraction = std::min(done_cost_ / total_cost_, 1.0);
-    const int filled = static_cast<int>(width * fraction);
-    std::ostringstream os;
-    os << "\r[" << std::string(static_cast<std::size_t>(filled), '#')
-       << std::string(static_cast<std::size_t>(width - filled), '.') << "] " << done_ << "/" << total_
-       << " cells, " << clock_text(elapsed) << " elapsed";
-    if (done_ > 0 && done_ < total_) os << ", ETA " << clock_text(elapsed / fraction * (1.0 - fraction));
-    os << "   ";
-    std::cerr << os.str() << std::flush;
-  }
-  bool enabled_;
-  long total_, done_ = 0;
-  double total_cost_, done_cost_ = 0;
-  Clock::time_point start_;
-  std::mutex mutex_;
-};
-
 }  // namespace
 
 SweepRunSummary run_sweep(const Sweep& sweep, const std::string& out, const SweepRunOptions& options) {
@@ -317,10 +284,22 @@ SweepRunSummary run_sweep(const Sweep& sweep, const std::string& out, const Swee
     for (const SweepCell* c : pending)
       if (c->stochastic ? sweep.sde_reference.has_value() : sweep.ode_reference.has_value())
         references.emplace(ref_key(*c), State());
-    for (auto& [key, state] : references)
-      state = run_reference(sweep, std::get<0>(key) == 1 ? ReferenceKind::sde : ReferenceKind::ode, std::get<1>(key),
-                            std::get<2>(key), std::get<3>(key), options.threads, options.rank, options.ranks,
-                            options.broadcast);
+    const bool report = options.rank == 0 && options.ranks == 1 && options.progress != ProgressStyle::quiet;
+    long k = 0;
+    for (auto& [key, state] : references) {
+      const bool sde = std::get<0>(key) == 1;
+      std::ostringstream label;
+      label << "reference " << ++k << "/" << references.size() << " (" << (sde ? "sde" : "ode") << ", seed "
+            << std::get<1>(key) << ")";
+      ProgressReporter reporter(label.str(), report ? options.progress : ProgressStyle::quiet, std::cerr);
+      const auto tick = [&](long done, long rows) {
+        reporter.update(rows > 0 ? static_cast<double>(done) / static_cast<double>(rows) : 1.0,
+                        std::to_string(done) + "/" + std::to_string(rows) + " rows");
+      };
+      state = run_reference(sweep, sde ? ReferenceKind::sde : ReferenceKind::ode, std::get<1>(key), std::get<2>(key),
+                            std::get<3>(key), options.threads, options.rank, options.ranks, options.broadcast, tick);
+      reporter.finish(std::to_string(state.rows()) + " rows");
+    }
   }
 
   // 4. The cells, side by side; each line is appended the moment its cell is done.
@@ -329,8 +308,12 @@ SweepRunSummary run_sweep(const Sweep& sweep, const std::string& out, const Swee
     LineAppender appender(my_file);
     double total_cost = 0;
     for (const SweepCell* c : pending) total_cost += c->cost;
-    ProgressBar progress(options.progress && options.rank == 0 && options.ranks == 1, static_cast<long>(pending.size()),
-                         total_cost);
+    const bool report = options.rank == 0 && options.ranks == 1 && !pending.empty();
+    ProgressReporter progress("cells", report ? options.progress : ProgressStyle::quiet, std::cerr);
+    std::mutex progress_mutex;
+    long cells_done = 0;
+    double cost_done = 0;
+    const auto total_cells = std::to_string(pending.size());
     std::atomic<long> failed{0}, ran{0};
     // Threads (and, through next_task, ranks) take the next pending cell as they finish one,
     // so long and short cells balance out.
@@ -350,8 +333,11 @@ SweepRunSummary run_sweep(const Sweep& sweep, const std::string& out, const Swee
       if (line["status"] != "ok") ++failed;
       appender.append(line.dump());
       ++ran;
-      progress.tick(cell.cost);
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      cost_done += cell.cost;
+      progress.update(cost_done / total_cost, std::to_string(++cells_done) + "/" + total_cells + " cells");
     });
+    if (report) progress.finish(std::to_string(cells_done) + "/" + total_cells + " cells");
     summary.ran = ran.load();
     summary.failed = failed.load();
   }

@@ -279,6 +279,11 @@ VlbResult variational_bound(const Model& model, const Schedule& schedule, const 
           result.decoder_stderr(r) = se;
         }
       }
+      if (options.progress) {
+        const double done = static_cast<double>(r0) + static_cast<double>(n_rows) * static_cast<double>(n) / N;
+        options.progress(done / static_cast<double>(rows), static_cast<long>(n == N ? r0 + n_rows : r0),
+                         static_cast<long>(rows));
+      }
     }
   }
 

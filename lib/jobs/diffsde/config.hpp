@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -59,8 +60,10 @@ struct SampleJob {
 // (file) before anything runs.
 SampleJob build_sample_job(const SampleConfig& config);
 
-// Runs the job: job.x becomes the samples at t_end.
-Summary run_sample_job(SampleJob& job, const std::vector<Observer*>& observers = {});
+// Runs the job: job.x becomes the samples at t_end. `progress`, when given, is called after
+// every grid interval (DriverOptions::progress; returning false cancels the run).
+Summary run_sample_job(SampleJob& job, const std::vector<Observer*>& observers = {},
+                       const std::function<bool(const Progress&)>& progress = {});
 
 // Summary (and, for analytic models, sample statistics against the exact data
 // distribution) as JSON.

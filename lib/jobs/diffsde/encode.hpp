@@ -86,8 +86,11 @@ struct EncodeResult {
 };
 
 // Runs the encoding job (job.x becomes the latents) and, if `reconstruct`, decodes them
-// back. Throws NumericalError on a breakdown.
-EncodeResult run_encode_job(SampleJob& job, bool reconstruct, const std::vector<Observer*>& observers = {});
+// back. Throws NumericalError on a breakdown. `progress` (DriverOptions::progress) counts
+// the steps of both passes: with reconstruction, `steps` is twice the grid's and the
+// decoding's steps follow the encoding's.
+EncodeResult run_encode_job(SampleJob& job, bool reconstruct, const std::vector<Observer*>& observers = {},
+                            const std::function<bool(const Progress&)>& progress = {});
 
 // The run as JSON: the solver, schedule, model, grid, the encoding's summary (t_start at
 // the data end, t_end at the noise end), the latents' mean and standard deviation over

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,6 +92,9 @@ struct LikelihoodOptions {
   // The model's per-sample inputs: row r of each is data row r's (one row: shared by every
   // row). Null: an unconditional density.
   std::shared_ptr<const Conditioning> cond;
+  // Called as rows finish with (fraction done, rows done, rows), one call at a time (from
+  // the thread that finished the row); empty: none.
+  std::function<void(double, long, long)> progress;
 
   // True when usable; otherwise false with the reason in *error, starting with the field.
   bool is_valid(std::string* error = nullptr) const;

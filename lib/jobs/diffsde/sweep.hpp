@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "diffsde/progress.hpp"
 #include "diffsde/model.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
@@ -161,8 +162,10 @@ using Broadcast = std::function<void(double* data, std::size_t count, int root)>
 // rank r integrates the chunks c with c % ranks == r and `broadcast` shares them; every
 // rank must then make the same calls.
 constexpr long kReferenceChunk = 256;
+// `progress`, when given, is called as chunks finish with (rows done, rows) of this rank.
 State run_reference(const Sweep& sweep, ReferenceKind kind, std::uint64_t seed, double t_start, double t_end,
-                    int threads = 1, int rank = 0, int ranks = 1, const Broadcast& broadcast = {});
+                    int threads = 1, int rank = 0, int ranks = 1, const Broadcast& broadcast = {},
+                    const std::function<void(long, long)>& progress = {});
 
 // ---------------------------------------------------------------------------
 // Results files: one JSON object per line.
@@ -203,7 +206,9 @@ struct SweepRunOptions {
   // With ranks > 1: 0, 1, 2, ... across all ranks together (an atomic fetch-and-add on a
   // counter that starts at 0 after the references). Called by one thread at a time.
   std::function<long()> next_task;
-  bool progress = false;            // a progress bar on stderr (cells done, ETA)
+  // Progress of the reference solves and the cells on stderr (progress.hpp): a bar on a
+  // terminal, plain lines in a log, or none; only rank 0 of a run on one rank reports.
+  ProgressStyle progress = ProgressStyle::quiet;
   std::ostream* log = nullptr;      // one-line messages (what runs, what was skipped)
 };
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -73,6 +74,9 @@ struct VlbOptions {
   // The model's per-sample inputs: row r of each is data row r's (one row: shared). Null:
   // an unconditional bound.
   std::shared_ptr<const Conditioning> cond;
+  // Called after every step of every chunk of rows with (fraction done, rows done, rows);
+  // empty: none.
+  std::function<void(double, long, long)> progress;
 
   bool is_valid(std::string* error = nullptr) const;
 };
