@@ -483,6 +483,43 @@ TEST_CASE("Every any_schedule stochastic solver with a strong order reaches it o
   }
 }
 
+TEST_CASE("The exact reverse-SDE solution on a path has the exact marginal law on every schedule") {
+  // The strong-order reference (support/exact.hpp) checked by its law: started from the exact
+  // marginal at t_start, over independent paths (one per row) it must end in the exact
+  // marginal N(alpha mu, v) per axis at t_end. A wrong diffusion coefficient (VP's sqrt(beta)
+  // is 0 on ve and edm) or propagator moves the variance by far more than the tolerance.
+  std::vector<Problem> problems = general_problems();
+  problems.insert(problems.begin(), vp_problem());
+  const long n = 4000;
+  const int depth = 8;
+  for (const Problem& p : problems) {
+    INFO(p.label);
+    State x_T = test::standard_normal_rows(n, 2, 11);
+    for (int j = 0; j < 2; ++j) {
+      const auto axis = static_cast<std::size_t>(j);
+      x_T.col(j) = p.schedule->alpha(p.t_start) * p.exact.mu[axis] +
+                   std::sqrt(p.exact.variance(axis, p.t_start)) * x_T.col(j);
+    }
+    const State x = p.exact.reverse_sde_on_path(
+        x_T, BrownianTreeNoise(17, p.t_end, p.t_start, depth), p.t_start, p.t_end, depth);
+    for (int j = 0; j < 2; ++j) {
+      const auto axis = static_cast<std::size_t>(j);
+      const double v = p.exact.variance(axis, p.t_end);
+      const double mean = x.col(j).mean(), var = (x.col(j) - mean).square().mean();
+      // 5 standard errors of the mean and of the variance (2 v^2 / n for a Gaussian).
+      CHECK(std::fabs(mean - p.schedule->alpha(p.t_end) * p.exact.mu[axis]) <
+            5 * std::sqrt(v / double(n)));
+      CHECK(std::fabs(var - v) < 5 * v * std::sqrt(2 / double(n)));
+      // The stochastic integral matters: without it the variance would be Phi^2 v(t_start),
+      // Phi = (alpha(t_start)/alpha(t_end)) (v(t_end)/v(t_start)), off by far more than the
+      // tolerance on every schedule here.
+      const double a_ratio = p.schedule->alpha(p.t_start) / p.schedule->alpha(p.t_end);
+      const double drift_only = a_ratio * a_ratio * v * v / p.exact.variance(axis, p.t_start);
+      CHECK(std::fabs(drift_only / v - 1) > 0.5);
+    }
+  }
+}
+
 TEST_CASE("The stochastic order tables name registered variants and say something") {
   const std::vector<json> variants = stochastic_variants();
   auto registered = [&](const json& config) {
