@@ -50,16 +50,24 @@ inline std::string config_error_path(const std::function<void()>& f) {
   return "(none)";
 }
 
-// Data N(mu_j, sd_j^2) on each axis j, pushed through the VP-SDE of `schedule`. At time t
-// axis j is N(alpha mu_j, v_j(t)), v_j = alpha^2 sd_j^2 + sigma^2, and everything below is
-// in closed form.
+// Data N(mu_j, sd_j^2) on each axis j, pushed through the forward SDE of `schedule` (any
+// Gaussian schedule: dx = f x dt + g dW). At time t axis j is N(alpha mu_j, v_j(t)),
+// v_j = alpha^2 sd_j^2 + sigma^2, and everything below is in closed form.
 struct GaussianProblem {
   std::shared_ptr<const Schedule> schedule;
   std::vector<double> mu, sd;
 
   double variance(std::size_t j, double t) const {
+    if (!schedule->variance_preserving()) {
+      const ScheduleAt at = schedule->at(t);
+      return at.alpha * at.alpha * sd[j] * sd[j] + at.sigma * at.sigma;
+    }
+    // VP: sigma^2 = 1 - alpha_bar, free of cancellation near t = 0.
     return schedule->alpha_bar(t) * sd[j] * sd[j] - std::expm1(schedule->log_alpha_bar(t));
   }
+
+  // The forward SDE's squared diffusion coefficient g^2 (beta on VP).
+  double g2(double t) const { return schedule->variance_preserving() ? schedule->beta(t) : schedule->g2(t); }
 
   // The exact PF-ODE flow map from t0 to t1: z = (x - alpha mu)/sqrt(v) is constant.
   State pf_ode_flow(const State& x, double t0, double t1) const {
@@ -72,11 +80,14 @@ struct GaussianProblem {
     return out;
   }
 
-  // The exact solution at t_lo of the reverse SDE dx = [-beta/2 x - beta s] dt + sqrt(beta) dW
-  // started at x_T at t_hi and driven by `path` (a Brownian tree on [t_lo, t_hi] of the given
-  // depth, piecewise linear below its leaves). With y = x - alpha mu the drift is linear, with
-  // propagator Phi(t, r) = (alpha(r)/alpha(t)) (v(t)/v(r)), so
-  //   y(t_lo) = Phi(t_lo, t_hi) y(t_hi) + int Phi(t_lo, r) sqrt(beta(r)) dW(r),
+  // The exact solution at t_lo of the reverse SDE dx = [f x - g^2 s] dt + g dW (VP: f = -beta/2,
+  // g^2 = beta) started at x_T at t_hi and driven by `path` (a Brownian tree on [t_lo, t_hi] of
+  // the given depth, piecewise linear below its leaves). Per axis the score is
+  // s = -(x - alpha mu)/v, and alpha' = f alpha, v' = 2 f v + g^2. With y = x - alpha mu,
+  //   dy = dx - f alpha mu dt = (f + g^2/v) y dt + g dW = (v'/v - alpha'/alpha) y dt + g dW,
+  // a linear SDE whose propagator is Phi(t, r) = exp(int_r^t (v'/v - alpha'/alpha)) =
+  // (alpha(r)/alpha(t)) (v(t)/v(r)) on every schedule, so
+  //   y(t_lo) = Phi(t_lo, t_hi) y(t_hi) + int Phi(t_lo, r) g(r) dW(r),
   // the integral taken from t_hi down to t_lo with increments W(r_lo) - W(r_hi). On each
   // linear piece of the path dW = (increment / leaf) dr, so the piece contributes the
   // increment times the mean of the smooth integrand over the piece, here by 3-point
@@ -105,7 +116,7 @@ struct GaussianProblem {
       const double r_mid = 0.5 * (r_lo + r_hi), r_half = 0.5 * (r_hi - r_lo);
       for (int j = 0; j < dim; ++j) {
         const auto axis = static_cast<std::size_t>(j);
-        auto f = [&](double r) { return phi(axis, t_lo, r) * std::sqrt(schedule->beta(r)); };
+        auto f = [&](double r) { return phi(axis, t_lo, r) * std::sqrt(g2(r)); };
         const double node = std::sqrt(0.6) * r_half;
         const double mean = (5 * f(r_mid - node) + 8 * f(r_mid) + 5 * f(r_mid + node)) / 18;
         y.col(j) += mean * (w_next.col(j) - w_prev.col(j));
