@@ -1,4 +1,4 @@
-// "Nothing per step" (DESIGN.md): the driver loop allocates no memory per step on the
+// "Nothing per step" (the project's design rule for the driver): the driver loop allocates no memory per step on the
 // Eigen path. This executable counts every heap allocation: it replaces the global
 // operator new/delete and, because Eigen allocates its arrays with malloc directly, also
 // malloc and its relatives (forwarding to glibc's __libc_* functions). A run with 10 steps

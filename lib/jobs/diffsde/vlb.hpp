@@ -1,4 +1,4 @@
-// The DDPM variational bound (Ho et al. 2020, eq. 5; seeds 002 and 004) of a noise-
+// The DDPM variational bound (Ho et al. 2020, eq. 5, in the DDPM derivation) of a noise-
 // prediction model on a discrete chain of N steps:
 //   -log p(x_0) <= L_T + sum_{n=2}^{N} L_{n-1} + L_0,
 //   L_T     = KL(q(x_N | x_0) || N(0, I))                              (closed form),
