@@ -15,6 +15,7 @@ extract() {
 }
 
 checked=0
+declare -A helps rcs  # each subcommand's --help, asked once
 while IFS=$'\t' read -r file line; do
   # The words after the program: the subcommand, then options.
   rest=$(printf '%s\n' "$line" | sed -E 's/.*(^|[ \/])diffsde //')
@@ -22,7 +23,12 @@ while IFS=$'\t' read -r file line; do
   case "$sub" in
     -*) continue ;;  # diffsde --version and the like: checked below
   esac
-  help=$("$bin" "$sub" --help 2>&1); rc=$?
+  if [ -z "${rcs[$sub]+set}" ]; then
+    helps[$sub]=$("$bin" "$sub" --help 2>&1)
+    rcs[$sub]=$?
+  fi
+  help=${helps[$sub]}
+  rc=${rcs[$sub]}
   check "$file: 'diffsde $sub' is a subcommand ($line)" $rc
   [ $rc -eq 0 ] || continue
   # Options as written (the part before a comment).
