@@ -8,11 +8,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "commands.hpp"
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
 #include "diffsde/progress.hpp"
+#include "diffsde/provenance.hpp"
 #include "diffsde/registry.hpp"
 #ifdef DIFFSDE_HAVE_TORCH
 #include "diffsde/scores/train.hpp"
@@ -53,7 +55,11 @@ int run_train(const Options& o) {
     // The fraction of this run's steps (a resumed run starts past 0).
     reporter.update(p.steps > 0 ? static_cast<double>(p.step) / static_cast<double>(p.steps) : 1.0, counts.str());
   };
-  const TrainResult r = train(config, o.config_path.empty() ? "" : parent_dir(o.config_path), o.out_path, progress);
+  const std::string base_dir = o.config_path.empty() ? "" : parent_dir(o.config_path);
+  const json provenance = provenance_json(
+      config, config_input_files(config, base_dir,
+                                 o.config_path.empty() ? std::vector<std::string>{} : std::vector<std::string>{o.config_path}));
+  const TrainResult r = train(config, base_dir, o.out_path, progress, provenance);
   reporter.finish("step " + std::to_string(r.steps) + "/" + std::to_string(r.steps));
   std::cout << "trained steps " << r.first_step << ".." << r.steps << " (" << r.parameters << " parameters) in "
             << std::setprecision(4) << r.seconds << " s, " << r.samples_per_s << " samples/s, final loss "

@@ -1,6 +1,7 @@
 // The diffsde command line: each subcommand is in its own cmd_*.cpp file.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <new>
 #include <string>
 #include <vector>
 #include <exception>
@@ -79,6 +80,9 @@ int main(int argc, char** argv) {
     return kExitBadInput;
   } catch (const NumericalError& e) {
     std::cerr << "diffsde: run failed at " << e.what() << "\n";
+    return kExitRunFailed;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "diffsde: run failed: out of memory (a smaller batch, fewer threads, or a split run needs less)\n";
     return kExitRunFailed;
   } catch (const std::exception& e) {
     std::cerr << "diffsde: error: " << e.what() << "\n";

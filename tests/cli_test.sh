@@ -51,6 +51,15 @@ printf '%s' "${good/\"batch\":16/\"batch\":16,\"threads\":2}" > "$work/threads.j
 "$bin" sample "$work/threads.json" --out "$work/good4.npy" > /dev/null 2>&1
 cmp -s "$work/good.npy" "$work/good4.npy"; check "threads 2 gives identical samples" $?
 
+# A batch that cannot fit in memory is refused before anything is allocated, with the
+# estimate (2^31 samples of 1000 values: 32 TiB at the least), exit 2 naming `batch`.
+zeros=$(printf '0,%.0s' $(seq 1 999))0
+printf '{"schedule":"vp_linear","model":{"name":"gaussian","mean":[%s],"std":[1]},"grid":{"name":"time_uniform","steps":2},"solver":"ddim","batch":2147483648}' "$zeros" > "$work/huge.json"
+"$bin" sample "$work/huge.json" --out "$work/huge.npy" > "$work/huge.out" 2>&1
+rc=$?; [ $rc -eq 2 ]; check "a batch too large for memory exits 2 (got $rc)" $?
+grep -q "batch: 2147483648 samples of 1000 values need at least" "$work/huge.out"; check "the memory estimate names batch: $(cat "$work/huge.out")" $?
+grep -q "GiB of memory is available" "$work/huge.out"; check "and the memory available" $?
+
 # The embedded default runs without a config file.
 "$bin" sample --print-config | grep -q '"euler_maruyama"'; check "embedded default config" $?
 

@@ -72,6 +72,7 @@ SampleJob build_sample_job(const SampleConfig& config) {
   retime_problem(config, problem, job.times, model_times);
   job.model = problem.model;
   job.solver = solver_registry().create(config.solver, "solver", context);
+  check_batch_memory(config.batch, job.model->dim(), "batch");
   job.x = problem_initial_state(config, job.model->dim(), config.seed);
   // Initial noise (not a given init) at the prior's scale: sigma(t_start) on ve and edm.
   if (config.init.empty() && !job.times.empty()) {

@@ -1,8 +1,12 @@
 // The problem section shared by every command (see problem.hpp).
 #include "diffsde/problem.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <sstream>
 
 #include "diffsde/error.hpp"
 #include "diffsde/io.hpp"
@@ -109,6 +113,35 @@ ModelRows Problem::rows() const {
   ModelRows r;
   r.inputs = cond && !cond->empty() ? cond.get() : nullptr;
   return r;
+}
+
+std::uint64_t available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  std::uint64_t value = 0;
+  std::string unit;
+  while (meminfo >> key >> value >> unit)
+    if (key == "MemAvailable:") return value * 1024;  // kB
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
+}
+
+void check_batch_memory(long batch, int dim, const std::string& path) {
+  const double per_array = 8.0 * static_cast<double>(batch) * static_cast<double>(dim);
+  const double least = 2 * per_array, estimate = 4 * per_array;
+  const auto available = static_cast<double>(available_memory_bytes());
+  if (available <= 0 || least <= available) return;
+  const auto gib = [](double bytes) {
+    std::ostringstream os;
+    os.precision(3);
+    os << bytes / (1024.0 * 1024.0 * 1024.0) << " GiB";
+    return os.str();
+  };
+  throw ConfigError(path, std::to_string(batch) + " samples of " + std::to_string(dim) +
+                              " values need at least " + gib(least) + " (about " + gib(estimate) +
+                              " with a solver's work arrays, 8 bytes a value), and " + gib(available) +
+                              " of memory is available: split the run (first_sample, or sweep shards) or use "
+                              "a smaller batch");
 }
 
 State initial_noise(std::uint64_t seed, std::uint64_t first_sample, long batch, int dim) {

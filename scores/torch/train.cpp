@@ -330,7 +330,7 @@ json default_train_config() {
 std::string loss_curve_path(const std::string& model_path) { return stem_of(model_path) + ".loss.jsonl"; }
 
 TrainResult train(const json& config, const std::string& base_dir, const std::string& out_path,
-                  const TrainProgressFn& progress) {
+                  const TrainProgressFn& progress, const json& provenance) {
   Setup s = parse(config, base_dir);
   use_reproducible_torchscript();
   const bool classify = s.task == "classifier";
@@ -477,6 +477,7 @@ TrainResult train(const json& config, const std::string& base_dir, const std::st
     }
     if ((s.checkpoint_every > 0 && step % s.checkpoint_every == 0) || step == s.steps) {
       json meta = metadata_of(s, step, last_loss, result.parameters);
+      if (!provenance.is_null()) meta["provenance"] = provenance;
       // The state goes first: a checkpoint .pt always has a .state at least as new.
       save_state(result.state_path, params, ema, optimizer, step);
       if (classify && s.eval_data && step == s.steps) {

@@ -93,6 +93,15 @@ Problem build_problem(const ProblemSpec& spec);
 void retime_problem(const ProblemSpec& spec, Problem& problem, const std::vector<double>& times,
                     const std::vector<double>& model_times);
 
+// Memory a run of `batch` samples of `dim` values holds at least: the state and one model
+// output, 8 bytes a value; a solver's work arrays and history add about as much again per
+// array (the estimate reported counts 4 arrays). A ConfigError at `path` when even the
+// least is more than the memory available (MemAvailable in /proc/meminfo, else the
+// physical memory), before anything is allocated.
+void check_batch_memory(long batch, int dim, const std::string& path);
+// Bytes of memory available to this process now (0 when unknown).
+std::uint64_t available_memory_bytes();
+
 // Standard-normal x_T for samples first_sample .. first_sample + batch - 1 (the init
 // stream of `seed`).
 State initial_noise(std::uint64_t seed, std::uint64_t first_sample, long batch, int dim);

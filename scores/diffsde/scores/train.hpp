@@ -48,8 +48,10 @@ struct TrainResult {
 //   <out_path stem>.loss.jsonl  one line per logging interval
 // Checkpoints are written atomically every `checkpoint_every` steps and at the end.
 // Errors: ConfigError with the JSON path, IoError naming the file.
+// `provenance`, when not null, is stored in the model's diffsde.json metadata under
+// "provenance" (what produced it: the command line passes the build, config and inputs).
 TrainResult train(const nlohmann::json& config, const std::string& base_dir, const std::string& out_path,
-                  const TrainProgressFn& progress = {});
+                  const TrainProgressFn& progress = {}, const nlohmann::json& provenance = nullptr);
 
 // The labels a conditional network is given at training step `step` for the data labels
 // of that step's batch (sample i of it is stream sample step * labels.size() + i): each one
