@@ -9,6 +9,11 @@
 //   diffsde_bench --scaling [--solver NAME ...] [--repeats 5]
 //                 every registered solver (defaults): samples x steps per second at batch
 //                 1, 256 and 65,536, and at 65,536 on 1 and 2 threads side by side
+//   diffsde_bench --scaling --batches 4096[,...] [--solver NAME ...] [--repeats 5]
+//                 the same on one thread at the given batch sizes only
+//   diffsde_bench --fixed-costs [--batches 4096,256] [--steps 5] [--repeats 5]
+//                 ddim and dpm_solver at order 1: the solver's own time in init() and per
+//                 step, model time excluded, a fresh solver per run
 #include <CLI/CLI.hpp>
 #include <Eigen/Eigenvalues>
 #include <algorithm>
@@ -219,6 +224,30 @@ Rate scaling_rate(const json& config, const Schedule& schedule, const Model& mod
   return best;
 }
 
+// --scaling with --batches: samples x steps per second at the given batch sizes on one
+// thread (20 steps; adaptive solvers their own), best of `repeats`.
+void print_scaling_batches(const std::vector<std::string>& only, const std::vector<long>& batches, int repeats) {
+  auto schedule = std::make_shared<VpLinearSchedule>();
+  const GmmModel gmm = GmmModel::builtin_2d(schedule);
+  std::printf("# samples x steps per second (M) on the built-in 2-D GMM, float64, one thread, time_uniform grid "
+              "t = 1 -> 1e-3 of 20 steps (adaptive: their own steps, per sample for ggf); best of >= %d runs\n",
+              repeats);
+  std::printf("| solver |");
+  for (long b : batches) std::printf(" batch %ld |", b);
+  std::printf("\n| --- |");
+  for (std::size_t i = 0; i < batches.size(); ++i) std::printf(" --- |");
+  std::printf("\n");
+  for (const auto& entry : solver_registry().entries()) {
+    if (!only.empty() && std::find(only.begin(), only.end(), entry.name) == only.end()) continue;
+    std::printf("| %s |", entry.name.c_str());
+    for (long b : batches)
+      std::printf(" %.3f |", scaling_rate(json{{"name", entry.name}}, *schedule, gmm, b, 20, 1, repeats)
+                                      .samples_steps_per_second / 1e6);
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+}
+
 void print_scaling(const std::vector<std::string>& only, int repeats) {
   auto schedule = std::make_shared<VpLinearSchedule>();
   const GmmModel gmm = GmmModel::builtin_2d(schedule);
@@ -249,6 +278,54 @@ void print_scaling(const std::vector<std::string>& only, int repeats) {
   }
 }
 
+// The solver's own time in init() and per step (model time excluded), each call timed on
+// its own, best of `repeats` runs with a fresh solver each (so init's allocations are timed
+// as a user's first run pays them). Grid: logSNR, t = 1 -> 1e-3.
+void print_fixed_costs(const std::vector<json>& configs, const std::vector<long>& batches, int steps,
+                       int repeats) {
+  auto schedule = std::make_shared<VpLinearSchedule>();
+  const GmmModel gmm = GmmModel::builtin_2d(schedule);
+  TimedModel model(gmm);
+  const auto times = LogSnrGrid({1.0, 1e-3, steps}).times(*schedule);
+  std::printf("# solver's own time on the built-in 2-D GMM (model time excluded), logSNR grid of %d steps,\n"
+              "# fresh solver per run, best of %d runs: init() and the mean step, in us\n",
+              steps, repeats);
+  std::printf("| solver | batch | init us | first step us | mean step us |\n| --- | --- | --- | --- | --- |\n");
+  for (long batch : batches) {
+    State x_T(batch, 2);
+    for (long j = 0; j < batch; ++j)
+      philox_normals(0, NoiseStream::init, static_cast<std::uint64_t>(j), 0, x_T.row(j).data(), 2);
+    for (const json& config : configs) {
+      double best_init = 1e300, best_first = 1e300, best_mean = 1e300;
+      for (int r = 0; r < repeats; ++r) {
+        auto solver = solver_registry().create(config, "solver");
+        PhiloxNoise noise(1);
+        SolverContext context(*schedule, model, &noise);
+        State x = x_T;
+        model.reset();
+        auto start = Clock::now();
+        solver->init(context, x, times);
+        const double init = std::chrono::duration<double>(Clock::now() - start).count() - model.seconds();
+        double first = 0, total = 0;
+        for (std::size_t i = 0; i + 1 < times.size(); ++i) {
+          model.reset();
+          start = Clock::now();
+          solver->step(context, i, times[i], times[i + 1], x);
+          const double s = std::chrono::duration<double>(Clock::now() - start).count() - model.seconds();
+          if (i == 0) first = s;
+          total += s;
+        }
+        best_init = std::min(best_init, init);
+        best_first = std::min(best_first, first);
+        best_mean = std::min(best_mean, total / steps);
+      }
+      std::printf("| %s | %ld | %.1f | %.1f | %.1f |\n", label(config).c_str(), batch, 1e6 * best_init,
+                  1e6 * best_first, 1e6 * best_mean);
+      std::fflush(stdout);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -267,13 +344,35 @@ int main(int argc, char** argv) {
                "every solver's samples x steps per second at batch 1, 256 and 65536, and 1 vs 2 "
                "threads at 65536");
   app.add_option("--repeats", repeats, "--scaling: runs per figure (the best is printed)");
+  bool fixed_costs = false;
+  std::vector<long> fixed_batches = {4096, 256};
+  app.add_flag("--fixed-costs", fixed_costs,
+               "ddim and dpm_solver at order 1: the solver's own time in init() and per step "
+               "(--steps N, default 5; --repeats)");
+  auto* batches_option = app.add_option("--batches", fixed_batches,
+                                        "--fixed-costs and --scaling: these batch sizes (--scaling: one thread)")
+                             ->delimiter(',');
   CLI11_PARSE(app, argc, argv);
+  const bool batches_given = batches_option->count() > 0;
   if (throughput_only) {
     print_throughput();
     return 0;
   }
+  if (scaling && batches_given) {
+    print_scaling_batches(only, fixed_batches, std::max(1, repeats));
+    return 0;
+  }
   if (scaling) {
     print_scaling(only, std::max(1, repeats));
+    return 0;
+  }
+  if (fixed_costs) {
+    std::vector<json> configs;
+    for (const char* algorithm : {"dpmsolver", "dpmsolver++"})
+      for (const char* method : {"singlestep", "multistep"})
+        configs.push_back(json{{"name", "dpm_solver"}, {"algorithm", algorithm}, {"method", method}, {"order", 1}});
+    configs.insert(configs.begin(), json{{"name", "ddim"}});
+    print_fixed_costs(configs, fixed_batches, steps_list.size() == 1 ? steps_list[0] : 5, std::max(1, repeats));
     return 0;
   }
 

@@ -77,8 +77,19 @@ double dpm_scale(DpmAlgorithm algorithm, const ScheduleAt& t) {
 // ---------------------------------------------------------------------------
 // Singlestep updates.
 
-void DpmSinglestep::resize(Eigen::Index rows, Eigen::Index cols) {
-  for (State* a : {&m_s_, &u1_, &eps1_, &m1_, &u2_, &eps2_, &m2_}) a->resize(rows, cols);
+void DpmSinglestep::resize(Eigen::Index rows, Eigen::Index cols, int max_order) {
+  // Only the stages up to max_order are ever written; the data predictions m only for
+  // dpmsolver++ (dpmsolver's m is eps itself). Arrays left empty cost no allocation and
+  // no first-touch page faults.
+  const bool pp = algorithm_ == DpmAlgorithm::dpmsolver_pp;
+  const auto size = [&](State& a, bool used) { a.resize(used ? rows : 0, used ? cols : 0); };
+  size(m_s_, max_order >= 2 && pp);
+  size(u1_, max_order >= 2);
+  size(eps1_, max_order >= 2);
+  size(m1_, max_order >= 2 && pp);
+  size(u2_, max_order >= 3);
+  size(eps2_, max_order >= 3);
+  size(m2_, max_order >= 3 && pp);
 }
 
 const State& DpmSinglestep::output(const ScheduleAt& at, const State& x, const State& eps,
@@ -208,17 +219,24 @@ void DpmSolver::init(SolverContext& /*context*/, const State& x, const std::vect
   if (!options_.orders.empty() && options_.orders.size() != steps_)
     throw Error("dpm_solver: orders has " + std::to_string(options_.orders.size()) + " entries but the grid has " +
                 std::to_string(steps_) + " steps");
-  single_.resize(x.rows(), x.cols());
-  eps_.resize(x.rows(), x.cols());
   const bool grid = options_.method == DpmMethod::singlestep && options_.stages == DpmStages::grid;
-  if (options_.method == DpmMethod::multistep || grid)
-    for (State& m : m_) m.resize(x.rows(), x.cols());
+  // Work arrays only for what this method and order use (see DpmSinglestep::resize).
+  const bool lambda_stages = options_.method == DpmMethod::singlestep && !grid;
+  single_.resize(lambda_stages ? x.rows() : 0, lambda_stages ? x.cols() : 0, lambda_stages ? options_.order : 1);
+  const bool eps_used = options_.method != DpmMethod::multistep || options_.algorithm == DpmAlgorithm::dpmsolver_pp;
+  eps_.resize(eps_used ? x.rows() : 0, eps_used ? x.cols() : 0);
+  // The history m: multistep dpmsolver evaluates eps into it; otherwise it holds data
+  // predictions that only steps of order >= 2 read.
+  const bool history = options_.order > 1 || (options_.method == DpmMethod::multistep &&
+                                              options_.algorithm == DpmAlgorithm::dpmsolver);
+  const bool m_used = (options_.method == DpmMethod::multistep || grid) && history;
+  for (State& m : m_) m.resize(m_used ? x.rows() : 0, m_used ? x.cols() : 0);
   if (grid) {
     grid_orders_ = options_.orders.empty()
                        ? dpm_singlestep_orders(options_.order, options_.lower_order_final, steps_)
                        : options_.orders;
-    chunk_x_.resize(x.rows(), x.cols());
-    chunk_eps_.resize(x.rows(), x.cols());
+    chunk_x_.resize(options_.order > 1 ? x.rows() : 0, options_.order > 1 ? x.cols() : 0);
+    chunk_eps_.resize(options_.order > 1 ? x.rows() : 0, options_.order > 1 ? x.cols() : 0);
   }
   chunk_len_ = 0;
   history_ = 0;
@@ -254,15 +272,21 @@ void DpmSolver::grid_singlestep(SolverContext& context, std::size_t i, const Sch
   const DpmAlgorithm algorithm = options_.algorithm;
   const std::size_t node = static_cast<std::size_t>(order - 1);
   context.eps(x, s.t, eps_);
-  if (algorithm == DpmAlgorithm::dpmsolver)
-    m_[node] = eps_;
-  else
-    m_[node] = (x - s.sigma * eps_) / s.alpha;
+  // The run's nodes are read only by steps of order >= 2; an order-1 solver keeps none.
+  const bool keep_run = options_.order > 1;
+  if (keep_run) {
+    if (algorithm == DpmAlgorithm::dpmsolver)
+      m_[node] = eps_;
+    else
+      m_[node] = (x - s.sigma * eps_) / s.alpha;
+  }
   chunk_len_ = order;
   if (order == 1) {
     chunk_s_ = s;
-    chunk_x_ = x;
-    chunk_eps_ = eps_;
+    if (keep_run) {
+      chunk_x_ = x;
+      chunk_eps_ = eps_;
+    }
     const DdimCoefficients c = ddim_coefficients(s, t, 0.0);
     x = c.x * x + c.eps * eps_;
     return;
@@ -297,7 +321,9 @@ void DpmSolver::multistep(SolverContext& context, std::size_t i, const ScheduleA
     eps_s = &m_[0];
   } else {
     context.eps(x, s.t, eps_);
-    m_[0] = (x - s.sigma * eps_) / s.alpha;
+    // The data prediction is history for the steps of order >= 2 after this one; an
+    // order-1 solver never reads it.
+    if (options_.order > 1) m_[0] = (x - s.sigma * eps_) / s.alpha;
     eps_s = &eps_;
   }
   has_end_ = true;

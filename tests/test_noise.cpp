@@ -355,6 +355,50 @@ TEST_CASE("Brownian tree gives the same path whatever the query order", "[noise]
   CHECK_FALSE(bitwise_equal(wo, wb));
 }
 
+TEST_CASE("Brownian tree's path cache gives value_rows' values bit for bit", "[noise][brownian]") {
+  // Queries as a per-sample solver makes them (decreasing, nearby, with retries), jumps,
+  // the path's ends, dyadic node points (ends and midpoints of nodes) and sub-leaf times.
+  const double t_lo = 1e-3, t_hi = 1.0;
+  const int depth = 10;
+  std::vector<double> ts = {t_hi, 0.99, 0.99, 0.985, 0.97, 0.5, 0.9, t_lo, t_hi};
+  for (int m : {1, 2, 3, 511, 512, 513, 1023})  // lattice points of depth 10
+    ts.push_back(t_lo + m * (t_hi - t_lo) / 1024.0);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> u(t_lo, t_hi);
+  double t = t_hi;
+  for (int k = 0; k < 300; ++k) {
+    t = std::max(t_lo, t - 0.02 * u(rng));
+    ts.push_back(t);
+    if (k % 7 == 0) ts.push_back(u(rng));
+  }
+  const Eigen::Index rows = 3;
+  const int dim = 2;
+  for (std::uint64_t first : {0u, 5u}) {
+    BrownianTreeNoise tree(9, t_lo, t_hi, depth, first);
+    auto cache = tree.path_cache(1, rows, dim);
+    REQUIRE(cache != nullptr);
+    for (double q : ts) {
+      for (long r = 0; r < rows; ++r) {
+        State want(1, dim), got(1, dim);
+        tree.value_rows(q, 1 + static_cast<std::uint64_t>(r), want);
+        cache->value(r, q, got.data());
+        CHECK(bitwise_equal(want, got));
+      }
+    }
+    // Increments from cached values are brownian_rows' bit for bit.
+    State w0(1, dim), w1(1, dim), inc(1, dim);
+    cache->value(0, 0.61, w0.data());
+    cache->value(0, 0.6, w1.data());
+    tree.brownian_rows(0.61, 0.6, 1, inc);
+    CHECK(bitwise_equal(State(w1 - w0), inc));
+    std::vector<double> out(dim);
+    CHECK_THROWS_AS(cache->value(0, 1.5, out.data()), Error);
+  }
+  // Sources that are no path have no cache.
+  PhiloxNoise philox(1);
+  CHECK(philox.path_cache(0, 2, 2) == nullptr);
+}
+
 TEST_CASE("Brownian tree validates its arguments", "[noise][brownian]") {
   CHECK_THROWS_AS(BrownianTreeNoise(1, 0.0, 1.0, 0), Error);
   CHECK_THROWS_AS(BrownianTreeNoise(1, 0.0, 1.0, 31), Error);

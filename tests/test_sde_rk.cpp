@@ -176,6 +176,31 @@ TEST_CASE("ggf gives each sample the same result in any batch") {
   }
 }
 
+TEST_CASE("ggf counts NFE and steps per sample, summed, whatever calls share rows") {
+  // The first round evaluates all samples at t = 1 in one call; its NFE is still one per
+  // sample, so the batch's counts are the sums of the samples' own (each in a batch of 1).
+  const State x_T = test::standard_normal_rows(6, 1, 21);
+  for (const json& config : {json{{"name", "ggf"}}, json{{"name", "ggf"}, {"h_init", 0.5}}}) {
+    for (double t_end : {1e-3, 0.0}) {
+      Summary all;
+      const State x = run_ggf(config, x_T, 0, t_end, &all, 0.0);
+      long nfe = 0, accepted = 0, rejected = 0;
+      for (long j = 0; j < x_T.rows(); ++j) {
+        Summary one;
+        const State y = run_ggf(config, x_T.middleRows(j, 1), static_cast<std::uint64_t>(j), t_end, &one, 0.0);
+        CHECK((y.row(0) == x.row(j)).all());
+        nfe += one.nfe;
+        accepted += one.accepted;
+        rejected += one.rejected;
+      }
+      CHECK(all.nfe == nfe);
+      CHECK(all.accepted == accepted);
+      CHECK(all.rejected == rejected);
+      CHECK(all.network_rows == nfe);
+    }
+  }
+}
+
 TEST_CASE("ggf stays finite down to a small t_end and to t = 0") {
   const State x_T = test::standard_normal_rows(16, 1, 4);
   CHECK(run_ggf(json{{"name", "ggf"}}, x_T, 0, 1e-5).allFinite());

@@ -119,9 +119,18 @@ void NoiseSource::value(double /*t*/, StateRef /*out*/) const {
   throw Error("noise source '" + name() + "' is not a Brownian path (use brownian_tree)");
 }
 
+void NoiseSource::value_rows(double /*t*/, std::uint64_t /*row0*/, StateRef /*out*/) const {
+  throw Error("noise source '" + name() + "' is not a Brownian path (use brownian_tree)");
+}
+
 void NoiseSource::brownian_rows(double /*t0*/, double /*t1*/, std::uint64_t /*row0*/,
                                 StateRef /*out*/) const {
   throw Error("noise source '" + name() + "' is not a Brownian path (use brownian_tree)");
+}
+
+std::unique_ptr<NoiseSource::PathCache> NoiseSource::path_cache(std::uint64_t /*row0*/, long /*rows*/,
+                                                                int /*dim*/) const {
+  return nullptr;
 }
 
 NoiseSource::PathLattice NoiseSource::lattice() const {
@@ -325,6 +334,110 @@ void BrownianTreeNoise::brownian_rows(double t0, double t1, std::uint64_t row0,
     finish(w, s, t1, wl, wr, z, row);
     for (int k = 0; k < dim; ++k) row[k] -= v0[k];
   }
+}
+
+namespace {
+
+// Per row: the descent of its last query, level by level (the node's interval, id and end
+// values as a descent enters that level), valid for levels 0 .. levels - 1.
+class TreePathCache final : public NoiseSource::PathCache {
+ public:
+  TreePathCache(std::uint64_t seed, std::uint64_t first_sample, double t_lo, double t_hi, int depth, long rows,
+                int dim)
+      : seed_(seed),
+        first_sample_(first_sample),
+        t_lo_(t_lo),
+        t_hi_(t_hi),
+        depth_(depth),
+        dim_(dim),
+        stride_(static_cast<std::size_t>(depth + 1)),
+        levels_(static_cast<std::size_t>(rows), 0),
+        states_(static_cast<std::size_t>(rows) * stride_),
+        ends_(static_cast<std::size_t>(rows) * stride_ * 2 * static_cast<std::size_t>(dim)),
+        z_(static_cast<std::size_t>(dim)) {}
+
+  void value(long r, double t, double* out) override {
+    check_in_range(t, t_lo_, t_hi_);
+    const int d = dim_;
+    if (d == 0) return;
+    const auto row = static_cast<std::size_t>(r);
+    TreeState* states = &states_[row * stride_];
+    double* ends = &ends_[row * stride_ * 2 * static_cast<std::size_t>(d)];
+    const auto wl_at = [&](int level) { return ends + static_cast<std::size_t>(level) * 2 * static_cast<std::size_t>(d); };
+    const TreeWalk w{seed_, first_sample_ + static_cast<std::uint64_t>(r), depth_, d};
+    int& levels = levels_[row];
+    if (levels == 0) {  // the root: as value_rows
+      root(w, t_lo_, t_hi_, wl_at(0), wl_at(0) + d);
+      states[0] = TreeState{t_lo_, t_hi_, 1u, 0};
+      levels = 1;
+    }
+    // The deepest remembered level whose node holds t strictly inside: a fresh descent
+    // enters it in exactly this state (t is no end or midpoint of any node above it).
+    int k = 0;
+    while (k + 1 < levels && states[k + 1].l < t && t < states[k + 1].r) ++k;
+    // From there on as finish(), remembering each level entered.
+    TreeState s = states[k];
+    double* wl = wl_at(k);
+    double* wr = wl + d;
+    double* z = z_.data();
+    for (;;) {
+      levels = s.level + 1;
+      if (t == s.l) {
+        std::copy(wl, wl + d, out);
+        return;
+      }
+      if (t == s.r) {
+        std::copy(wr, wr + d, out);
+        return;
+      }
+      if (s.level == depth_) {
+        const double a = (t - s.l) / (s.r - s.l);
+        for (int j = 0; j < d; ++j) out[j] = wl[j] + a * (wr[j] - wl[j]);
+        return;
+      }
+      const double m = 0.5 * (s.l + s.r);
+      const double scale = std::sqrt(0.25 * (s.r - s.l));
+      philox_normals(w.seed, NoiseStream::brownian_tree, w.sample, s.node, z, d);
+      for (int j = 0; j < d; ++j) z[j] = 0.5 * (wl[j] + wr[j]) + scale * z[j];  // W(m)
+      if (t == m) {
+        std::copy(z, z + d, out);
+        return;
+      }
+      double* nl = wl_at(s.level + 1);
+      double* nr = nl + d;
+      if (t < m) {
+        std::copy(wl, wl + d, nl);
+        std::copy(z, z + d, nr);
+        s.r = m;
+        s.node = 2 * s.node;
+      } else {
+        std::copy(z, z + d, nl);
+        std::copy(wr, wr + d, nr);
+        s.l = m;
+        s.node = 2 * s.node + 1;
+      }
+      ++s.level;
+      states[s.level] = s;
+      wl = nl;
+      wr = nr;
+    }
+  }
+
+ private:
+  std::uint64_t seed_, first_sample_;
+  double t_lo_, t_hi_;
+  int depth_, dim_;
+  std::size_t stride_;
+  std::vector<int> levels_;
+  std::vector<TreeState> states_;
+  std::vector<double> ends_;
+  std::vector<double> z_;
+};
+
+}  // namespace
+
+std::unique_ptr<NoiseSource::PathCache> BrownianTreeNoise::path_cache(std::uint64_t row0, long rows, int dim) const {
+  return std::make_unique<TreePathCache>(seed_, first_sample_ + row0, t_lo_, t_hi_, depth_, rows, dim);
 }
 
 // ----------------------------------------------------------------------------------------

@@ -70,8 +70,23 @@ class NoiseSource {
   virtual bool is_path() const { return false; }
   // W(t) - W(t_lo) for every sample.
   virtual void value(double t, StateRef out) const;
-  // W(t1) - W(t0) for a sub-batch: row r of `out` is row row0 + r of this source's batch.
+  // W(t) - W(t_lo) for a sub-batch: row r of `out` is row row0 + r of this source's batch.
+  virtual void value_rows(double t, std::uint64_t row0, StateRef out) const;
+  // W(t1) - W(t0) for a sub-batch: row r of `out` is row row0 + r of this source's batch;
+  // bit for bit value_rows(t1) - value_rows(t0).
   virtual void brownian_rows(double t0, double t1, std::uint64_t row0, StateRef out) const;
+  // Values of W for rows row0 .. row0 + rows - 1 (dim values each), queried one row and
+  // one time at a time, as a solver that steps each sample on its own asks for them. What
+  // it returns is bit for bit value_rows'; it may remember work between queries of a row
+  // (the Brownian tree keeps each row's last descent). nullptr where the source has no
+  // such cache (the default; value_rows then serves).
+  class PathCache {
+   public:
+    virtual ~PathCache() = default;
+    // W(t) - W(t_lo) of row row0 + r into out[0 .. dim - 1].
+    virtual void value(long r, double t, double* out) = 0;
+  };
+  virtual std::unique_ptr<PathCache> path_cache(std::uint64_t row0, long rows, int dim) const;
   // Where the path lives: W is exact in law at t_lo + m (t_hi - t_lo) 2^-depth and
   // linear between those points.
   struct PathLattice {
@@ -118,8 +133,13 @@ class BrownianTreeNoise final : public NoiseSource {
   void value(double t, StateRef out) const override;
   // The same for a sub-batch: row r of `out` is sample first_sample + row0 + r (used by
   // solvers that step each sample on its own times, e.g. ggf).
-  void value_rows(double t, std::uint64_t row0, StateRef out) const;
+  void value_rows(double t, std::uint64_t row0, StateRef out) const override;
   void brownian_rows(double t0, double t1, std::uint64_t row0, StateRef out) const override;
+  // Keeps each row's last descent (its nodes' intervals and end values, level by level), so
+  // that a query redoes only the levels below the deepest node that holds both it and the
+  // last query: about log2((t_hi - t_lo) / |t - t_last|) levels fewer. Memory: rows x
+  // (depth + 1) x (2 dim + 3) doubles.
+  std::unique_ptr<PathCache> path_cache(std::uint64_t row0, long rows, int dim) const override;
   PathLattice lattice() const override { return {t_lo_, t_hi_, depth_}; }
   double t_lo() const { return t_lo_; }
   double t_hi() const { return t_hi_; }

@@ -93,10 +93,11 @@ class SolverContext {
     if (capture_ != nullptr) capture(0, x, t, out);
   }
   // eps for x holding the solver's rows row .. row + x.rows() - 1 only (a solver that steps
-  // each sample on its own); one function evaluation.
-  void eps_rows(long row, const ConstStateRef& x, double t, StateRef out) {
+  // each sample on its own); counted as `evaluations` function evaluations (a solver that
+  // counts them per sample, SolverTraits::per_sample_steps, passes x.rows()).
+  void eps_rows(long row, const ConstStateRef& x, double t, StateRef out, long evaluations = 1) {
     model_.eps_rows(x, t, rows_.sub(row), out);
-    ++nfe_;
+    nfe_ += evaluations;
     network_rows_ += model_.network_rows(static_cast<long>(x.rows()), t);
     if (capture_ != nullptr) capture(row, x, t, out);
   }

@@ -88,7 +88,8 @@ class DpmSinglestep {
  public:
   explicit DpmSinglestep(DpmAlgorithm algorithm) : algorithm_(algorithm) {}
   DpmAlgorithm algorithm() const { return algorithm_; }
-  void resize(Eigen::Index rows, Eigen::Index cols);
+  // Work arrays for steps of order <= max_order (default 3: every order).
+  void resize(Eigen::Index rows, Eigen::Index cols, int max_order = 3);
 
   // One singlestep update of order 1, 2 or 3 from s to t, given eps_s = eps(x, s) (already
   // evaluated and counted): order - 1 further evaluations at the stages. Writes x_t into

@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "diffsde/noise.hpp"
 #include "diffsde/solver.hpp"
+#include "diffsde/vector_field.hpp"
 
 namespace diffsde {
 
@@ -33,10 +35,22 @@ class GgfSolver final : public Solver {
   void step(SolverContext& context, std::size_t i, double t0, double t1, State& x) override;
 
  private:
+  // W(t) of row r into out (one row).
+  void path_value(const NoiseSource& path, Eigen::Index r, double t, StateRef out);
+  void evaluate_grouped(SolverContext& context, const std::vector<Eigen::Index>& rows,
+                        const std::vector<double>& times, const State& in, State& out);
+
   GgfOptions opt_;
-  std::vector<double> h_;  // per sample: next step size
-  State x_prev_;           // per sample: x' of its last accepted step
-  State xr_, eps_, f0_, xp_, xpp_, dw_;
+  std::unique_ptr<NoiseSource::PathCache> path_cache_;  // null: value_rows
+  std::vector<double> h_;              // per sample: next step size
+  std::vector<double> t_, tn_;         // per sample: the attempt's start and end
+  std::vector<long> attempts_;         // per sample: attempts in this interval
+  std::vector<FieldAt> c0_, c1_;       // per sample: the field at t_ and tn_
+  std::vector<Eigen::Index> active_;   // the samples still short of the interval's end
+  State x_prev_;                       // per sample: x' of its last accepted step
+  State w_, wn_all_;                   // per sample: W(t_) and W(tn_)
+  State eps_all_, f0_all_, xp_all_, dw_all_;  // per sample: the attempt's work
+  State xr_, eps_, f0_, xp_, xpp_, dw_, wn_;  // one sample's row (the per-sample arithmetic)
 };
 
 }  // namespace diffsde
