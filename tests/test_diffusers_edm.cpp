@@ -88,26 +88,6 @@ Run run(const json& config, double sigma_data) {
   return r;
 }
 
-// Standard normals in the layout of a replay file (draws, batch, dim), written to `file`.
-NpyArray write_draws(const std::string& file, std::size_t count, long batch, long dim, unsigned long seed) {
-  NpyArray draws;
-  draws.shape = {count, static_cast<std::size_t>(batch), static_cast<std::size_t>(dim)};
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal;
-  for (std::size_t k = 0; k < count * static_cast<std::size_t>(batch * dim); ++k) draws.data.push_back(normal(rng));
-  write_npy(file, draws);
-  return draws;
-}
-
-State draw(const NpyArray& draws, std::size_t k, long batch, long dim) {
-  State z(batch, dim);
-  for (long b = 0; b < batch; ++b)
-    for (long d = 0; d < dim; ++d)
-      z(b, d) = draws.data[(k * static_cast<std::size_t>(batch) + static_cast<std::size_t>(b)) *
-                               static_cast<std::size_t>(dim) +
-                           static_cast<std::size_t>(d)];
-  return z;
-}
 
 std::string error_path(const json& config) {
   try {

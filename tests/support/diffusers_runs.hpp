@@ -6,12 +6,14 @@
 #include <Eigen/Dense>
 #include <cmath>
 #include <memory>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "diffsde/config.hpp"
 #include "diffsde/diffusers_config.hpp"
+#include "diffsde/npy.hpp"
 #include "diffsde/registry.hpp"
 #include "diffsde/schedule.hpp"
 #include "support/diffusers_reference.hpp"
@@ -85,6 +87,28 @@ inline Network network(const nlohmann::json& schedule_json) {
   net.model = model_registry().create(nlohmann::json{{"name", "gmm"}}, "model", BuildContext{net.schedule, ""});
   net.n = dynamic_cast<const VpDiscreteSchedule&>(*net.schedule).num_steps();
   return net;
+}
+
+// Standard normals in the layout of a replay file (draws, batch, dim), written to `file`.
+inline NpyArray write_draws(const std::string& file, std::size_t count, long batch, long dim, unsigned long seed) {
+  NpyArray draws;
+  draws.shape = {count, static_cast<std::size_t>(batch), static_cast<std::size_t>(dim)};
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  for (std::size_t k = 0; k < count * static_cast<std::size_t>(batch * dim); ++k) draws.data.push_back(normal(rng));
+  write_npy(file, draws);
+  return draws;
+}
+
+// Draw k of a replay array, batch x dim.
+inline State draw(const NpyArray& draws, std::size_t k, long batch, long dim) {
+  State z(batch, dim);
+  for (long b = 0; b < batch; ++b)
+    for (long d = 0; d < dim; ++d)
+      z(b, d) = draws.data[(k * static_cast<std::size_t>(batch) + static_cast<std::size_t>(b)) *
+                               static_cast<std::size_t>(dim) +
+                           static_cast<std::size_t>(d)];
+  return z;
 }
 
 inline double max_rel(const State& a, const State& b) { return ((a - b).abs() / b.abs().max(1e-3)).maxCoeff(); }
