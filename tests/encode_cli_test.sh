@@ -4,21 +4,6 @@
 # input that names its place, exits 2 and writes nothing; a run that breaks down exits 1.
 source "$(dirname "$0")/cli_common.sh" "$1"
 
-# write_npy FILE ROWS COLS V1 V2 ...: a float64 C-order .npy, with the standard library only.
-write_npy() {
-  /usr/bin/python3 - "$@" <<'PY'
-import struct, sys
-path, rows, cols = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-values = [float(v) for v in sys.argv[4:]]
-assert len(values) == rows * cols
-header = "{'descr': '<f8', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
-header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
-with open(path, "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1"))
-    f.write(struct.pack("<%dd" % len(values), *values))
-PY
-}
-
 # Gaussian data N(mu, sd^2) per axis on vp_linear (beta0 = 0.1, beta1 = 20).
 model='{"name":"gaussian","mean":[0.5,-1.0],"std":[0.6,1.2]}'
 grid='{"name":"logSNR","t_start":1,"t_end":0.01,"steps":100}'

@@ -4,22 +4,6 @@
 # names its place, exits 2 and writes nothing.
 source "$(dirname "$0")/cli_common.sh" "$1"
 
-
-# write_npy FILE ROWS COLS V1 V2 ...: a float64 C-order .npy, with the standard library only.
-write_npy() {
-  /usr/bin/python3 - "$@" <<'PY'
-import struct, sys
-path, rows, cols = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-values = [float(v) for v in sys.argv[4:]]
-assert len(values) == rows * cols
-header = "{'descr': '<f8', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
-header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
-with open(path, "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1"))
-    f.write(struct.pack("<%dd" % len(values), *values))
-PY
-}
-
 # jsonl_check FILE ROWS KEYS...: every line is a JSON object with the keys, indices in order.
 jsonl_check() {
   /usr/bin/python3 - "$@" <<'PY'
