@@ -17,10 +17,13 @@
 #include "diffsde/schedule.hpp"
 #include "diffsde/scores/analytic.hpp"
 #include "diffsde/vlb.hpp"
+#include "support/analytic_data.hpp"
 #include "support/exact.hpp"
 #include "support/fixtures.hpp"
 
 using namespace diffsde;
+using diffsde::test::gmm_data;
+using diffsde::test::log_density;
 using nlohmann::json;
 
 namespace {
@@ -42,25 +45,6 @@ State gaussian_data(const GaussianModel& m, long n, std::uint64_t seed) {
   for (Eigen::Index r = 0; r < n; ++r)
     z.row(r) = m.mean().transpose().array() + m.std().transpose().array() * z.row(r);
   return z;
-}
-
-// Rows drawn from a mixture's data distribution.
-State gmm_data(const GmmModel& m, long n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::discrete_distribution<int> pick(m.weights().data(), m.weights().data() + m.weights().size());
-  std::normal_distribution<double> z;
-  State x(n, m.dim());
-  for (long r = 0; r < n; ++r) {
-    const int k = pick(rng);
-    for (int j = 0; j < m.dim(); ++j) x(r, j) = m.means()(k, j) + m.stds()(k, j) * z(rng);
-  }
-  return x;
-}
-
-BatchVector log_density(const AnalyticModel& m, const State& x, double t) {
-  BatchVector out(x.rows());
-  m.log_density(x, t, out);
-  return out;
 }
 
 LikelihoodOptions tight(TraceMethod trace = TraceMethod::exact) {

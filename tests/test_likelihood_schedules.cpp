@@ -17,9 +17,12 @@
 #include "diffsde/likelihood_config.hpp"
 #include "diffsde/schedule.hpp"
 #include "diffsde/scores/analytic.hpp"
+#include "support/analytic_data.hpp"
 #include "support/exact.hpp"
 
 using namespace diffsde;
+using diffsde::test::gmm_data;
+using diffsde::test::log_density;
 using nlohmann::json;
 
 namespace {
@@ -47,24 +50,6 @@ State gaussian_data(long n, std::uint64_t seed) {
   State z = test::standard_normal_rows(n, 3, seed);
   for (Eigen::Index r = 0; r < n; ++r) z.row(r) = kMean.transpose().array() + kStd.transpose().array() * z.row(r);
   return z;
-}
-
-State gmm_data(const GmmModel& m, long n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::discrete_distribution<int> pick(m.weights().data(), m.weights().data() + m.weights().size());
-  std::normal_distribution<double> z;
-  State x(n, m.dim());
-  for (long r = 0; r < n; ++r) {
-    const int k = pick(rng);
-    for (int j = 0; j < m.dim(); ++j) x(r, j) = m.means()(k, j) + m.stds()(k, j) * z(rng);
-  }
-  return x;
-}
-
-BatchVector log_density(const AnalyticModel& m, const State& x, double t) {
-  BatchVector out(x.rows());
-  m.log_density(x, t, out);
-  return out;
 }
 
 LikelihoodOptions tight(const Case& c, TraceMethod trace = TraceMethod::exact) {
