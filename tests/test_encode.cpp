@@ -78,20 +78,10 @@ std::vector<double> two_sided_grid(const Schedule& schedule, double t_hi, double
 
 bool encodes(const SolverTraits& traits) { return !traits.stochastic && !traits.needs_decreasing_grid; }
 
-// The schedules, each with the span an order test uses (as tests/test_schedules_general.cpp).
-struct Case {
-  std::string label;
-  std::shared_ptr<Schedule> schedule;
-  double t_hi, t_lo;
-};
-
-std::vector<Case> general_cases() {
-  return {{"ve", std::make_shared<VeSchedule>(0.01, 50.0), 1.0, 0.1},
-          {"subvp", std::make_shared<SubVpSchedule>(0.1, 20.0), 1.0, 0.2},
-          {"edm", std::make_shared<EdmSchedule>(0.002, 80.0), 3.0, 0.3},
-          {"flow", std::make_shared<FlowSchedule>(1.0), 0.8, 0.05},
-          {"flow shift 3", std::make_shared<FlowSchedule>(3.0), 0.6, 0.05}};
-}
+// The schedules, each with the span an order test uses (support/orders.hpp): t_start is the
+// noise end, where the encoding arrives, t_end the data end.
+using Case = test::ScheduleCase;
+std::vector<Case> general_cases() { return test::general_schedule_cases(); }
 
 // Encoding and round-trip errors of one solver configuration at the step counts given.
 struct Errors {
@@ -101,18 +91,18 @@ struct Errors {
 Errors measure(const json& config, const Case& c, const Model& model, const State& data,
                const std::vector<int>& step_counts) {
   Errors out;
-  const State z_exact = exact_flow(*c.schedule, kMu, kSd, data, c.t_lo, c.t_hi);
+  const State z_exact = exact_flow(*c.schedule, kMu, kSd, data, c.t_end, c.t_start);
   for (int steps : step_counts) {
     auto solver = solver_registry().create(config, "solver");
-    const std::vector<double> grid = two_sided_grid(*c.schedule, c.t_hi, c.t_lo, steps, solver->traits());
+    const std::vector<double> grid = two_sided_grid(*c.schedule, c.t_start, c.t_end, steps, solver->traits());
     State x = data;
     const Summary s = encode(*solver, *c.schedule, model, grid, x);
-    REQUIRE(s.t_start == c.t_lo);
-    REQUIRE(s.t_end == c.t_hi);
+    REQUIRE(s.t_start == c.t_end);
+    REQUIRE(s.t_end == c.t_start);
     out.encode.push_back((x - z_exact).abs().maxCoeff());
     decode(*solver, *c.schedule, model, grid, x);
     out.round_trip.push_back((x - data).abs().maxCoeff());
-    out.hs.push_back((c.t_hi - c.t_lo) / steps);
+    out.hs.push_back((c.t_start - c.t_end) / steps);
   }
   return out;
 }
@@ -150,7 +140,7 @@ double encoding_order(const json& config, const SolverTraits& traits) {
 TEST_CASE("Every deterministic solver that runs forwards encodes at its declared order on vp_linear, and round-trips") {
   const test::OrderProblem p;
   const Case c{"vp_linear", p.schedule, p.t_start, p.t_end};
-  const State data = marginal_samples(*c.schedule, c.t_lo, 64, 1);
+  const State data = marginal_samples(*c.schedule, c.t_end, 64, 1);
   int tested = 0;
   std::vector<std::string> names;
   for (const json& config : test::all_solver_variants()) {
@@ -192,8 +182,8 @@ TEST_CASE("Every any_schedule deterministic solver encodes at its order on ve, s
   int tested = 0;
   for (const Case& c : general_cases()) {
     GaussianModel model(c.schedule, kMu, kSd);
-    const State data = marginal_samples(*c.schedule, c.t_lo, 32, 2);
-    const double scale = 1 + exact_flow(*c.schedule, kMu, kSd, data, c.t_lo, c.t_hi).abs().maxCoeff();
+    const State data = marginal_samples(*c.schedule, c.t_end, 32, 2);
+    const double scale = 1 + exact_flow(*c.schedule, kMu, kSd, data, c.t_end, c.t_start).abs().maxCoeff();
     for (const json& config : test::all_solver_variants()) {
       const SolverTraits traits = solver_registry().create(config, "solver")->traits();
       if (!encodes(traits) || !traits.any_schedule) continue;
@@ -231,7 +221,7 @@ TEST_CASE("Every any_schedule deterministic solver encodes at its order on ve, s
 TEST_CASE("pf_ode at tight tolerances encodes and round-trips to its tolerance") {
   const test::OrderProblem p;
   const Case c{"vp_linear", p.schedule, 1.0, 1e-3};
-  const State data = marginal_samples(*c.schedule, c.t_lo, 16, 3);
+  const State data = marginal_samples(*c.schedule, c.t_end, 16, 3);
   for (const char* stepper : {"dopri5", "cash_karp54", "fehlberg78", "bulirsch_stoer"}) {
     for (double tol : {1e-6, 1e-10}) {
       INFO(stepper << " at rtol = atol = " << tol);

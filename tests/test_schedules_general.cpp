@@ -74,19 +74,8 @@ void check_against_closed_form(const Schedule& s, const Closed& c, const std::ve
 }
 
 // The schedules the general tests run on, each with the span an order test uses.
-struct Case {
-  std::string label;
-  std::shared_ptr<Schedule> schedule;
-  double t_start, t_end;
-};
-
-std::vector<Case> general_cases() {
-  return {{"ve", std::make_shared<VeSchedule>(0.01, 50.0), 1.0, 0.1},
-          {"subvp", std::make_shared<SubVpSchedule>(0.1, 20.0), 1.0, 0.2},
-          {"edm", std::make_shared<EdmSchedule>(0.002, 80.0), 3.0, 0.3},
-          {"flow", std::make_shared<FlowSchedule>(1.0), 0.8, 0.05},
-          {"flow shift 3", std::make_shared<FlowSchedule>(3.0), 0.6, 0.05}};
-}
+using Case = test::ScheduleCase;
+std::vector<Case> general_cases() { return test::general_schedule_cases(); }
 
 // The exact PF-ODE flow of N(mu, sd^2) data per axis on any (alpha, sigma):
 // z = (x - alpha mu)/sqrt(alpha^2 sd^2 + sigma^2) is constant along it.

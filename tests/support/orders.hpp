@@ -7,6 +7,7 @@
 #include <cmath>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "diffsde/grid.hpp"
@@ -88,6 +89,22 @@ inline std::vector<double> graded_order_test_grid(const Schedule& schedule, doub
   const int rest = std::max(1, static_cast<int>(std::lround((start - t_end) / h)));
   for (int i = 1; i <= rest; ++i) t.push_back(i == rest ? t_end : start - (start - t_end) * i / rest);
   return t;
+}
+
+// The general schedules (ve, subvp, edm, flow with shift 1 and 3), each with the span the
+// order tests on them use: from t_start (the noise end) to t_end.
+struct ScheduleCase {
+  std::string label;
+  std::shared_ptr<Schedule> schedule;
+  double t_start, t_end;
+};
+
+inline std::vector<ScheduleCase> general_schedule_cases() {
+  return {{"ve", std::make_shared<VeSchedule>(0.01, 50.0), 1.0, 0.1},
+          {"subvp", std::make_shared<SubVpSchedule>(0.1, 20.0), 1.0, 0.2},
+          {"edm", std::make_shared<EdmSchedule>(0.002, 80.0), 3.0, 0.3},
+          {"flow", std::make_shared<FlowSchedule>(1.0), 0.8, 0.05},
+          {"flow shift 3", std::make_shared<FlowSchedule>(3.0), 0.6, 0.05}};
 }
 
 }  // namespace diffsde::test
