@@ -331,3 +331,32 @@ TEST_CASE("unipc, deis and ipndm config errors name their paths") {
   CHECK(bad({{"name", "ipndm"}, {"order", 0}}) == "solver.order");
   CHECK(bad({{"name", "ipndm"}, {"stepper", "rk4"}}) == "solver.stepper");
 }
+
+TEST_CASE("ipndm and lms are one method: the same samples to rounding, except on a final step to t = 0") {
+  // Both are Adams-Bashforth in sigma/alpha with the exact Lagrange weights
+  // (docs/solvers/multistep.md#ipndm, docs/solvers/k_diffusion.md#lms); ipndm takes a final
+  // step to t = 0 as a DDIM step, lms with its own formula.
+  auto schedule = std::make_shared<VpLinearSchedule>();
+  const GmmModel model = GmmModel::builtin_2d(schedule);
+  const auto run = [&](const char* name, int order, double t_end) {
+    GridSpan span;
+    span.t_start = 1.0;
+    span.t_end = t_end;
+    span.steps = 12;
+    span.t_last = 1e-3;
+    State x = test::standard_normal_rows(64, 2, 1);
+    integrate(*solver_registry().create(json{{"name", name}, {"order", order}}, "solver"), *schedule, model,
+              LogSnrGrid(span).times(*schedule), x, nullptr);
+    return x;
+  };
+  for (int order = 1; order <= 4; ++order) {
+    INFO("order " << order);
+    const State a = run("ipndm", order, 1e-3), b = run("lms", order, 1e-3);
+    CHECK((a - b).abs().maxCoeff() < 1e-12 * (1 + a.abs().maxCoeff()));
+    if (order > 1) {
+      // To t = 0 the last steps differ (DDIM against the order-k formula).
+      const State c = run("ipndm", order, 0.0), d = run("lms", order, 0.0);
+      CHECK((c - d).abs().maxCoeff() > 1e-6);
+    }
+  }
+}
